@@ -1,0 +1,73 @@
+"""jupyter_complete: stream text completions (``POST /v1/complete``) into Jupyter.
+
+``%load_ext jupyter_complete`` registers the ``%%complete`` magic. The Python API::
+
+    from jupyter_complete import Client
+    client = Client()   # ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, else the built-in model
+    with client.completions.create(prompt="\\n\\nHuman: Hi\\n\\nAssistant:", stream=True) as s:
+        for text in s.text_stream:
+            print(text, end="")
+
+Importing this package is cheap: the client, widgets and the local model load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import errors
+    from .client import Client
+    from .completion import Completion
+    from .explorer import Explorer
+    from .panel import Panel
+    from .settings import CompletionSettings
+    from .streaming import CompletionStream
+
+# name -> module that defines it; imported on first attribute access (PEP 562).
+_LAZY = {
+    "Client": ".client",
+    "Completion": ".completion",
+    "CompletionStream": ".streaming",
+    "CompletionSettings": ".settings",
+    "Panel": ".panel",
+    "Explorer": ".explorer",
+}
+
+__all__ = [
+    "Client",
+    "Completion",
+    "CompletionSettings",
+    "CompletionStream",
+    "Explorer",
+    "Panel",
+    "__version__",
+    "errors",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        return importlib.import_module(".errors", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'jupyter_complete' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_complete``: register the ``%%complete`` magics."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext jupyter_complete``: remove the magics."""
+    from .magics import unload
+
+    unload(ipython)

@@ -1,0 +1,30 @@
+"""Defaults shared by the client, the magic and the local server (one place to change them)."""
+
+from __future__ import annotations
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+
+#: The official SDK's defaults (protocol.md 5.1): 600 s read, 5 s connect, 2 retries.
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_RETRIES = 2
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+#: A server's Retry-After is obeyed only inside (0, MAX_RETRY_AFTER] seconds, as the SDK does.
+MAX_RETRY_AFTER = 60.0
+
+HUMAN_PROMPT = "\n\nHuman:"
+AI_PROMPT = "\n\nAssistant:"
+
+ENV_API_KEY = "ANTHROPIC_API_KEY"
+ENV_BASE_URL = "ANTHROPIC_BASE_URL"
+ENV_MODEL_PATH = "JUPYTER_COMPLETE_MODEL_PATH"
+ENV_LOG = "JUPYTER_COMPLETE_LOG"
+ENV_RAISE_ERRORS = "JUPYTER_COMPLETE_RAISE_ERRORS"
+
+#: Model used against the real API when the user names none. Text Completions is a legacy
+#: endpoint, so this is the last model family documented for it.
+DEFAULT_REMOTE_MODEL = "claude-2.1"
+#: Name the built-in local server reports in its responses.
+LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"

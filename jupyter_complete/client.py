@@ -1,0 +1,386 @@
+"""`Client`: talks to a `/v1/complete` endpoint (Anthropic, a gateway, or the built-in model).
+
+Endpoint resolution, in order: the ``base_url`` argument, ``ANTHROPIC_BASE_URL``, the Anthropic
+API when a key is given (argument or ``ANTHROPIC_API_KEY``), else the built-in local server,
+started in-process on first use.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from functools import cached_property
+from typing import Any, Literal, overload
+
+import requests
+
+from . import _constants as C
+from .completion import Completion
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    class_for_status,
+)
+from .settings import check_params
+from .streaming import CompletionStream
+
+log = logging.getLogger("jupyter_complete")
+if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
+    logging.basicConfig()
+    log.setLevel(os.environ[C.ENV_LOG].upper())
+
+_RETRY_STATUSES = {408, 409, 429}
+_SPEC_FIELDS = (
+    "model", "prompt", "max_tokens_to_sample", "stop_sequences", "temperature", "top_k",
+    "top_p", "metadata", "stream",
+)
+
+
+class _Secret:
+    """Holds the API key so that no repr, log line or traceback local can show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    __str__ = __repr__
+
+
+class _KeyAuth(requests.auth.AuthBase):
+    """Adds ``x-api-key`` at the last moment, so request-building code never holds the key."""
+
+    def __init__(self, secret: _Secret) -> None:
+        self._secret = secret
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["x-api-key"] = self._secret.reveal()
+        return r
+
+    def __repr__(self) -> str:
+        return "<api key>"
+
+
+class Completions:
+    """``client.completions``: the ``create`` call, shaped like the official SDK's."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @overload
+    def create(
+        self, *, prompt: str, stream: Literal[False] = False, **kwargs: Any
+    ) -> Completion: ...
+
+    @overload
+    def create(self, *, prompt: str, stream: Literal[True], **kwargs: Any) -> CompletionStream: ...
+
+    def create(
+        self,
+        *,
+        prompt: str,
+        model: str | None = None,
+        max_tokens_to_sample: int = 256,
+        stop_sequences: list[str] | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        betas: list[str] | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+    ) -> Completion | CompletionStream:
+        """Send a completion request; a `Completion`, or a `CompletionStream` if ``stream``.
+
+        Parameters are checked against the spec's ranges before anything is sent; a bad one
+        raises `~jupyter_complete.errors.InvalidParameterError`. Unset (None) values are left
+        out of the body, so the server's defaults apply.
+        """
+        body: dict[str, Any] = {
+            "model": model or self._client.default_model,
+            "prompt": prompt,
+            "max_tokens_to_sample": max_tokens_to_sample,
+            "stop_sequences": list(stop_sequences) if stop_sequences else None,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "metadata": metadata,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        check_params(body)
+        if stream:
+            body["stream"] = True
+        headers = {"anthropic-beta": ",".join(betas)} if betas else {}
+        return self._client._complete(body, headers=headers, stream=stream, timeout=timeout)
+
+
+class Client:
+    """A client for ``POST /v1/complete``.
+
+    Args:
+        api_key: the key sent as ``x-api-key``; default ``ANTHROPIC_API_KEY``.
+        base_url: the server; default ``ANTHROPIC_BASE_URL``, else the Anthropic API when a
+            key is set, else the built-in local server.
+        timeout: read timeout in seconds: the longest silence allowed between bytes.
+        connect_timeout: seconds allowed to open the connection.
+        max_retries: retries for connection errors, timeouts, 408, 409, 429 and >= 500.
+        default_headers: extra headers sent with every request.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = C.DEFAULT_TIMEOUT,
+        connect_timeout: float = C.DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        default_headers: dict[str, str] | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
+        self._key: _Secret | None = _Secret(key) if key else None
+        self._base_url: str | None = (base_url or os.environ.get(C.ENV_BASE_URL) or None)
+        if self._base_url is None and self._key is not None:
+            self._base_url = C.DEFAULT_BASE_URL
+        self._local = self._base_url is None
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_retries = int(max_retries)
+        self.default_headers = dict(default_headers or {})
+        self._session: requests.Session | None = None
+
+    # -- endpoint ----------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        """True when this client talks to the built-in local model."""
+        return self._local
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL (starts the built-in server if that is the endpoint)."""
+        if self._base_url is None:
+            from .local.embedded import ensure_started  # lazy: llama_cpp only when needed
+
+            url, key = ensure_started()
+            self._base_url, self._key = url, _Secret(key)
+        return self._base_url
+
+    @property
+    def default_model(self) -> str:
+        """The model used when a request names none."""
+        return C.LOCAL_MODEL_NAME if self._local else C.DEFAULT_REMOTE_MODEL
+
+    @cached_property
+    def completions(self) -> Completions:
+        """``client.completions.create(...)``."""
+        return Completions(self)
+
+    def _url(self, path: str) -> str:
+        # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does.
+        return self.base_url.rstrip("/") + path
+
+    def _get_session(self) -> requests.Session:
+        if self._session is None:
+            s = requests.Session()
+            s.trust_env = False if self._local else s.trust_env  # never proxy loopback
+            self._session = s
+        return self._session
+
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        return {
+            "anthropic-version": C.ANTHROPIC_VERSION,
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": "jupyter_complete/0.1 (python)",
+            **self.default_headers,
+            **extra,
+        }
+
+    # -- requests ----------------------------------------------------------------------
+    def _complete(
+        self, body: dict[str, Any], *, headers: dict[str, str], stream: bool,
+        timeout: float | None, path: str = "/v1/complete",
+    ) -> Completion | CompletionStream:
+        started = time.monotonic()
+        params = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
+        response = self._send(path, body, headers, stream=stream, timeout=timeout)
+        if stream:
+            return CompletionStream(response, started=started, params=params)
+        return self._parse_body(response, started, params)
+
+    def _parse_body(
+        self, response: requests.Response, started: float, params: dict[str, Any]
+    ) -> Completion:
+        rid = response.headers.get("request-id")
+        try:
+            data = response.json()
+        except ValueError as err:
+            raise APIResponseValidationError(
+                f"The server's answer is not JSON ({response.text[:80]!r})", request_id=rid
+            ) from err
+        if not isinstance(data, dict):
+            raise APIResponseValidationError("The server's answer is not a JSON object",
+                                             request_id=rid)
+        result = Completion.from_wire(data, request_id=rid)
+        result.elapsed = time.monotonic() - started
+        result.params = params
+        return result
+
+    def _send(
+        self, path: str, body: dict[str, Any], headers: dict[str, str], *, stream: bool,
+        timeout: float | None,
+    ) -> requests.Response:
+        """POST with retries. Only the initial response is retried, never a started stream."""
+        url = self._url(path)
+        session = self._get_session()
+        data = json.dumps(body).encode()
+        read_timeout = self.timeout if timeout is None else timeout
+        auth = _KeyAuth(self._key) if self._key is not None else None
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            log.debug("POST %s attempt %d", url, attempt + 1)
+            try:
+                response = session.post(
+                    url, data=data, headers=self._headers(headers), auth=auth,
+                    stream=True, timeout=(self.connect_timeout, read_timeout),
+                )
+                if response.status_code < 400 and not stream:
+                    response.content  # read the body inside the attempt: it may time out
+            except requests.Timeout as err:
+                if last:
+                    raise APITimeoutError(f"No answer from {url} within the timeout") from err
+                self._sleep(self._retry_delay(None, attempt))
+                continue
+            except requests.RequestException as err:
+                if last:
+                    raise APIConnectionError(
+                        f"Could not connect to {url} ({_reason(err)})"
+                    ) from err
+                self._sleep(self._retry_delay(None, attempt))
+                continue
+            if response.status_code < 400:
+                return response
+            error = _status_error(response)
+            if not last and _should_retry(response):
+                response.close()
+                self._sleep(self._retry_delay(response.headers, attempt))
+                continue
+            response.close()
+            raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(self, headers: Any, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt + 1``: the server's word if sane, else backoff."""
+        after = _retry_after(headers) if headers is not None else None
+        if after is not None and 0 < after <= C.MAX_RETRY_AFTER:
+            return after
+        return min(C.INITIAL_RETRY_DELAY * 2**attempt, C.MAX_RETRY_DELAY) * (
+            1 - 0.25 * random.random()
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        # A method so tests can make retries instant.
+        time.sleep(seconds)
+
+    # -- lifetime ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self._base_url or "built-in local model (not started)"
+        key = "set" if self._key is not None else "none"
+        return f"Client(base_url={where!r}, api_key={key}, timeout={self.timeout:g})"
+
+
+def _should_retry(response: requests.Response) -> bool:
+    hint = response.headers.get("x-should-retry", "").lower()
+    if hint == "true":
+        return True
+    if hint == "false":
+        return False
+    return response.status_code in _RETRY_STATUSES or response.status_code >= 500
+
+
+def _retry_after(headers: Any) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - time.time()
+
+
+def _status_error(response: requests.Response) -> APIStatusError:
+    """The typed error for an error response, with the server's message."""
+    status = response.status_code
+    rid = response.headers.get("request-id")
+    text = response.text
+    body: object = text
+    etype: str | None = None
+    message = ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        pass
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            etype = err.get("type") if isinstance(err.get("type"), str) else None
+            message = str(err.get("message") or "")
+        rid = rid or (body.get("request_id") if isinstance(body.get("request_id"), str) else None)
+    if not message:
+        # A proxy's HTML page or plain text: keep a short, tag-free excerpt.
+        plain = re.sub(r"<[^>]+>", " ", text)
+        message = " ".join(plain.split())[:160] or response.reason or "no details"
+    label = f"{status} {etype}" if etype else f"HTTP {status}"
+    cls = class_for_status(status)
+    return cls(f"{label}: {message}", status_code=status, type=etype, body=body,
+               request_id=rid, headers=dict(response.headers))
+
+
+def _reason(err: BaseException) -> str:
+    # requests nests the useful part (e.g. "Connection refused") several levels down.
+    text = str(err)
+    for needle in ("Connection refused", "Connection reset", "Name or service not known",
+                   "Remote end closed connection", "timed out"):
+        if needle in text:
+            return needle
+    return type(err).__name__
+
+
+__all__ = ["Client", "Completions"]

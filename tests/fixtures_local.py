@@ -1,0 +1,1 @@
+"""Fixtures for the built-in local server (filled in by the local server work)."""

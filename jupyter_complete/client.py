@@ -23,7 +23,6 @@ from . import _constants as C
 from .completion import Completion
 from .errors import (
     APIConnectionError,
-    APIError,
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
@@ -83,11 +82,37 @@ class Completions:
 
     @overload
     def create(
-        self, *, prompt: str, stream: Literal[False] = False, **kwargs: Any
+        self,
+        *,
+        prompt: str,
+        model: str | None = None,
+        max_tokens_to_sample: int = 256,
+        stop_sequences: list[str] | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        betas: list[str] | None = None,
+        stream: Literal[False] = False,
+        timeout: float | None = None,
     ) -> Completion: ...
 
     @overload
-    def create(self, *, prompt: str, stream: Literal[True], **kwargs: Any) -> CompletionStream: ...
+    def create(
+        self,
+        *,
+        prompt: str,
+        model: str | None = None,
+        max_tokens_to_sample: int = 256,
+        stop_sequences: list[str] | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        betas: list[str] | None = None,
+        stream: Literal[True],
+        timeout: float | None = None,
+    ) -> CompletionStream: ...
 
     def create(
         self,
@@ -259,7 +284,7 @@ class Client:
                     stream=True, timeout=(self.connect_timeout, read_timeout),
                 )
                 if response.status_code < 400 and not stream:
-                    response.content  # read the body inside the attempt: it may time out
+                    _ = response.content  # read the body inside the attempt: it may time out
             except requests.Timeout as err:
                 if last:
                     raise APITimeoutError(f"No answer from {url} within the timeout") from err
@@ -288,9 +313,8 @@ class Client:
         after = _retry_after(headers) if headers is not None else None
         if after is not None and 0 < after <= C.MAX_RETRY_AFTER:
             return after
-        return min(C.INITIAL_RETRY_DELAY * 2**attempt, C.MAX_RETRY_DELAY) * (
-            1 - 0.25 * random.random()
-        )
+        backoff: float = min(C.INITIAL_RETRY_DELAY * 2**attempt, C.MAX_RETRY_DELAY)
+        return backoff * (1 - 0.25 * random.random())
 
     def _sleep(self, seconds: float) -> None:
         # A method so tests can make retries instant.

@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import requests
@@ -112,7 +112,7 @@ class CompletionStream:
         self._ended_at: float | None = None
         self._interrupted = False
         self._closed = False
-        self._iterator: Iterator[Completion] | None = None
+        self._iterator: Generator[Completion, None, None] | None = None
 
     # -- iteration ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[Completion]:
@@ -130,8 +130,8 @@ class CompletionStream:
             if event.completion:
                 yield event.completion
 
-    def _events(self) -> Iterator[Completion]:
-        client = SSEClient(self._source)
+    def _events(self) -> Generator[Completion, None, None]:
+        client = SSEClient(iter(self._source))
         try:
             for sse in client.events():
                 if sse.event in ("ping", "message") or not sse.event:
@@ -295,4 +295,5 @@ class CompletionStream:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<CompletionStream {state}, {len(self.text)} chars, stop_reason={self._stop_reason!r}>"
+        chars = len(self.text)
+        return f"<CompletionStream {state}, {chars} chars, stop_reason={self._stop_reason!r}>"

@@ -35,6 +35,8 @@ class Sleep:
 class Wait:
     event: threading.Event
     timeout: float = 10.0
+    #: Set by the server: True if the event was set before the timeout ran out.
+    satisfied: bool | None = None
 
 
 @dataclass
@@ -94,7 +96,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def sse(event: str, data: Any, eol: str = "\n") -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data)
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return f"event: {event}{eol}data: {payload}{eol}{eol}".encode()
 
 
@@ -233,7 +235,7 @@ class ReplayServer:
             elif isinstance(step, Sleep):
                 time.sleep(step.seconds)
             elif isinstance(step, Wait):
-                step.event.wait(step.timeout)
+                step.satisfied = step.event.wait(step.timeout)
             elif isinstance(step, Reset):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 conn.close()

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import re
+import sys
 import time
 from functools import cached_property
 from typing import Any, Literal, overload
@@ -26,6 +27,9 @@ from .errors import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    BadRequestError,
+    InvalidParameterError,
+    NotFoundError,
     class_for_status,
 )
 from .settings import check_params
@@ -36,6 +40,7 @@ if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
     logging.basicConfig()
     log.setLevel(os.environ[C.ENV_LOG].upper())
 
+Api = Literal["complete", "messages", "auto"]
 _RETRY_STATUSES = {408, 409, 429}
 _SPEC_FIELDS = (
     "model", "prompt", "max_tokens_to_sample", "stop_sequences", "temperature", "top_k",
@@ -95,6 +100,7 @@ class Completions:
         betas: list[str] | None = None,
         stream: Literal[False] = False,
         timeout: float | None = None,
+        api: Api | None = None,
     ) -> Completion: ...
 
     @overload
@@ -112,6 +118,7 @@ class Completions:
         betas: list[str] | None = None,
         stream: Literal[True],
         timeout: float | None = None,
+        api: Api | None = None,
     ) -> CompletionStream: ...
 
     def create(
@@ -128,12 +135,14 @@ class Completions:
         betas: list[str] | None = None,
         stream: bool = False,
         timeout: float | None = None,
+        api: Api | None = None,
     ) -> Completion | CompletionStream:
         """Send a completion request; a `Completion`, or a `CompletionStream` if ``stream``.
 
         Parameters are checked against the spec's ranges before anything is sent; a bad one
         raises `~jupyter_complete.errors.InvalidParameterError`. Unset (None) values are left
-        out of the body, so the server's defaults apply.
+        out of the body, so the server's defaults apply. ``api`` overrides the client's
+        transport for this call (see `Client`).
         """
         body: dict[str, Any] = {
             "model": model or self._client.default_model,
@@ -150,7 +159,8 @@ class Completions:
         if stream:
             body["stream"] = True
         headers = {"anthropic-beta": ",".join(betas)} if betas else {}
-        return self._client._complete(body, headers=headers, stream=stream, timeout=timeout)
+        return self._client._complete(body, headers=headers, stream=stream, timeout=timeout,
+                                      api=api)
 
 
 class Client:
@@ -164,6 +174,10 @@ class Client:
         connect_timeout: seconds allowed to open the connection.
         max_retries: retries for connection errors, timeouts, 408, 409, 429 and >= 500.
         default_headers: extra headers sent with every request.
+        api: the transport. ``"complete"`` (default): ``POST /v1/complete``. ``"messages"``:
+            the same request converted for ``POST /v1/messages`` (for models that refuse
+            Text Completions). ``"auto"``: Text Completions, switching a model to Messages
+            for the rest of the session when the server says it does not support them.
     """
 
     def __init__(
@@ -175,7 +189,13 @@ class Client:
         connect_timeout: float = C.DEFAULT_CONNECT_TIMEOUT,
         max_retries: int = C.DEFAULT_MAX_RETRIES,
         default_headers: dict[str, str] | None = None,
+        api: Api = "complete",
     ) -> None:
+        if api not in ("complete", "messages", "auto"):
+            raise InvalidParameterError("api", api, 'one of "complete", "messages", "auto"')
+        self.api: Api = api
+        #: Models that refused Text Completions in ``auto`` mode; they go to Messages now.
+        self.messages_models: set[str] = set()
         key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
         self._key: _Secret | None = _Secret(key) if key else None
         self._base_url: str | None = (base_url or os.environ.get(C.ENV_BASE_URL) or None)
@@ -238,18 +258,66 @@ class Client:
     # -- requests ----------------------------------------------------------------------
     def _complete(
         self, body: dict[str, Any], *, headers: dict[str, str], stream: bool,
-        timeout: float | None, path: str = "/v1/complete",
+        timeout: float | None, api: Api | None = None,
+    ) -> Completion | CompletionStream:
+        api = api or self.api
+        if api == "messages" or (api == "auto" and body["model"] in self.messages_models):
+            return self._via_messages(body, headers, stream, timeout)
+        try:
+            return self._via_complete(body, headers, stream, timeout)
+        except (BadRequestError, NotFoundError) as err:
+            if api != "auto" or not _refuses_completions(err):
+                raise
+            self.messages_models.add(body["model"])
+            sys.stderr.write(
+                f"jupyter_complete: {body['model']} does not support Text Completions; "
+                "using the Messages API for it from now on.\n"
+            )
+            return self._via_messages(body, headers, stream, timeout)
+
+    def _via_complete(
+        self, body: dict[str, Any], headers: dict[str, str], stream: bool,
+        timeout: float | None,
     ) -> Completion | CompletionStream:
         started = time.monotonic()
         params = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
-        response = self._send(path, body, headers, stream=stream, timeout=timeout)
+        params["api"] = "complete"
+        response = self._send("/v1/complete", body, headers, stream=stream, timeout=timeout)
         if stream:
             return CompletionStream(response, started=started, params=params)
-        return self._parse_body(response, started, params)
+        result = self._parse_body(response, started, params)
+        return result
+
+    def _via_messages(
+        self, body: dict[str, Any], headers: dict[str, str], stream: bool,
+        timeout: float | None,
+    ) -> Completion | CompletionStream:
+        from . import messages  # small; imported only when this transport is used
+
+        started = time.monotonic()
+        params = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
+        params["api"] = "messages"
+        mbody = messages.to_messages_body(body)
+        response = self._send(messages.MESSAGES_PATH, mbody, headers, stream=stream,
+                              timeout=timeout)
+        if stream:
+            return messages.MessagesStream(response, started=started, params=params)
+        data = self._json_object(response)
+        result = messages.from_messages_body(data, response.headers.get("request-id"))
+        result.elapsed = time.monotonic() - started
+        result.params = params
+        return result
 
     def _parse_body(
         self, response: requests.Response, started: float, params: dict[str, Any]
     ) -> Completion:
+        data = self._json_object(response)
+        result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
+        result.elapsed = time.monotonic() - started
+        result.params = params
+        return result
+
+    def _json_object(self, response: requests.Response) -> dict[str, Any]:
         rid = response.headers.get("request-id")
         try:
             data = response.json()
@@ -260,10 +328,7 @@ class Client:
         if not isinstance(data, dict):
             raise APIResponseValidationError("The server's answer is not a JSON object",
                                              request_id=rid)
-        result = Completion.from_wire(data, request_id=rid)
-        result.elapsed = time.monotonic() - started
-        result.params = params
-        return result
+        return data
 
     def _send(
         self, path: str, body: dict[str, Any], headers: dict[str, str], *, stream: bool,
@@ -336,7 +401,14 @@ class Client:
     def __repr__(self) -> str:
         where = self._base_url or "built-in local model (not started)"
         key = "set" if self._key is not None else "none"
-        return f"Client(base_url={where!r}, api_key={key}, timeout={self.timeout:g})"
+        return (f"Client(base_url={where!r}, api_key={key}, api={self.api!r}, "
+                f"timeout={self.timeout:g})")
+
+
+def _refuses_completions(err: APIStatusError) -> bool:
+    """Does this 400/404 say the model or endpoint does not do Text Completions?"""
+    text = err.message.lower()
+    return "complet" in text or "model" in text
 
 
 def _should_retry(response: requests.Response) -> bool:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up everything jupyter_complete needs on a fresh Debian machine, idempotently:
+#   bash scripts/setup.sh          # the package with the built-in model and JupyterLab
+#   bash scripts/setup.sh test     # ... plus the test tools and Debian's chromium
+# Everything goes into ./.venv (created with the python3 on PATH, 3.10+).
+# llama-cpp-python compiles from source the first time (about 7 minutes on 2 cores);
+# pip caches the built wheel, so later runs take seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+
+need_apt=()
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+if [ "$mode" = test ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+if [ "$mode" = test ]; then
+  .venv/bin/python -m pip install -q -e ".[local,test]"
+else
+  .venv/bin/python -m pip install -q -e ".[local]" jupyterlab nbclient ipykernel
+fi

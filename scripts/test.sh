@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One command to set up and run every check: ruff, mypy, the pytest suite (real servers,
+# a real kernel, the real local model, Debian's chromium) and the benchmarks in short mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+.venv/bin/ruff check jupyter_complete tests
+.venv/bin/mypy
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python tests/benchmarks/run_all.py --short

@@ -1,0 +1,491 @@
+"""The ``%%complete`` cell magic and ``%complete`` line magic.
+
+Load it with ``%load_ext jupyter_complete``. Every default is a trait of `CompleteMagics`,
+settable per session or in ``ipython_config.py``::
+
+    %config CompleteMagics.model = "claude-2.1"
+    %config CompleteMagics.temperature = 0.2
+    %config CompleteMagics.show_traceback = True      # full tracebacks for errors
+
+    # ipython_config.py
+    c.CompleteMagics.max_tokens = 512
+    c.CompleteMagics.base_url = "http://127.0.0.1:8765"
+
+This module is glue: options -> `CompletionSettings` -> `Client` -> `StreamRenderer`. It never
+builds an HTTP request itself, and it imports the client (and so ``requests``) only when the
+first cell runs, so ``%load_ext`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import keyword
+import os
+import re
+import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from IPython.core import magic_arguments as ma
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from traitlets import Bool, Enum, Float, Unicode, observe
+
+from . import prompt as prompts
+from ._constants import DEFAULT_TIMEOUT, ENV_API_KEY, ENV_BASE_URL, ENV_RAISE_ERRORS
+from .errors import APIError, CompleteError, InvalidParameterError
+from .settings import CompletionSettings, check_params
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .completion import Completion
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _Decorator(Protocol):
+    def __call__(self, func: _F, /) -> _F: ...
+
+
+# IPython's decorators are untyped; these typed names keep `complete` checked by mypy.
+_magic_arguments: Callable[[], _Decorator] = ma.magic_arguments
+_argument: Callable[..., _Decorator] = ma.argument
+_line_cell_magic: _Decorator = line_cell_magic
+_no_var_expand: _Decorator = no_var_expand
+
+
+def _help(name: str) -> str:
+    """The help text of a settings trait, so options and ``%config`` describe it alike."""
+    return f"{CompletionSettings.class_traits()[name].help} [CompleteMagics.{name}]"
+
+
+# Wire parameter (as `check_params` names it) -> the option that sets it, for usage errors.
+_OPTION_FOR = {
+    "model": "--model/-m",
+    "max_tokens_to_sample": "--max-tokens/-n",
+    "temperature": "--temperature/-t",
+    "top_k": "--top-k/-k",
+    "top_p": "--top-p/-p",
+    "stop_sequences": "--stop/-s",
+}
+
+# A shell-like word: quoted runs and bare runs glued together; a lone quote is a word piece
+# too, so an apostrophe in the prompt text ("don't") never breaks the split.
+_WORD_RE = re.compile(r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']+|["'])+""")
+_ESCAPE_RE = re.compile(r"\\(.)")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+class StreamInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted while a completion streamed; the partial text was kept.
+
+    It is still a `KeyboardInterrupt`, so Jupyter stops the cells queued after this one, but
+    it shows as one line instead of a traceback through the HTTP stack.
+    """
+
+    def __init__(self, characters: int) -> None:
+        self.characters = characters
+        super().__init__(
+            f"the stream was stopped; the {characters:,} characters received are kept "
+            "in _completion."
+        )
+
+    def _render_traceback_(self) -> list[str]:
+        # Same switch as CompleteError: raising makes IPython print the real traceback.
+        if CompleteError.show_traceback or os.environ.get(ENV_RAISE_ERRORS):
+            raise NotImplementedError
+        return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self}"]
+
+
+@magics_class
+class CompleteMagics(Magics, CompletionSettings):
+    """``%%complete`` / ``%complete``: stream a completion into the cell's output.
+
+    The sampling traits (model, max_tokens, temperature, top_k, top_p, stop_sequences, system)
+    are inherited from `CompletionSettings`, the one declaration of those settings; the traits
+    below only concern the magic.
+    """
+
+    show_traceback = Bool(
+        False,
+        help="Show full Python tracebacks for errors instead of a one-line message.",
+    ).tag(config=True)
+    base_url = Unicode(
+        "",
+        help="Server to send requests to. Empty: ANTHROPIC_BASE_URL, else the Anthropic API "
+        "when ANTHROPIC_API_KEY is set, else the built-in local model.",
+    ).tag(config=True)
+    format = Enum(
+        ("text", "markdown"), default_value="text",
+        help="How the answer is shown: 'text' as it streams, or 'markdown', rendered once "
+        "when the stream ends.",
+    ).tag(config=True)
+    stream = Bool(
+        True, help="Stream the answer as it is generated (False: wait for the whole answer)."
+    ).tag(config=True)
+    interpolate = Bool(
+        True, help="Replace {name} in the prompt by the value of `name` in the user namespace."
+    ).tag(config=True)
+    timeout = Float(
+        DEFAULT_TIMEOUT, min=0.1,
+        help="Read timeout in seconds: the longest silence allowed from the server.",
+    ).tag(config=True)
+
+    #: The InteractiveShell (typed loosely: IPython's attribute is Optional and untyped).
+    shell: Any
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        # Magics.__init__ adds us to shell.configurables (for %config) and makes the shell
+        # our parent, so c.CompleteMagics... from ipython_config.py applies.
+        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
+        CompleteError.show_traceback = self.show_traceback
+        self._client: Client | None = None
+        self._client_key: tuple[Any, ...] | None = None
+
+    @observe("show_traceback")
+    def _show_traceback_changed(self, change: dict[str, Any]) -> None:
+        CompleteError.show_traceback = bool(change["new"])
+
+    # -- the magic ---------------------------------------------------------------------
+    @_magic_arguments()
+    @_argument("-m", "--model", metavar="NAME", help=_help("model"))
+    @_argument("-n", "--max-tokens", type=int, metavar="N", help=_help("max_tokens"))
+    @_argument("-t", "--temperature", type=float, metavar="T", help=_help("temperature"))
+    @_argument("-k", "--top-k", type=int, metavar="K", help=_help("top_k"))
+    @_argument("-p", "--top-p", type=float, metavar="P", help=_help("top_p"))
+    @_argument(
+        "-s", "--stop", action="append", metavar="SEQ",
+        help=_help("stop_sequences") + " Repeat for several; \\n and \\t mean newline and tab.",
+    )
+    @_argument("--system", metavar="TEXT", help=_help("system"))
+    @_argument(
+        "--raw", action="store_true",
+        help="Send the cell exactly as written: no Human/Assistant wrapping.",
+    )
+    @_argument(
+        "--no-stream", action="store_true",
+        help="Wait for the whole answer. [CompleteMagics.stream]",
+    )
+    @_argument(
+        "-f", "--format", choices=("text", "markdown"),
+        help=format.help + " [CompleteMagics.format]",
+    )
+    @_argument(
+        "-o", "--output", metavar="NAME",
+        help="Also store the Completion in the variable NAME (it is always in _completion).",
+    )
+    @_argument(
+        "--no-interpolate", action="store_true",
+        help="Send {name} literally. [CompleteMagics.interpolate]",
+    )
+    @_argument("--base-url", metavar="URL", help=base_url.help + " [CompleteMagics.base_url]")
+    @_argument(
+        "--panel", action="store_true",
+        help="Open the tuning panel (sliders, Run/Stop) on this prompt instead of sending it; "
+        "with -o NAME the panel goes to NAME.",
+    )
+    @_argument(
+        "text", nargs=argparse.REMAINDER,
+        help="%%complete only: the prompt, the rest of the line (%%%%complete takes the cell).",
+    )
+    @_no_var_expand
+    @_line_cell_magic
+    def complete(self, line: str, cell: str | None = None) -> None:
+        """Send a prompt to a /v1/complete endpoint and stream the answer into the output.
+
+        %%complete [options]   sends the cell below the magic line;
+        %complete [options] text   sends the rest of the line.
+
+        The prompt: a cell without a "Human:" turn is wrapped as
+        "\\n\\nHuman: {cell}\\n\\nAssistant:". Turns you type (Human:/Assistant: at line
+        starts) are normalised; text after the last "Assistant:" is a prefill the model
+        continues; text before the first "Human:" is the system prompt. --raw sends the cell
+        as written. {name} is replaced by the value of `name` from the notebook's namespace
+        where such a name exists (JSON and code braces are left alone); {{name}} gives a
+        literal {name}; --no-interpolate turns this off. $name and {expr} also work in the
+        options on the magic line, as in other magics.
+
+        The answer streams into the output; a footer gives the model, stop reason, length,
+        time to first token and total time. The Completion is stored in _completion (and in
+        NAME with -o NAME); the footer's metadata records the model, every parameter, the
+        stop reason and timings, so a saved notebook says how each answer was made. Interrupt
+        the kernel to stop a stream: the text so far is kept and marked [interrupted].
+        Errors show as one line (%config CompleteMagics.show_traceback = True for tracebacks).
+
+        The endpoint: --base-url, else CompleteMagics.base_url, else ANTHROPIC_BASE_URL, else
+        the Anthropic API when ANTHROPIC_API_KEY is set, else the built-in local model.
+        Defaults for every option: %config CompleteMagics (the name in [brackets] below).
+
+        Examples::
+
+            %%complete
+            Write a haiku about autumn.
+
+            %%complete -t 0 -n 100 -o answer
+            Human: Translate to French: {sentence}
+            Assistant: Voici la traduction :
+
+            %%complete --system "You are terse." --stop "\\n\\n" --format markdown
+            List three uses of a Kalman filter.
+
+            %%complete --raw --base-url http://127.0.0.1:8765
+
+            Human: Hi
+
+            Assistant:
+
+            %complete -m claude-2.1 -t 0.7 What is a monad?
+
+            %%complete --panel
+            Once upon a time
+        """
+        args, text = self._parse(line)
+        if cell is None:
+            body = text
+            empty = "%complete: no prompt. Usage: %complete [options] text (see %complete?)."
+        else:
+            if text.strip():
+                raise UsageError(
+                    f"%%complete: unexpected {text.strip()!r} on the magic line; the prompt is "
+                    "the cell body (options only on the first line)."
+                )
+            body = cell
+            empty = "%%complete: the cell is empty. Write the prompt below the magic line."
+        settings = self._settings_for(args)
+        if args.output is not None and (
+            not args.output.isidentifier() or keyword.iskeyword(args.output)
+        ):
+            raise UsageError(f"-o/--output {args.output!r} is not a valid Python variable name.")
+        if self.interpolate and not args.no_interpolate:
+            namespace = self.shell.user_ns
+            body = prompts.interpolate(body, namespace)
+            settings.system = prompts.interpolate(settings.system, namespace)
+        if args.raw and body.endswith("\n"):
+            body = body[:-1]  # IPython adds the newline after a cell's last line
+        if not body.strip():
+            raise UsageError(empty)
+        client = self._get_client(args.base_url)
+        if args.panel:
+            self._open_panel(body, client, settings, args.output)
+            return
+        wire_prompt = prompts.build(body, system=settings.system, raw=args.raw)
+        self._send(
+            client, wire_prompt, settings,
+            streaming=self.stream and not args.no_stream,
+            fmt=args.format or self.format,
+            output=args.output,
+            raw=bool(args.raw),
+        )
+
+    # -- parsing -------------------------------------------------------------------------
+    def _parse(self, line: str) -> tuple[argparse.Namespace, str]:
+        """Parse the options at the start of ``line``; return them and the rest, verbatim.
+
+        The options go through the magic's argparse parser; the prompt text after them is
+        taken from ``line`` as typed (no quote removal, no variable expansion), which is why
+        this does not use ``parse_argstring`` on the whole line.
+        """
+        # magic_arguments hangs the argparse parser on the function it decorates.
+        parser: Any = getattr(self.complete, "parser")  # noqa: B009 - not a typed attribute
+        words = list(_WORD_RE.finditer(line))
+        args = parser.parse_args([_unquote(m.group()) for m in words])
+        split = len(line)
+        text = ""
+        if args.text:
+            first = words[len(words) - len(args.text)]
+            split = first.start()
+            # "--" ends the options, as in a shell: the text starts after it.
+            text = line[first.end() :].lstrip() if args.text[0] == "--" else line[split:]
+        options = line[:split]
+        if "$" in options or "{" in options:
+            # Expand $name / {expr} in the options only, as IPython does for magic lines;
+            # the prompt is left for our own interpolation.
+            expanded = self._var_expand(options)
+            if expanded != options:
+                args = parser.parse_args([_unquote(m.group()) for m in _WORD_RE.finditer(expanded)])
+                args.text = []
+        return args, text
+
+    def _var_expand(self, text: str) -> str:
+        from IPython.utils.text import DollarFormatter
+
+        try:
+            return str(DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns))
+        except Exception:
+            return text  # like IPython: an expression that fails leaves the line as typed
+
+    def _settings_for(self, args: argparse.Namespace) -> CompletionSettings:
+        """This cell's settings: the traits, overridden by the options given (validated)."""
+        given: dict[str, Any] = {
+            "model": args.model,
+            "max_tokens_to_sample": args.max_tokens,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "stop_sequences": (
+                [_ESCAPE_RE.sub(_unescape, s) for s in args.stop] if args.stop else None
+            ),
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        try:
+            check_params(given)
+        except InvalidParameterError as err:
+            option = _OPTION_FOR.get(err.param, err.param)
+            shown = " ".join(map(repr, args.stop)) if err.param == "stop_sequences" else err.value
+            raise UsageError(f"{option} {shown} is invalid: it must be {err.allowed}.") from None
+        values = {name: getattr(self, name) for name in (*CompletionSettings.PARAMS, "system")}
+        settings = CompletionSettings(**values)
+        for wire, value in given.items():
+            setattr(settings, "max_tokens" if wire == "max_tokens_to_sample" else wire, value)
+        if args.system is not None:
+            settings.system = args.system
+        return settings
+
+    # -- sending -------------------------------------------------------------------------
+    def _get_client(self, base_url: str | None) -> Client:
+        """The client for this endpoint, reused while the endpoint and key stay the same."""
+        url = base_url or self.base_url or None
+        # What Client() would resolve by itself; a changed variable means a new client.
+        key_env = os.environ.get(ENV_API_KEY) or ""
+        cache_key = (
+            url,
+            None if url else os.environ.get(ENV_BASE_URL),
+            hashlib.sha256(key_env.encode()).hexdigest(),  # never keep the key itself here
+            self.timeout,
+        )
+        if self._client is None or self._client_key != cache_key:
+            from .client import Client  # deferred: requests loads on first use, not at %load_ext
+
+            if self._client is not None:
+                self._client.close()
+            self._client = Client(base_url=url, timeout=self.timeout)
+            self._client_key = cache_key
+        return self._client
+
+    def _send(
+        self, client: Client, wire_prompt: str, settings: CompletionSettings, *,
+        streaming: bool, fmt: str, output: str | None, raw: bool,
+    ) -> None:
+        from .completion import Completion
+        from .render import StreamRenderer, provenance, publish_footer, replace_with_markdown
+
+        params = settings.request_params()
+        renderer = StreamRenderer()
+        result: Completion
+        stream = None
+        sent = False
+        try:
+            if streaming:
+                stream = client.completions.create(prompt=wire_prompt, stream=True, **params)
+                sent = True
+                for event in stream:
+                    renderer.feed(event.completion)
+                result = stream.get_final_completion()
+            else:
+                result = client.completions.create(prompt=wire_prompt, **params)
+                sent = True
+                renderer.feed(result.completion)
+        except KeyboardInterrupt:
+            if stream is not None:
+                stream.close()
+                result = stream.snapshot(interrupted=True)
+            else:
+                # Interrupted inside the request: drop its half-read connection.
+                client.close()
+                result = Completion("", model=params.get("model"), params=params,
+                                    interrupted=True)
+            renderer.close(end_line=True)
+        except APIError as err:
+            renderer.close(end_line=True)  # the partial text stays above the error line
+            if err.partial is not None:
+                self._store(err.partial, output)
+            raise
+        finally:
+            renderer.close(end_line=True)
+
+        self._store(result, output)
+        record = provenance(
+            result, prompt=wire_prompt,
+            endpoint=client.base_url if sent or not client.is_local else None,
+            system=settings.system, format=fmt, raw=raw, stream=streaming,
+        )
+        if fmt == "markdown" and result.completion and self._renders_markdown():
+            replace_with_markdown(result.completion)
+        publish_footer(result, record)
+        if result.interrupted:
+            raise StreamInterrupted(len(result.completion))
+
+    def _store(self, completion: Completion, output: str | None) -> None:
+        self.shell.user_ns["_completion"] = completion
+        if output:
+            self.shell.user_ns[output] = completion
+
+    def _renders_markdown(self) -> bool:
+        # Terminal IPython shows only text/plain: there the streamed text is the final form.
+        types = getattr(self.shell.display_formatter, "active_types", None) or []
+        return "text/markdown" in types
+
+    def _open_panel(
+        self, body: str, client: Client, settings: CompletionSettings, output: str | None
+    ) -> None:
+        try:
+            # Imported by name: the panel (and ipywidgets) load only when asked for.
+            panel_module = importlib.import_module(".panel", __package__)
+        except ImportError as err:
+            raise UsageError(f"--panel is not available here: {err}") from None
+        from IPython import display
+
+        panel = panel_module.Panel(prompt=body, client=client, settings=settings)
+        if output:
+            self.shell.user_ns[output] = panel
+        show: Any = display.display  # untyped in IPython
+        show(panel)
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the cached client's connections."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+            self._client_key = None
+
+
+def _unquote(word: str) -> str:
+    # A word as a shell would pass it ("a b" -> a b); one that does not parse stays as typed.
+    try:
+        parts = shlex.split(word)
+    except ValueError:
+        return word
+    return " ".join(parts) if parts else ""
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return _ESCAPES.get(match.group(1), match.group(0))
+
+
+def load(ipython: Any) -> None:
+    """Register `CompleteMagics` with ``ipython`` (``%load_ext jupyter_complete``)."""
+    if "CompleteMagics" in ipython.magics_manager.registry:
+        return
+    ipython.register_magics(CompleteMagics(shell=ipython))
+
+
+def unload(ipython: Any) -> None:
+    """Remove the magics, their ``%config`` entry and their client (``%unload_ext``)."""
+    magics = ipython.magics_manager.registry.pop("CompleteMagics", None)
+    if magics is None:
+        return
+    for kind in ("line", "cell"):
+        table = ipython.magics_manager.magics[kind]
+        if getattr(table.get("complete"), "__self__", None) is magics:
+            del table["complete"]
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    magics.close()
+    CompleteError.show_traceback = False
+
+
+__all__ = ["CompleteMagics", "StreamInterrupted", "load", "unload"]

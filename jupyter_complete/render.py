@@ -1,0 +1,274 @@
+"""Putting a streamed completion in front of the user: coalesced text, a footer, provenance.
+
+`StreamRenderer` appends text to an output area (``sys.stdout`` by default, which ipykernel
+turns into IOPub ``stream`` messages that the front end appends). Deltas are coalesced on a
+background thread so that a fast stream costs a bounded number of messages per second, and
+the text is never re-sent whole: the bytes on IOPub stay proportional to the text. The thread
+also means text that arrives just before the server goes quiet is shown after ``interval``
+seconds, not held until the next delta.
+
+The footer helpers turn a final `Completion` into one human line and a metadata record that
+saved notebooks keep (``{"jupyter_complete": {...}}``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import hashlib
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import IO, Any
+
+from ._version import __version__
+from .completion import Completion
+
+#: Seconds between two writes: at most ~20 stream messages per second, well under Jupyter's
+#: IOPub limit (1000 msg/s) while still looking fluid.
+DEFAULT_INTERVAL = 0.05
+
+#: Prompts longer than this are recorded in metadata by length and hash only, so a large
+#: interpolated document does not bloat every saved output.
+MAX_RECORDED_PROMPT = 4096
+
+METADATA_KEY = "jupyter_complete"
+
+
+class StreamRenderer:
+    """Append streamed text to an output, coalescing deltas into at most one write per interval.
+
+    ``feed`` never blocks on the output: it queues the text and a writer thread emits what is
+    queued, at most once every ``interval`` seconds. ``close`` (or leaving the ``with`` block)
+    writes what is left and waits for the writer, so output that follows stays in order.
+
+    Args:
+        write: called with each coalesced piece of text. Default: the current ``sys.stdout``'s
+            ``write`` followed by its ``flush`` (so each piece leaves ipykernel at once as one
+            ``stream`` message instead of on ipykernel's own 0.2 s timer).
+        interval: minimum seconds between two writes.
+
+    The panel can pass ``write=output_widget.append_stdout``.
+    """
+
+    def __init__(
+        self, write: Callable[[str], object] | None = None, *, interval: float = DEFAULT_INTERVAL
+    ) -> None:
+        if write is None:
+            write = _stdout_writer(sys.stdout)
+        self._write = write
+        self.interval = float(interval)
+        self._pending: list[str] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._last_write = float("-inf")
+        self._last_fed = ""
+        #: Characters handed to ``write`` so far.
+        self.chars_written = 0
+        #: Number of ``write`` calls so far (one IOPub message each with the default writer).
+        self.writes = 0
+        #: The last character written ("" before the first write), to end the output cleanly.
+        self.last_char = ""
+
+    def feed(self, text: str) -> None:
+        """Queue ``text`` for output (empty text is ignored)."""
+        if not text:
+            return
+        with self._cond:
+            if self._closing:
+                raise ValueError("StreamRenderer is closed")
+            self._pending.append(text)
+            self._last_fed = text[-1]
+            if self._thread is None:
+                # Copy the caller's context: ipykernel keeps the parent message (which cell
+                # the output belongs to) in a context variable.
+                ctx = contextvars.copy_context()
+                self._thread = threading.Thread(
+                    target=ctx.run, args=(self._run,), name="jupyter_complete-render",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self, *, end_line: bool = False) -> None:
+        """Write whatever is queued, stop the writer thread; re-raise a write failure.
+
+        With ``end_line``, text that does not end with a newline gets one, so what is shown
+        next (a footer, an error line, a later print) starts on its own line. Closing twice
+        is harmless.
+        """
+        with self._cond:
+            if end_line and not self._closing and self._last_fed not in ("", "\n"):
+                self._pending.append("\n")
+                self._last_fed = "\n"
+                if self._thread is None:  # pragma: no cover - feed() always starts it
+                    raise AssertionError("text was fed but no writer started")
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> StreamRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                # Let deltas pile up until the interval since the last write has passed;
+                # closing cuts the wait short so the caller is not delayed.
+                while not self._closing:
+                    delay = self._last_write + self.interval - time.monotonic()
+                    if delay <= 0:
+                        break
+                    self._cond.wait(delay)
+                text = "".join(self._pending)
+                self._pending.clear()
+            # Write outside the lock: feed() must never wait for the front end.
+            try:
+                self._write(text)
+            except BaseException as err:  # noqa: BLE001 - handed to the caller in close()
+                self._error = err
+                with self._cond:
+                    self._pending.clear()
+                    self._closing = True
+                return
+            self._last_write = time.monotonic()
+            self.writes += 1
+            self.chars_written += len(text)
+            self.last_char = text[-1]
+
+
+def _stdout_writer(stream: IO[str]) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
+
+
+# -- footer and provenance ---------------------------------------------------------------------
+
+
+def footer_text(completion: Completion) -> str:
+    """One line saying how an answer ended and how long it took.
+
+    ``claude-2.1 · stop_sequence · 1,234 chars · first token 0.31 s · total 2.04 s``
+    """
+    parts = []
+    if completion.interrupted:
+        parts.append("[interrupted]")
+    parts.append(completion.model or str(completion.params.get("model") or "unknown model"))
+    if completion.stop_reason:
+        parts.append(completion.stop_reason)
+    elif not completion.interrupted:
+        parts.append("no stop reason")
+    parts.append(f"{len(completion.completion):,} chars")
+    if completion.time_to_first_token is not None:
+        parts.append(f"first token {completion.time_to_first_token:.2f} s")
+    if completion.elapsed is not None:
+        parts.append(f"total {completion.elapsed:.2f} s")
+    return " · ".join(parts)
+
+
+def provenance(
+    completion: Completion, *, prompt: str, endpoint: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The record of how an answer was made, for the output's metadata (JSON-safe).
+
+    Holds the model, every request parameter, the stop reason, timings, ids, the endpoint
+    (without credentials or query) and the prompt (or its hash when it is long). ``extra``
+    adds options of the caller (format, raw, ...). The answer text itself is not repeated.
+    """
+    record: dict[str, Any] = {
+        "version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": completion.model,
+        "params": dict(completion.params),
+        "stop_reason": completion.stop_reason,
+        "stop": completion.stop,
+        "interrupted": completion.interrupted,
+        "characters": len(completion.completion),
+        "time_to_first_token": completion.time_to_first_token,
+        "elapsed": completion.elapsed,
+        "request_id": completion.request_id,
+        "id": completion.id,
+        "endpoint": safe_url(endpoint) if endpoint else None,
+        "prompt_chars": len(prompt),
+        "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
+    }
+    if len(prompt) <= MAX_RECORDED_PROMPT:
+        record["prompt"] = prompt
+    if completion.usage is not None:
+        record["usage"] = dict(completion.usage)
+    record.update(extra)
+    return record
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info, query or fragment (those may hold credentials)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def footer_bundle(completion: Completion) -> dict[str, str]:
+    """The footer as a MIME bundle: plain text for terminals, small grey HTML for notebooks."""
+    text = footer_text(completion)
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {
+        "text/plain": text,
+        "text/html": f'<div style="color: #777; font-size: 0.85em">{escaped}</div>',
+    }
+
+
+def publish_footer(completion: Completion, record: dict[str, Any]) -> None:
+    """Display the footer with ``record`` as its metadata under ``"jupyter_complete"``."""
+    from IPython import display
+
+    publish: Any = display.publish_display_data  # untyped in IPython
+    publish(footer_bundle(completion), metadata={METADATA_KEY: record})
+
+
+def replace_with_markdown(text: str) -> None:
+    """Replace the cell's output (the streamed text) by ``text`` rendered as Markdown, once.
+
+    The bundle keeps a ``text/plain`` copy for front ends that cannot render Markdown
+    (``jupyter console``, ``nbconvert --to script``).
+    """
+    from IPython import display
+
+    clear: Any = display.clear_output  # untyped in IPython
+    publish: Any = display.publish_display_data
+    # wait=True: the front end clears when the next output arrives, so nothing flickers.
+    clear(wait=True)
+    publish({"text/markdown": text, "text/plain": text})
+
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "METADATA_KEY",
+    "StreamRenderer",
+    "footer_bundle",
+    "footer_text",
+    "provenance",
+    "publish_footer",
+    "replace_with_markdown",
+    "safe_url",
+]

@@ -52,13 +52,21 @@ class _ByteSource:
         self._response = response
         self.eof = False
         self.tail = b""
+        self.closing = False
 
     def __iter__(self) -> Iterator[bytes]:
         raw = self._response.raw
         while True:
             # read1 returns what is available (for chunked bodies: from the current chunk),
             # so a small event is never held back waiting for more bytes.
-            data = raw.read1(_READ_SIZE)
+            try:
+                data = raw.read1(_READ_SIZE)
+            except Exception:
+                if not self.closing:
+                    raise
+                # close() from another thread pulled the connection from under this read;
+                # http.client then trips over its own state (AttributeError, ValueError).
+                data = b""
             if not data:
                 self.eof = True
                 return
@@ -70,6 +78,16 @@ class _ByteSource:
         return bool(self.tail) and not self.tail.endswith((b"\n\n", b"\r\r", b"\r\n\r\n"))
 
     def close(self) -> None:
+        self.closing = True
+        # A reader blocked in another thread (the panel's Stop button) holds the buffer lock
+        # that response.close() needs, so close() would wait for the server's next bytes.
+        # Shutting the socket down first wakes that reader with EOF (urllib3 >= 2.3).
+        shutdown = getattr(self._response.raw, "shutdown", None)
+        if shutdown is not None:
+            try:
+                shutdown()
+            except (ValueError, RuntimeError, OSError):
+                pass  # no socket any more (body fully read, connection released)
         self._response.close()
 
 

@@ -217,7 +217,9 @@ def execute_and_collect(kc: BlockingKernelClient, code: str, timeout: float = 60
     return Execution(kc, kc.execute(code), code, sent_at=sent_at).finish(timeout)
 
 
-def kernel_env(set_vars: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> dict[str, str]:
+def kernel_env(
+    set_vars: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+) -> dict[str, str]:
     """The test process's environment, adjusted for a kernel."""
     env = dict(os.environ)
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "JUPYTER_COMPLETE_RAISE_ERRORS",

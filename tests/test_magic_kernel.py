@@ -66,7 +66,8 @@ def test_streamed_text_reaches_the_output_before_the_stream_ends(kernel, kreplay
     assert run.stream_text() == " First words and the rest.\n"
     streams = run.of_type("stream")
     assert len(streams) >= 2 and streams[0] is first
-    later = [t for m, t in zip(run.messages, run.times) if m["msg_type"] == "stream"][1:]
+    timed = zip(run.messages, run.times, strict=True)
+    later = [t for m, t in timed if m["msg_type"] == "stream"][1:]
     assert all(t >= first_at for t in later)
     # The answer is appended: no message repeats text that was already sent.
     assert sum(len(m["content"]["text"]) for m in streams) == len(run.stream_text())
@@ -250,7 +251,9 @@ def test_an_empty_line_magic_is_a_usage_error(kernel, kreplay):
 def test_the_line_magic_sends_the_rest_of_the_line(kernel, kreplay):
     kreplay.enqueue(sse_script([completion_event(" Blue."), final_event()]))
     kernel.execute("colour = 'blue'")
-    run = kernel.execute(f"%complete --base-url {kreplay.url} -t 0 Why is the sky {{colour}}? Don't guess.")
+    run = kernel.execute(
+        f"%complete --base-url {kreplay.url} -t 0 Why is the sky {{colour}}? Don't guess."
+    )
     assert run.status == "ok", run.error_text
     assert run.stream_text() == " Blue.\n"
     body = kreplay.received[0].json
@@ -410,7 +413,8 @@ def test_the_api_key_never_appears_in_any_iopub_message(kernel, kreplay):
         cell(kreplay, "hi"),
         "%complete --base-url http://127.0.0.1:9 unreachable",
         "%config CompleteMagics",
-        "print(repr(_completion)); print(get_ipython().magics_manager.registry['CompleteMagics']._client)",
+        "print(repr(_completion))",
+        "print(get_ipython().magics_manager.registry['CompleteMagics']._client)",
         "%%complete?",
     ]
     runs = [kernel.execute(code) for code in cells]

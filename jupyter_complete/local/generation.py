@@ -1,0 +1,120 @@
+"""`Generation`: one completion being produced, a token at a time, as text deltas.
+
+Each step samples a token from the model's logits with `jupyter_complete.sampling` (the
+same functions the explorer shows), decodes its bytes (a character split across tokens
+waits for its last byte), and passes the text through the stop-sequence matcher. The
+consumer pulls one step at a time, so stopping early (a client that hung up) is just not
+asking for the next token.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._constants import HUMAN_PROMPT
+from ..sampling import sample, stages
+from .stops import StopMatcher
+
+if TYPE_CHECKING:
+    from .model import LocalModel
+
+STOP_SEQUENCE = "stop_sequence"
+MAX_TOKENS = "max_tokens"
+
+
+class Generation:
+    """Iterate for text deltas (one per sampled token, possibly ""); then read the outcome.
+
+    After the iteration ends, `stop_reason` is ``"stop_sequence"`` (a stop sequence was
+    generated, or the model ended its turn, which in the wire format is where the next
+    "\\n\\nHuman:" would begin) or ``"max_tokens"`` (``max_tokens`` reached, or the context
+    window is full); `stop` names the stop sequence. Returned text never contains a stop
+    sequence. The model's lock is held from the first step until the iteration ends or the
+    generation is closed.
+    """
+
+    def __init__(
+        self,
+        model: LocalModel,
+        prompt_tokens: list[int],
+        *,
+        max_tokens: int,
+        temperature: float | None,
+        top_k: int | None,
+        top_p: float | None,
+        stop_sequences: tuple[str, ...],
+        rng: np.random.Generator,
+    ) -> None:
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.stop_sequences = stop_sequences
+        self.rng = rng
+        #: Token ids sampled so far (the end-of-turn token is not included).
+        self.tokens: list[int] = []
+        #: "stop_sequence" or "max_tokens" once finished, else None.
+        self.stop_reason: str | None = None
+        #: The stop sequence that ended the text (None for max_tokens).
+        self.stop: str | None = None
+        self._steps: Generator[str, None, None] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._steps is None:
+            self._steps = self._run()
+        return self._steps
+
+    def text(self) -> str:
+        """Run to the end and return the whole completion."""
+        return "".join(self)
+
+    def close(self) -> None:
+        """Stop generating and free the model (idempotent)."""
+        if self._steps is not None:
+            self._steps.close()  # runs the generator's `finally`, releasing the lock
+
+    def _finish(self, reason: str, stop: str | None) -> None:
+        self.stop_reason, self.stop = reason, stop
+
+    def _run(self) -> Generator[str, None, None]:
+        model = self.model
+        matcher = StopMatcher((HUMAN_PROMPT, *self.stop_sequences))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        with model.lock:
+            logits = model.prime(self.prompt_tokens)
+            delta = ""
+            for step in range(self.max_tokens):
+                staged = stages(logits, self.temperature, self.top_k, self.top_p)
+                token = sample(staged.final, self.rng)
+                if model.is_end(token):
+                    # ChatML's end of turn: the wire format's next "\n\nHuman:" goes here.
+                    self._finish(STOP_SEQUENCE, HUMAN_PROMPT)
+                    break
+                self.tokens.append(token)
+                delta = matcher.feed(decoder.decode(model.token_bytes(token)))
+                if matcher.matched is not None:
+                    self._finish(STOP_SEQUENCE, matcher.matched)
+                    yield delta
+                    return
+                if step + 1 == self.max_tokens or model.context_used >= model.n_ctx:
+                    # The last token: its text goes out with the flush below, and it is not
+                    # evaluated (nothing would read its logits).
+                    self._finish(MAX_TOKENS, None)
+                    break
+                yield delta
+                delta = ""
+                logits = model.advance(token)
+            # No more text can complete a stop sequence: release what was held back.
+            tail = delta + matcher.feed(decoder.decode(b"", final=True))
+            if matcher.matched is not None:
+                self._finish(STOP_SEQUENCE, matcher.matched)
+            yield tail + matcher.flush()
+
+
+__all__ = ["MAX_TOKENS", "STOP_SEQUENCE", "Generation"]

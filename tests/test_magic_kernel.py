@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from fixtures_kernel import FAKE_KEY, KernelHandle
+from fixtures_kernel import FAKE_KEY, KernelHandle, kernel_env, running_kernel
 from fixtures_replay import (
     LAST_CHUNK,
     Close,
@@ -452,3 +452,33 @@ def test_unload_and_reload_leave_one_working_magic(kernel, kreplay):
     kreplay.enqueue(sse_script([completion_event(" back"), final_event()]))
     run = kernel.execute(cell(kreplay, "hi"))
     assert run.stream_text() == " back\n"
+
+
+def test_ipython_config_sets_the_magic_defaults_and_loads_the_extension(tmp_path, kreplay):
+    profile = tmp_path / "profile_default"
+    profile.mkdir()
+    (profile / "ipython_config.py").write_text(
+        "c.InteractiveShellApp.extensions = ['jupyter_complete']\n"
+        f"c.CompleteMagics.base_url = {kreplay.url!r}\n"
+        "c.CompleteMagics.temperature = 0.3\n"
+        "c.CompleteMagics.max_tokens = 12\n"
+        "c.CompleteMagics.format = 'markdown'\n"
+    )
+    kreplay.enqueue(sse_script([completion_event(" *configured*"), final_event()]))
+    with running_kernel(kernel_env({"IPYTHONDIR": str(tmp_path)})) as configured:
+        run = configured.execute("%%complete\nHi")
+    assert run.status == "ok", run.error_text
+    body = kreplay.received[0].json
+    assert (body["temperature"], body["max_tokens_to_sample"]) == (0.3, 12)
+    assert run.completion_metadata()["format"] == "markdown"
+
+
+def test_the_panel_option_displays_the_panel_widget(kernel, kreplay):
+    pytest.importorskip("jupyter_complete.panel")
+    run = kernel.execute(cell(kreplay, "Once upon a time", "--panel -t 0.4 -o p"))
+    assert run.status == "ok", run.error_text
+    views = [m for m in run.displays()
+             if "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+    assert len(views) == 1
+    assert kernel.value("[type(p).__name__, p.settings.temperature]") == ["Panel", 0.4]
+    assert kreplay.received == []

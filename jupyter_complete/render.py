@@ -249,8 +249,9 @@ def publish_footer(completion: Completion, record: dict[str, Any]) -> None:
 def replace_with_markdown(text: str) -> None:
     """Replace the cell's output (the streamed text) by ``text`` rendered as Markdown, once.
 
-    The bundle keeps a ``text/plain`` copy for front ends that cannot render Markdown
-    (``jupyter console``, ``nbconvert --to script``).
+    Only ``text/markdown`` is sent: a front end that cannot render it (``jupyter console``)
+    also ignores ``clear_output`` and keeps the streamed text, and a saved notebook holds the
+    answer once instead of twice.
     """
     from IPython import display
 
@@ -258,7 +259,7 @@ def replace_with_markdown(text: str) -> None:
     publish: Any = display.publish_display_data
     # wait=True: the front end clears when the next output arrives, so nothing flickers.
     clear(wait=True)
-    publish({"text/markdown": text, "text/plain": text})
+    publish({"text/markdown": text})
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,53 @@ def test_the_key_check_uses_the_api_messages():
             check_key(given, None, "k")
         assert (info.value.status, info.value.error_type, info.value.message) == (
             401, "authentication_error", message)
+
+
+SPEC_COPY = Path(__file__).parent / "data" / "complete-openapi.json"
+
+
+def test_the_spec_copy_in_tests_data_matches_the_shared_one_when_present():
+    shared = Path(__file__).resolve().parents[2] / "shared" / "spec" / "complete-openapi.json"
+    if not shared.exists():
+        pytest.skip("shared/ is not beside the repository")
+    assert json.loads(SPEC_COPY.read_text()) == json.loads(shared.read_text())
+
+
+CASES = [
+    GOOD,
+    {**GOOD, "temperature": 1},
+    {**GOOD, "temperature": 1.0001},
+    {**GOOD, "top_p": 0},
+    {**GOOD, "top_p": -0.5},
+    {**GOOD, "top_k": 0},
+    {**GOOD, "top_k": 2.0},
+    {**GOOD, "top_k": 2.5},
+    {**GOOD, "max_tokens_to_sample": 0},
+    {**GOOD, "max_tokens_to_sample": "5"},
+    {**GOOD, "stop_sequences": ["a", "b"]},
+    {**GOOD, "stop_sequences": [None]},
+    {**GOOD, "metadata": {}},
+    {**GOOD, "metadata": {"user_id": None}},
+    {**GOOD, "metadata": {"user_id": "x", "other": 1}},
+    {**GOOD, "stream": False},
+    {**GOOD, "stream": 1},
+    {**GOOD, "model": 3},
+    {**GOOD, "extra": True},
+    {k: v for k, v in GOOD.items() if k != "model"},
+]
+
+
+@pytest.mark.parametrize("body", CASES)
+def test_the_server_accepts_exactly_what_the_published_schema_accepts(body, spec_validator):
+    jsonschema = pytest.importorskip("jsonschema")
+    try:
+        spec_validator(body, "CompletionRequest")
+        schema_ok = True
+    except jsonschema.ValidationError:
+        schema_ok = False
+    try:
+        CompletionRequest.from_dict(body)
+        server_ok = True
+    except RequestRejected:
+        server_ok = False
+    assert server_ok == schema_ok

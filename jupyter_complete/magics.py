@@ -401,19 +401,18 @@ class CompleteMagics(Magics, CompletionSettings):
                 client.close()
                 result = Completion("", model=params.get("model"), params=params,
                                     interrupted=True)
-            renderer.close(end_line=True)
         except APIError as err:
-            renderer.close(end_line=True)  # the partial text stays above the error line
             if err.partial is not None:
                 self._store(err.partial, output)
-            raise
+            raise  # after `finally` has shown the partial text, above the error line
         finally:
             renderer.close(end_line=True)
 
         self._store(result, output)
+        # Reading base_url of a local client that never sent would start the model now.
+        endpoint = None if client.is_local and not sent else client.base_url
         record = provenance(
-            result, prompt=wire_prompt,
-            endpoint=client.base_url if sent or not client.is_local else None,
+            result, prompt=wire_prompt, endpoint=endpoint,
             system=settings.system, format=fmt, raw=raw, stream=streaming,
         )
         if fmt == "markdown" and result.completion and self._renders_markdown():

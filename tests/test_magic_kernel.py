@@ -209,6 +209,27 @@ def test_kernel_interrupt_keeps_partial_text_closes_the_connection_and_next_cell
     assert after.stream_text() == " Next.\n"
 
 
+def test_an_interrupt_before_the_answer_starts_closes_the_request_and_stores_an_empty_result(
+    kernel, kreplay
+):
+    held = threading.Event()
+    kreplay.enqueue(Script([Wait(held, 30), head(chunked=True), chunk(final_event()),
+                            LAST_CHUNK]))
+    run = kernel.start(cell(kreplay, "Slow to answer.", "--no-stream"))
+    deadline = time.monotonic() + 10
+    while not kreplay.received and time.monotonic() < deadline:
+        time.sleep(0.01)  # the request reached the server, which now holds it
+    time.sleep(0.1)
+    kernel.km.interrupt_kernel()
+    run.finish(timeout=20)
+    assert run.status == "error"
+    assert "the 0 characters received are kept" in run.error_text
+    assert run.completion_metadata()["interrupted"] is True
+    held.set()
+    assert kreplay.wait_idle(5)
+    assert kernel.value("[_completion.completion, _completion.interrupted]") == ["", True]
+
+
 @pytest.mark.parametrize(
     ("options", "body", "message"),
     [
@@ -419,12 +440,13 @@ def test_the_api_key_never_appears_in_any_iopub_message(kernel, kreplay):
     ]
     runs = [kernel.execute(code) for code in cells]
     kreplay.enqueue(error_script(401, "authentication_error", "invalid x-api-key"))
-    kernel.execute("%config CompleteMagics.show_traceback = True")
+    # Full tracebacks with every frame's variables shown: still no key.
+    kernel.execute("%config CompleteMagics.show_traceback = True\n%xmode Verbose")
     try:
         runs.append(kernel.execute(cell(kreplay, "hi")))
         runs.append(kernel.execute("%complete --base-url http://127.0.0.1:9 unreachable"))
     finally:
-        kernel.execute("%config CompleteMagics.show_traceback = False")
+        kernel.execute("%config CompleteMagics.show_traceback = False\n%xmode Context")
     # The key was really in play: the server received it.
     assert kreplay.received[0].headers["x-api-key"] == FAKE_KEY
     assert "Traceback" in runs[-1].error_text  # the full tracebacks were shown too

@@ -1,3 +1,3 @@
 """Shared pytest set-up. Fixtures live in one plugin module per area, so they stay small."""
 
-pytest_plugins = ["fixtures_replay", "fixtures_local", "fixtures_kernel"]
+pytest_plugins = ["fixtures_replay", "fixtures_local", "fixtures_kernel", "fixtures_panel"]

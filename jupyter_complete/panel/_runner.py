@@ -1,0 +1,140 @@
+"""One streamed request, run on the caller's (background) thread and stoppable from another.
+
+The panel never waits on the network on the kernel's main thread: `stream_once` runs on a
+worker thread, and `StopSignal.request` (the Stop button) closes the stream's connection
+from the main thread, which wakes the worker at once (see ``CompletionStream.close``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CompleteError
+from ..render import StreamRenderer
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..completion import Completion
+    from ..streaming import CompletionStream
+
+log = logging.getLogger("jupyter_complete")
+
+
+class StopSignal:
+    """Stops a run from another thread: marks it stopped and closes its stream at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requested = False
+        self._stream: CompletionStream | None = None
+
+    @property
+    def requested(self) -> bool:
+        """True once `request` was called."""
+        return self._requested
+
+    def request(self) -> None:
+        """Stop: close the open stream now (a run still connecting stops when it connects)."""
+        with self._lock:
+            self._requested = True
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+
+    def attach(self, stream: CompletionStream) -> bool:
+        """Register the run's stream; True if a stop was already requested."""
+        with self._lock:
+            self._stream = stream
+            return self._requested
+
+    def detach(self) -> None:
+        """Forget the stream (the run is over)."""
+        with self._lock:
+            self._stream = None
+
+
+@dataclasses.dataclass
+class RunResult:
+    """How one request ended."""
+
+    #: Everything received (kept on Stop and on errors).
+    text: str
+    #: "done" (the server ended it), "stopped" (Stop was pressed) or "error".
+    outcome: str
+    stop_reason: str | None = None
+    #: One line naming the error class and saying what went wrong (None unless "error").
+    error: str | None = None
+    #: The model the server reported.
+    model: str | None = None
+    time_to_first_token: float | None = None
+    elapsed: float | None = None
+
+
+def stream_once(
+    get_client: Callable[[], Client],
+    prompt: str,
+    params: dict[str, Any],
+    *,
+    write: Callable[[str], object],
+    signal: StopSignal,
+    interval: float,
+) -> RunResult:
+    """Stream one completion, handing text to ``write`` in coalesced batches; never raises.
+
+    ``get_client`` is called here, so that creating the client (and starting the built-in
+    model, which loads its weights) happens on this thread too.
+    """
+    started = time.monotonic()
+    renderer = StreamRenderer(write=write, interval=interval)
+    stream: CompletionStream | None = None
+    error: Exception | None = None
+    try:
+        stream = get_client().completions.create(prompt=prompt, stream=True, **params)
+        if signal.attach(stream):
+            stream.close()  # Stop was pressed while connecting
+        for event in stream:
+            renderer.feed(event.completion)
+    except Exception as err:  # noqa: BLE001 - every failure becomes a line in the panel
+        error = err
+        if not isinstance(err, CompleteError) and not signal.requested:
+            log.exception("panel run failed")
+    finally:
+        signal.detach()
+        if stream is not None:
+            stream.close()
+        try:
+            renderer.close()
+        except Exception:  # noqa: BLE001 - a widget update failed; the result still counts
+            log.exception("panel output update failed")
+    snap: Completion | None = None
+    if stream is not None:
+        snap = stream.snapshot(interrupted=signal.requested)
+    elif error is not None:
+        snap = getattr(error, "partial", None)
+    finished = snap is not None and snap.stop_reason is not None and error is None
+    if finished:
+        outcome = "done"
+    elif signal.requested:
+        outcome = "stopped"
+    else:
+        outcome = "error"
+    return RunResult(
+        text=snap.completion if snap is not None else "",
+        outcome=outcome,
+        stop_reason=snap.stop_reason if snap is not None else None,
+        error=(
+            f"{type(error).__name__}: {error}" if outcome == "error" and error is not None
+            else None
+        ),
+        model=snap.model if snap is not None else None,
+        time_to_first_token=snap.time_to_first_token if snap is not None else None,
+        elapsed=(
+            snap.elapsed if snap is not None and snap.elapsed is not None
+            else time.monotonic() - started
+        ),
+    )

@@ -26,7 +26,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
@@ -39,7 +39,7 @@ from .errors import APIError, CompleteError, InvalidParameterError
 from .settings import CompletionSettings, check_params
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .client import Api, Client
     from .completion import Completion
 
 
@@ -141,6 +141,12 @@ class CompleteMagics(Magics, CompletionSettings):
     interpolate = Bool(
         True, help="Replace {name} in the prompt by the value of `name` in the user namespace."
     ).tag(config=True)
+    api = Enum(
+        ("complete", "messages", "auto"), default_value="complete",
+        help="Transport: 'complete' (POST /v1/complete), 'messages' (the same request sent to "
+        "/v1/messages, for models without Text Completions), or 'auto' (switch a model to "
+        "Messages when the server says it needs it).",
+    ).tag(config=True)
     timeout = Float(
         DEFAULT_TIMEOUT, min=0.1,
         help="Read timeout in seconds: the longest silence allowed from the server.",
@@ -195,6 +201,10 @@ class CompleteMagics(Magics, CompletionSettings):
             "action": "store_true", "help": "Send {name} literally. [CompleteMagics.interpolate]",
         }),
         (("--base-url",), {"metavar": "URL", "help": f"{base_url.help} [CompleteMagics.base_url]"}),
+        (("--api",), {
+            "choices": ("complete", "messages", "auto"),
+            "help": f"{api.help} [CompleteMagics.api]",
+        }),
         (("--panel",), {
             "action": "store_true",
             "help": "Open the tuning panel (sliders, Run/Stop) on this prompt instead of "
@@ -234,7 +244,9 @@ class CompleteMagics(Magics, CompletionSettings):
 
         The endpoint: --base-url, else CompleteMagics.base_url, else ANTHROPIC_BASE_URL, else
         the Anthropic API when ANTHROPIC_API_KEY is set, else the built-in local model.
-        Defaults for every option: %config CompleteMagics (the name in [brackets] below).
+        --api messages sends the same request to /v1/messages (for models that refuse Text
+        Completions). Defaults for every option: %config CompleteMagics (the name in
+        [brackets] below).
 
         Examples::
 
@@ -293,6 +305,7 @@ class CompleteMagics(Magics, CompletionSettings):
             client, wire_prompt, settings,
             streaming=self.stream and not args.no_stream,
             fmt=args.format or self.format,
+            api=cast("Api", args.api or self.api),  # argparse choices / the Enum trait
             output=args.output,
             raw=bool(args.raw),
         )
@@ -371,12 +384,12 @@ class CompleteMagics(Magics, CompletionSettings):
 
     def _send(
         self, client: Client, wire_prompt: str, settings: CompletionSettings, *,
-        streaming: bool, fmt: str, output: str | None, raw: bool,
+        streaming: bool, fmt: str, api: Api, output: str | None, raw: bool,
     ) -> None:
         from .completion import Completion
         from .render import StreamRenderer, provenance, publish_footer, replace_with_markdown
 
-        params = settings.request_params()
+        params: dict[str, Any] = {**settings.request_params(), "api": api}
         renderer = StreamRenderer()
         result: Completion
         stream = None

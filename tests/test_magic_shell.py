@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures_replay import ReplayServer, completion_event, final_event, sse_script
+from fixtures_replay import ReplayServer, completion_event, final_event, sse, sse_script
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
@@ -125,6 +125,28 @@ def test_long_and_short_options_mean_the_same(send: Any) -> None:
     assert short == long
 
 
+def test_api_messages_sends_the_same_request_to_the_messages_endpoint(
+    ip: Any, replay: ReplayServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay.enqueue(sse_script([
+        sse("message_start", {"type": "message_start",
+                              "message": {"id": "msg_1", "model": "replay-msg",
+                                          "usage": {"input_tokens": 5}}}),
+        sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                    "delta": {"type": "text_delta", "text": " Via messages."}}),
+        sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                              "usage": {"output_tokens": 3}}),
+        sse("message_stop", {"type": "message_stop"}),
+    ]))
+    ip.run_cell_magic("complete", f"--base-url {replay.url} --api messages -t 0.1", "Hi")
+    assert replay.received[-1].path == "/v1/messages"
+    assert replay.received[-1].json["messages"] == [{"role": "user", "content": "Hi"}]
+    completion = ip.user_ns["_completion"]
+    assert (completion.completion, completion.model) == (" Via messages.", "replay-msg")
+    assert completion.params["api"] == "messages"
+    assert capsys.readouterr().out.startswith(" Via messages.\nreplay-msg · ")
+
+
 # -- output in a terminal shell ---------------------------------------------------------------
 
 
@@ -180,7 +202,7 @@ def test_the_manual_has_every_option_with_its_trait_help_and_examples(ip: Any) -
     doc = CompleteMagics.complete.__doc__ or ""
     for option in ("--model", "--max-tokens", "--temperature", "--top-k", "--top-p", "--stop",
                    "--system", "--raw", "--no-stream", "--format", "--output", "--no-interpolate",
-                   "--base-url", "--panel", "-m", "-n", "-t", "-k", "-p", "-s", "-o"):
+                   "--base-url", "--api", "--panel", "-m", "-n", "-t", "-k", "-p", "-s", "-o"):
         assert f"{option} " in doc or f"{option}," in doc, option
     assert "Examples::" in doc and "%%complete -t 0 -n 100 -o answer" in doc
     help_of = CompleteMagics.complete.parser.format_help  # type: ignore[attr-defined]
@@ -197,7 +219,7 @@ def test_the_magic_inherits_the_settings_traits_and_their_defaults() -> None:
         if trait.metadata.get("config"):
             assert traits[name].default_value == trait.default_value, name
             assert traits[name].metadata.get("config"), name
-    for name in ("show_traceback", "base_url", "format", "stream", "interpolate", "timeout"):
+    for name in ("show_traceback", "base_url", "format", "stream", "interpolate", "timeout", "api"):
         assert traits[name].metadata.get("config"), name
 
 

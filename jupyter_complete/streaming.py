@@ -165,6 +165,14 @@ class CompletionStream:
                     return
         except APIError:
             raise
+        except UnicodeDecodeError as err:
+            # sseclient decodes lines itself, so bytes that are not UTF-8 surface here.
+            if not (self._source.eof and self._source.ended_mid_event()):
+                raise APIResponseValidationError(
+                    "The server sent an event that is not UTF-8 text",
+                    partial=self.snapshot(), request_id=self.request_id,
+                ) from err
+            # Else a close cut the last event inside a character: a cut, reported below.
         except _TIMEOUTS as err:
             raise APITimeoutError(
                 "The stream stalled: no data within the read timeout",

@@ -389,6 +389,14 @@ class Client:
     def close(self) -> None:
         """Close pooled connections."""
         if self._session is not None:
+            for adapter in self._session.adapters.values():
+                if isinstance(adapter, requests.adapters.HTTPAdapter):
+                    # urllib3 2 closes a pool's idle connections only once the pool is
+                    # garbage, and a kept error or stream (its response refers to the pool)
+                    # keeps it alive: close the pools explicitly.
+                    pools = adapter.poolmanager.pools
+                    for key in list(pools.keys()):
+                        pools[key].close()
             self._session.close()
             self._session = None
 

@@ -298,7 +298,7 @@ class CompleteMagics(Magics, CompletionSettings):
             raise UsageError(empty)
         client = self._get_client(args.base_url)
         if args.panel:
-            self._open_panel(body, client, settings, args.output)
+            self._open_panel(body.removesuffix("\n"), client, settings, args.output)
             return
         wire_prompt = prompts.build(body, system=settings.system, raw=args.raw)
         self._send(

@@ -71,8 +71,6 @@ class StreamRenderer:
         self.chars_written = 0
         #: Number of ``write`` calls so far (one IOPub message each with the default writer).
         self.writes = 0
-        #: The last character written ("" before the first write), to end the output cleanly.
-        self.last_char = ""
 
     def feed(self, text: str) -> None:
         """Queue ``text`` for output (empty text is ignored)."""
@@ -80,7 +78,8 @@ class StreamRenderer:
             return
         with self._cond:
             if self._closing:
-                raise ValueError("StreamRenderer is closed")
+                # Closed by the caller, or by a failed write: say which.
+                raise self._error or ValueError("StreamRenderer is closed")
             self._pending.append(text)
             self._last_fed = text[-1]
             if self._thread is None:
@@ -103,10 +102,9 @@ class StreamRenderer:
         """
         with self._cond:
             if end_line and not self._closing and self._last_fed not in ("", "\n"):
+                # Text was fed, so the writer thread exists and will write this too.
                 self._pending.append("\n")
                 self._last_fed = "\n"
-                if self._thread is None:  # pragma: no cover - feed() always starts it
-                    raise AssertionError("text was fed but no writer started")
             self._closing = True
             self._cond.notify()
         if self._thread is not None:
@@ -149,7 +147,6 @@ class StreamRenderer:
             self._last_write = time.monotonic()
             self.writes += 1
             self.chars_written += len(text)
-            self.last_char = text[-1]
 
 
 def _stdout_writer(stream: IO[str]) -> Callable[[str], None]:

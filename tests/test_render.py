@@ -112,6 +112,13 @@ def test_a_failing_write_is_raised_by_close() -> None:
 
     renderer = StreamRenderer(broken)
     renderer.feed("x")
+    deadline = time.monotonic() + 2
+    while renderer._thread is not None and renderer._thread.is_alive() and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
+    with pytest.raises(OSError, match="output closed"):
+        renderer.feed("y")  # the stream learns of the failure on its next delta
     with pytest.raises(OSError, match="output closed"):
         renderer.close()
 

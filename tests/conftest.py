@@ -1,3 +1,6 @@
 """Shared pytest set-up. Fixtures live in one plugin module per area, so they stay small."""
 
-pytest_plugins = ["fixtures_replay", "fixtures_local", "fixtures_kernel", "fixtures_panel"]
+pytest_plugins = [
+    "fixtures_replay", "fixtures_local", "fixtures_faults", "fixtures_kernel", "fixtures_panel",
+    "fixtures_browser",
+]

@@ -21,6 +21,7 @@ import secrets
 import select
 import socket
 import string
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -111,6 +112,14 @@ class _HTTPServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+        # A client that resets its connection between requests is normal, not worth the
+        # traceback socketserver prints to stderr; anything else is logged in full.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("connection from %s dropped", client_address)
+            return
+        log.exception("error while handling a request from %s", client_address)
 
 
 class LocalServer:
@@ -447,16 +456,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("connection", "close")
         self.end_headers()
 
-    def write_chunk(self, data: bytes) -> None:
-        """Send ``data`` as one HTTP chunk, in one write; `_Disconnected` if the client left."""
+    def write_chunk(self, data: bytes, *, last: bool = False) -> None:
+        """Send ``data`` as one HTTP chunk, in one write; `_Disconnected` if the client left.
+
+        ``last`` appends the zero-length chunk that ends the body to the same write: a
+        client that stops reading after the final event then has the whole body, so its
+        connection can be reused (and closing it does not reset unread bytes).
+        """
+        frame = b"%x\r\n%s\r\n" % (len(data), data)
+        if last:
+            frame += b"0\r\n\r\n"
         try:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.write(frame)
             self.wfile.flush()
         except (OSError, ValueError) as err:  # ValueError: the socket file was closed
             raise _Disconnected from err
 
     def end_chunks(self) -> None:
-        """The zero-length chunk that ends a chunked body."""
+        """The zero-length chunk that ends a chunked body (when `write_chunk` did not)."""
         try:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
@@ -500,6 +517,7 @@ class _Exchange:
         self.legacy = legacy
         self.id = new_id("compl_")
         self.finished = False
+        self._ended = False  # the chunked body's terminator has been sent
         self._last_ping = time.monotonic()
 
     def _gone(self) -> bool:
@@ -561,10 +579,13 @@ class _Exchange:
         }
 
     # -- streaming ---------------------------------------------------------------------
-    def _event(self, name: str | None, data: dict[str, Any] | str) -> None:
+    def _event(self, name: str | None, data: dict[str, Any] | str, *, last: bool = False
+               ) -> None:
         payload = data if isinstance(data, str) else json.dumps(data)
         head = f"event: {name}\n" if name else ""
-        self.handler.write_chunk(f"{head}data: {payload}\n\n".encode())
+        self.handler.write_chunk(f"{head}data: {payload}\n\n".encode(), last=last)
+        if last:
+            self._ended = True
 
     def _ping(self) -> None:
         self._last_ping = time.monotonic()
@@ -600,7 +621,8 @@ class _Exchange:
             self._generate_events()
         finally:
             gate.release()
-        self.handler.end_chunks()
+        if not self._ended:
+            self.handler.end_chunks()
         self.finished = True
 
     def _generate_events(self) -> None:
@@ -619,12 +641,13 @@ class _Exchange:
             log.exception("generation failed")
             self._event("error", {"type": "error", "error": {
                 "type": "api_error", "message": f"Internal server error ({type(err).__name__})",
-            }})
+            }}, last=True)
             return
         self._event(*self._completion_event(
-            "", sent, generation.stop_reason, generation.stop, model_name))
+            "", sent, generation.stop_reason, generation.stop, model_name),
+            last=not self.legacy)
         if self.legacy:
-            self._event(None, "[DONE]")
+            self._event(None, "[DONE]", last=True)
 
     def _completion_event(
         self, delta: str, sent: list[str], stop_reason: str | None, stop: str | None,

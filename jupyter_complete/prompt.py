@@ -78,8 +78,7 @@ def build(cell: str, *, system: str = "", raw: bool = False) -> str:
         return cell
     matches = list(_TURN_RE.finditer(cell))
     if not any(m.group(1) == "Human" for m in matches):
-        head = system.strip() + "\n" if system.strip() else ""
-        return f"{head}{HUMAN_PROMPT} {cell.strip()}{AI_PROMPT}"
+        return f"{system.strip()}{HUMAN_PROMPT} {cell.strip()}{AI_PROMPT}"
     first_human = next(i for i, m in enumerate(matches) if m.group(1) == "Human")
     matches = matches[first_human:]
     before = cell[: matches[0].start()].strip()

@@ -12,7 +12,7 @@ def test_a_cell_without_turns_is_wrapped_in_one_human_turn() -> None:
 
 
 def test_a_system_option_goes_before_the_first_human_turn() -> None:
-    assert prompt.build("Hi", system="Be brief.") == "Be brief.\n\n\nHuman: Hi\n\nAssistant:"
+    assert prompt.build("Hi", system="Be brief.") == "Be brief.\n\nHuman: Hi\n\nAssistant:"
 
 
 def test_typed_turns_are_normalised_to_the_double_newline_form() -> None:

@@ -485,3 +485,51 @@ def test_closing_the_server_stops_a_running_stream(local_model):
             stream.get_final_completion()
     assert time.monotonic() - started < 5
     assert not server.gate.busy
+
+
+def test_a_queued_streaming_client_that_leaves_gives_up_its_place(local_model):
+    from jupyter_complete.local import serve
+
+    with serve(model=local_model, api_key="k", max_queue=2, ping_interval=0.05) as server:
+        keyed = {**HEADERS, "x-api-key": "k"}
+        running = _raw_request(server, _body(prompt=LONG_PROMPT, max_tokens_to_sample=150,
+                                             stream=True), headers=keyed)
+        assert _wait_for(lambda: server.gate.busy)
+        queued = _raw_request(server, _body(stream=True), headers=keyed)
+        head = queued.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")  # admitted: headers and a ping while it waits
+        assert _wait_for(lambda: server.gate.waiting == 1)
+        queued.close()
+        assert _wait_for(lambda: server.gate.waiting == 0, timeout=3)
+        assert server.gate.busy  # the running generation goes on
+        running.close()
+        assert _wait_for(lambda: server.stats["disconnected"] == 2)
+
+
+def test_a_model_failure_mid_stream_is_an_error_event_with_the_text_so_far(
+    local_server, local_client, local_model, monkeypatch
+):
+    real_advance = local_model.advance
+    calls = []
+
+    def failing_advance(token: int) -> Any:
+        calls.append(token)
+        if len(calls) > 3:
+            raise RuntimeError("llama_decode returned -1")
+        return real_advance(token)
+
+    monkeypatch.setattr(local_model, "advance", failing_advance)
+    before = local_server.stats["failed"]
+    with pytest.raises(errors.InternalServerError) as info, local_client.completions.create(
+        prompt=LONG_PROMPT, max_tokens_to_sample=20, temperature=0, stream=True
+    ) as stream:
+        stream.until_done()
+    assert info.value.type == "api_error"
+    assert info.value.partial is not None and info.value.partial.completion
+    calls.clear()
+    with pytest.raises(errors.InternalServerError) as info:
+        local_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=20)
+    assert info.value.status_code == 500
+    assert local_server.stats["failed"] == before + 2
+    monkeypatch.undo()
+    assert local_client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)

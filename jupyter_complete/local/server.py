@@ -377,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             owner.stats.add("disconnected")
             self.close_connection = True
         else:
-            owner.stats.add("completed" if exchange.finished else "failed")
+            owner.stats.add("failed" if exchange.failed else "completed")
 
     # -- request body ------------------------------------------------------------------
     def _read_body(self) -> bytes:
@@ -516,7 +516,8 @@ class _Exchange:
         self.rid = rid
         self.legacy = legacy
         self.id = new_id("compl_")
-        self.finished = False
+        #: True when the model failed and the client got an error instead of an answer.
+        self.failed = False
         self._ended = False  # the chunked body's terminator has been sent
         self._last_ping = time.monotonic()
 
@@ -554,6 +555,14 @@ class _Exchange:
         try:
             generation = self._generation()
             text = "".join(self._deltas(generation))
+        except _Disconnected:
+            raise
+        except Exception as err:  # a model failure: 500 api_error, as the real API would
+            log.exception("generation failed")
+            self.failed = True
+            self.handler._send_rejection(RequestRejected(
+                500, "api_error", f"Internal server error ({type(err).__name__})"), self.rid)
+            return
         finally:
             gate.release()
         body = json.dumps(self._body(text, generation)).encode()
@@ -563,7 +572,6 @@ class _Exchange:
             self.handler.wfile.write(body)
         except OSError as err:
             raise _Disconnected from err
-        self.finished = True
 
     def _body(self, text: str, generation: Generation) -> dict[str, Any]:
         if self.legacy:
@@ -623,7 +631,6 @@ class _Exchange:
             gate.release()
         if not self._ended:
             self.handler.end_chunks()
-        self.finished = True
 
     def _generate_events(self) -> None:
         generation = self._generation()
@@ -639,6 +646,7 @@ class _Exchange:
             raise
         except Exception as err:  # a model failure mid-stream: the protocol's error event
             log.exception("generation failed")
+            self.failed = True
             self._event("error", {"type": "error", "error": {
                 "type": "api_error", "message": f"Internal server error ({type(err).__name__})",
             }}, last=True)

@@ -353,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
             owner.check_key(self.headers.get("x-api-key"), self.headers.get("authorization"))
             version = check_version(self.headers.get_all("anthropic-version") or [])
             request = CompletionRequest.from_json(body)
-            tokens = owner.model.render(request.conversation)
+            tokens = self._render(request)
             limit = owner.model.n_ctx - 1
             if len(tokens) > limit:
                 raise RequestRejected(
@@ -379,6 +379,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             owner.stats.add("failed" if exchange.failed else "completed")
 
+    def _render(self, request: CompletionRequest) -> list[int]:
+        try:
+            return self.owner.model.render(request.conversation)
+        except Exception as err:
+            # Some chat templates refuse conversations (e.g. roles that do not alternate)
+            # by raising; that is the request's fault, so it is a 400 with their reason.
+            raise RequestRejected(
+                400, "invalid_request_error",
+                f"prompt cannot be rendered with the model's chat template: {err}",
+            ) from err
+
     # -- request body ------------------------------------------------------------------
     def _read_body(self) -> bytes:
         """The request body, at most ``max_body_bytes``; 413 (and a drained socket) past it."""
@@ -388,9 +399,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("content-length") or 0)
         except ValueError:
-            self.close_connection = True
-            raise RequestRejected(400, "invalid_request_error",
-                                  "Invalid Content-Length header") from None
+            length = -1
+        if length < 0:
+            self.close_connection = True  # the body's end is unknown: the stream is lost
+            raise RequestRejected(400, "invalid_request_error", "Invalid Content-Length header")
         if length > limit:
             self._drain(length)
             raise _too_large()

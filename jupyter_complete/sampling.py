@@ -15,6 +15,7 @@ Everything here is a pure function of its arguments; the only randomness is the
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -185,12 +186,12 @@ def sample(final: npt.ArrayLike, rng: np.random.Generator) -> int:
     """
     p = np.asarray(final, dtype=np.float64).reshape(-1)
     best = int(np.argmax(p))
+    if not p[best] > 0:
+        raise ValueError("cannot sample from a distribution with no positive probability")
+    if p[best] >= p.sum():  # a one-hot (greedy): no draw, and no running total needed
+        return best
     cumulative = np.cumsum(p)
     total = float(cumulative[-1])
-    if not total > 0:
-        raise ValueError("cannot sample from a distribution with no positive probability")
-    if p[best] == total:
-        return best
     # Inverse CDF: the first index whose running total passes u. A token with probability 0
     # adds nothing to the running total, so it can never be the first to pass.
     u = rng.random() * total
@@ -200,4 +201,68 @@ def sample(final: npt.ArrayLike, rng: np.random.Generator) -> int:
     return i
 
 
-__all__ = ["Stages", "sample", "stages"]
+def entropy_bits(probs: npt.ArrayLike) -> float:
+    """Shannon entropy of a distribution, in bits (e.g. of ``Stages.final``).
+
+    0 for a one-hot (greedy), log2(n) for n equally likely tokens. Zero entries contribute
+    nothing; ``probs`` is scaled to sum 1 first, like `sample` does.
+    """
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    p = p[p > 0]
+    if p.shape[0] == 0:
+        raise ValueError("entropy of a distribution with no positive probability")
+    p = p / p.sum()
+    # + 0.0 turns the -0.0 of a one-hot into 0.0.
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def chi_square_p_value(stat: float, dof: int) -> float:
+    """P(X >= stat) for X chi-square distributed with ``dof`` degrees of freedom.
+
+    The regularized upper incomplete gamma function Q(dof/2, stat/2), by its power series
+    below the mode and its continued fraction above it (both converge fast there), so a
+    goodness-of-fit test needs no scipy. Accurate to about 1e-12 relative, far into the tail.
+    """
+    if dof < 1:
+        raise ValueError(f"dof must be >= 1, got {dof!r}")
+    if math.isnan(stat):
+        raise ValueError("stat must not be nan")
+    if stat <= 0:
+        return 1.0
+    if math.isinf(stat):
+        return 0.0
+    a, x = dof / 2.0, stat / 2.0
+    # x^a e^-x / Gamma(a), in logs so that large dof or stat do not overflow.
+    log_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1.0:
+        # P(a, x) = front * sum_n x^n / (a (a+1) ... (a+n)); Q = 1 - P.
+        term = total = 1.0 / a
+        denominator = a
+        while abs(term) > abs(total) * 1e-16:
+            denominator += 1.0
+            term *= x / denominator
+            total += term
+        return min(1.0, max(0.0, 1.0 - total * math.exp(log_front)))
+    # Q(a, x) = front * 1/(x+1-a- 1(1-a)/(x+3-a- 2(2-a)/(x+5-a- ...))), evaluated with the
+    # modified Lentz method; `tiny` stands in for a zero denominator.
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-16:
+            break
+    return min(1.0, math.exp(log_front) * h)
+
+
+__all__ = ["Stages", "chi_square_p_value", "entropy_bits", "sample", "stages"]

@@ -186,12 +186,12 @@ def sample(final: npt.ArrayLike, rng: np.random.Generator) -> int:
     """
     p = np.asarray(final, dtype=np.float64).reshape(-1)
     best = int(np.argmax(p))
-    if not p[best] > 0:
-        raise ValueError("cannot sample from a distribution with no positive probability")
-    if p[best] >= p.sum():  # a one-hot (greedy): no draw, and no running total needed
-        return best
     cumulative = np.cumsum(p)
     total = float(cumulative[-1])
+    if not total > 0:
+        raise ValueError("cannot sample from a distribution with no positive probability")
+    if p[best] == total:
+        return best
     # Inverse CDF: the first index whose running total passes u. A token with probability 0
     # adds nothing to the running total, so it can never be the first to pass.
     u = rng.random() * total

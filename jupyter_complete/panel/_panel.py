@@ -177,6 +177,12 @@ class Panel:
             self.prompt_box, self.system_box, widgets.HBox([sliders, side]), buttons,
             self.status, self.error, self.output.box, self.compare_grid.box, history,
         ], layout=widgets.Layout(width="100%"))
+        # CSS classes for styling and for browser tests to find the parts.
+        for part, name in ((self.widget, "jc-panel"), (self.output.box, "jc-output"),
+                           (self.status, "jc-status"), (self.error, "jc-error"),
+                           (self.compare_grid.box, "jc-compare"),
+                           (self.history_select, "jc-history")):
+            part.add_class(name)
 
     def _optional_slider(self, name: str) -> tuple[Any, Any]:
         slider = make_slider(name)

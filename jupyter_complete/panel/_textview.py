@@ -38,10 +38,12 @@ PAGE = 32
 
 # One style sheet for every segment, sent once, so each update carries only the text.
 _STYLE = (
-    "<style>.jc-stream-text{white-space:pre-wrap;word-break:break-word;margin:0;padding:0;"
+    # Scoped under .jupyter-widgets to outrank JupyterLab's ".jp-OutputArea-output pre"
+    # (word-break: break-all), which would cut words anywhere.
+    "<style>.jupyter-widgets pre.jc-stream-text{white-space:pre-wrap;word-break:normal;"
+    "overflow-wrap:anywhere;margin:0;padding:0;border:0;background:none;line-height:1.45;"
     "font-family:var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,13px);"
-    "line-height:1.45;color:var(--jp-content-font-color1,inherit);background:none;border:0}"
-    "</style>"
+    "color:var(--jp-content-font-color1,inherit)}</style>"
 )
 
 

@@ -32,6 +32,7 @@ from fixtures_replay import (
 from jupyter_complete import Client, CompletionSettings
 from jupyter_complete.errors import InvalidParameterError
 from jupyter_complete.panel import COLUMNS, Panel, parse_compare
+from jupyter_complete.prompt import build
 from jupyter_complete.settings import slider_spec
 
 WIRE = "\n\nHuman: {}\n\nAssistant:"
@@ -211,7 +212,10 @@ def test_run_streams_the_answer_with_the_slider_settings(replay: ReplayServer,
     assert panel.state == "done"
     assert panel.text == " Blue is calm."
     body = replay.received[0].json
-    assert body["prompt"] == "Answer in three words.\n" + WIRE.format("Name a colour.")
+    # The prompt box goes through prompt.build, with the system box as the system prompt.
+    assert body["prompt"] == build("Name a colour.", system="Answer in three words.")
+    assert body["prompt"].startswith("Answer in three words.")
+    assert body["prompt"].endswith(WIRE.format("Name a colour."))
     assert body["temperature"] == 0.3 and body["top_k"] == 5 and "top_p" not in body
     assert body["stop_sequences"] == ["END"] and body["stream"] is True
     status = panel.status.value

@@ -55,6 +55,13 @@ class Panel:
         settings: the settings to show and change; None means fresh `CompletionSettings`.
         update_interval: seconds between two updates of the streamed text.
 
+    The parts are attributes, for tests and for rearranging: ``prompt_box``, ``system_box``,
+    ``temperature_slider``, ``top_k_check`` and ``top_k_slider``, ``top_p_check`` and
+    ``top_p_slider``, ``max_tokens_slider``, ``model_box``, ``stop_box``, ``run_button``,
+    ``stop_button``, ``compare_button``, ``compare_values``, ``status``, ``error``,
+    ``output`` (a `StreamView`), ``compare_grid``, ``history_select``, ``load_button``;
+    ``widget`` is the whole panel.
+
     Example::
 
         from jupyter_complete import Panel

@@ -50,7 +50,9 @@ class StreamRenderer:
             ``stream`` message instead of on ipykernel's own 0.2 s timer).
         interval: minimum seconds between two writes.
 
-    The panel can pass ``write=output_widget.append_stdout``.
+    The panel passes its own ``write`` (a paged view of small HTML widgets). Do not pass an
+    ``Output`` widget's ``append_stdout``: it re-sends the widget's whole output list on every
+    call, so the bytes of a run grow with the square of its length.
     """
 
     def __init__(

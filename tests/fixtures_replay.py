@@ -156,7 +156,13 @@ class ReplayServer:
 
     def close(self) -> None:
         self._closing = True
+        try:
+            # close() alone does not wake a thread blocked in accept() on Linux.
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
+        self._thread.join(timeout=5)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until every connection the server accepted has been closed by the peer."""

@@ -352,14 +352,16 @@ class Client:
                     _ = response.content  # read the body inside the attempt: it may time out
             except requests.Timeout as err:
                 if last:
-                    raise APITimeoutError(f"No answer from {url} within the timeout") from err
+                    raise APITimeoutError(
+                        f"No answer from {url} within the timeout"
+                    ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
             except requests.RequestException as err:
                 if last:
                     raise APIConnectionError(
                         f"Could not connect to {url} ({_reason(err)})"
-                    ) from err
+                    ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
             if response.status_code < 400:
@@ -475,6 +477,25 @@ def _status_error(response: requests.Response) -> APIStatusError:
     cls = class_for_status(status)
     return cls(f"{label}: {message}", status_code=status, type=etype, body=body,
                request_id=rid, headers=dict(response.headers))
+
+
+def _without_frames(err: BaseException) -> BaseException:
+    """``err`` with its traceback, and those of the exceptions it chains, dropped.
+
+    Frames inside requests and urllib3 hold the request headers, API key included, as
+    locals, and verbose tracebacks (IPython's ``%xmode Verbose``) print locals. The chained
+    exceptions' types and messages, which say what failed, are kept.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
+    return err
 
 
 def _reason(err: BaseException) -> str:

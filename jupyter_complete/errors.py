@@ -22,6 +22,7 @@ text received so far. ``str(err)`` is one line saying what failed and what to do
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._constants import ENV_RAISE_ERRORS
@@ -38,12 +39,23 @@ class CompleteError(Exception):
     #: variable ``JUPYTER_COMPLETE_RAISE_ERRORS=1``).
     show_traceback: bool = False
 
-    def _render_traceback_(self) -> list[str]:
-        # IPython's hook for a custom display; raising makes IPython fall back to the full
-        # traceback, which is how the switch restores it.
+    @property
+    def _render_traceback_(self) -> Callable[[], list[str]]:
+        # IPython's hook for a custom display. IPython >= 8 calls it when hasattr() says it
+        # exists, and an exception raised by the call is shown as "Unexpected exception
+        # formatting exception" plus a plain traceback. So the switch makes the attribute
+        # itself missing (an AttributeError): IPython then formats the traceback, %xmode
+        # and all.
         if CompleteError.show_traceback or os.environ.get(ENV_RAISE_ERRORS):
-            raise NotImplementedError
+            raise _FullTraceback("_render_traceback_")
+        return self._one_line
+
+    def _one_line(self) -> list[str]:
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class _FullTraceback(AttributeError, NotImplementedError):
+    """The hook is switched off. Also a NotImplementedError: what the hook used to raise."""
 
 
 class InvalidParameterError(CompleteError, ValueError):

@@ -20,13 +20,18 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-#: A probability (or logit) vector over the vocabulary.
+#: A probability vector over the vocabulary.
 Vector = npt.NDArray[np.float64]
 
 # Candidate-set sizes tried, in turn, when finding the nucleus without a full sort: the
 # nucleus is a prefix of the tokens sorted by probability, so once the m likeliest tokens
 # hold top_p of the mass, sorting those m is enough. Peaked distributions stop at 64.
 _NUCLEUS_STEPS = (64, 1024, 8192)
+# A stage whose sum is this close to 1 is already normalised (float64 rounding).
+_UNIT_TOLERANCE = 1e-12
+# Probabilities come from a float32 exp (see _softmax), so a running total "reaches" top_p
+# when it is within float32 rounding of it: 0.5 + 0.2 must reach 0.7.
+_REACH_TOLERANCE = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +72,25 @@ def _softmax(x: npt.NDArray[np.float32], temperature: float = 1.0) -> Vector:
         # logit short of the max goes to -inf either way.
         t32 = np.float32(max(temperature, float(np.finfo(np.float32).tiny)))
         with np.errstate(over="ignore"):
-            z = z / t32
-    # exp in float32, the logits' own precision: several times faster than float64 over a
-    # 49k vocabulary (this runs for every generated token). The sum and the returned
-    # probabilities are float64, so cumulative sums over the vocabulary stay exact enough.
-    e: Vector = np.exp(z).astype(np.float64)
-    e /= e.sum()
-    return e
+            np.divide(z, t32, out=z)
+    # This runs for every generated token over a 49k vocabulary, so: exp in float32 (the
+    # logits' own precision; several times faster than float64 here), in place, and one
+    # new float64 array for the result (fresh memory costs page faults on this scale).
+    np.exp(z, out=z)
+    out: Vector = np.empty(z.shape[0], dtype=np.float64)
+    np.divide(z, z.sum(dtype=np.float64), out=out)
+    return out
+
+
+def _sum(a: Vector) -> float:
+    return float(a.sum(dtype=np.float64))
+
+
+def _normalised(a: Vector, total: float) -> Vector:
+    """``a`` scaled to sum 1 (``a`` itself when it already does)."""
+    if abs(total - 1.0) <= _UNIT_TOLERANCE:
+        return a
+    return _frozen(a / total)
 
 
 def _one_hot(n: int, index: int) -> Vector:
@@ -100,15 +117,15 @@ def _nucleus(probs: Vector, candidates: npt.NDArray[np.intp] | None, top_p: floa
             if m >= n:
                 break
             part = np.argpartition(probs, n - m)[n - m :]
-            if probs[part].sum() >= top_p:
+            if probs[part].sum(dtype=np.float64) >= top_p:
                 candidates = part
                 break
     # Stable sort, so equal probabilities keep a deterministic order.
     order = candidates[np.argsort(-probs[candidates], kind="stable")]
-    cumulative = np.cumsum(probs[order])
+    cumulative = np.cumsum(probs[order], dtype=np.float64)
     # The first position where the running total reaches top_p; keep up to and including it.
     # If rounding keeps the total just under top_p, keep every candidate.
-    keep = int(np.searchsorted(cumulative, top_p, side="left")) + 1
+    keep = int(np.searchsorted(cumulative, top_p - _REACH_TOLERANCE, side="left")) + 1
     keep = max(1, min(keep, order.shape[0]))
     out = np.zeros(n, dtype=np.float64)
     kept = order[:keep]
@@ -125,7 +142,8 @@ def stages(
     """Apply temperature, top_k and top_p to next-token ``logits``, keeping every stage.
 
     Args:
-        logits: one logit per vocabulary token (any float dtype; it is not modified).
+        logits: one logit per vocabulary token (any float dtype; it is not modified). They
+            are read as float32, llama.cpp's own precision.
         temperature: in [0, 1] for the API; None means 1. At 0 the result is greedy: a
             one-hot on the likeliest token.
         top_k: keep only the k likeliest tokens; None or 0 means no cut.
@@ -134,22 +152,21 @@ def stages(
             None (or >= 1) means no cut.
 
     Returns:
-        The `Stages`; ``final`` is the distribution to pass to `sample`.
+        The `Stages` (float64 arrays); ``final`` is the distribution to pass to `sample`.
     """
     x = np.asarray(logits, dtype=np.float32).reshape(-1)
     n = x.shape[0]
     if n == 0:
         raise ValueError("logits must not be empty")
     t = 1.0 if temperature is None else float(temperature)
-    if t < 0 or not np.isfinite(t):
+    if t < 0 or not math.isfinite(t):
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
     if top_k is not None and top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k!r}")
 
     raw = _frozen(_softmax(x))
     if t == 0:
-        best = int(np.argmax(x))
-        tempered = _frozen(_one_hot(n, best))
+        tempered = _frozen(_one_hot(n, int(np.argmax(x))))
     elif t == 1:
         tempered = raw
     else:
@@ -165,14 +182,16 @@ def stages(
         cut[kept] = tempered[kept]
         after_top_k = _frozen(cut)
 
-    total = float(after_top_k.sum())
-    if top_p is None or top_p >= 1 or t == 0:
-        after_top_p = after_top_k if total == 1.0 else _frozen(after_top_k / total)
+    if t == 0:
+        # Greedy: every later stage is the same one-hot (no sums over the vocabulary needed).
+        return Stages(raw=raw, tempered=tempered, after_top_k=tempered, after_top_p=tempered,
+                      final=tempered)
+    renormalised = _normalised(after_top_k, _sum(after_top_k))
+    if top_p is None or top_p >= 1:
+        after_top_p = renormalised
     else:
-        after_top_p = _frozen(_nucleus(after_top_k / total, kept, float(top_p)))
-
-    mass = float(after_top_p.sum())
-    final = after_top_p if mass == 1.0 else _frozen(after_top_p / mass)
+        after_top_p = _frozen(_nucleus(renormalised, kept, float(top_p)))
+    final = _normalised(after_top_p, _sum(after_top_p))
     return Stages(raw=raw, tempered=tempered, after_top_k=after_top_k,
                   after_top_p=after_top_p, final=final)
 
@@ -184,17 +203,18 @@ def sample(final: npt.ArrayLike, rng: np.random.Generator) -> int:
     without consuming randomness (so greedy steps do not shift a seeded sequence).
     ``final`` need not sum exactly to 1 (it is scaled).
     """
-    p = np.asarray(final, dtype=np.float64).reshape(-1)
+    p = np.asarray(final).reshape(-1)
+    if not np.issubdtype(p.dtype, np.floating):
+        p = p.astype(np.float64)
     best = int(np.argmax(p))
-    cumulative = np.cumsum(p)
-    total = float(cumulative[-1])
-    if not total > 0:
+    if not p[best] > 0:
         raise ValueError("cannot sample from a distribution with no positive probability")
-    if p[best] == total:
+    if float(p[best]) >= float(p.sum(dtype=np.float64)):  # a one-hot: nothing to draw
         return best
+    cumulative = np.cumsum(p, dtype=np.float64)
     # Inverse CDF: the first index whose running total passes u. A token with probability 0
     # adds nothing to the running total, so it can never be the first to pass.
-    u = rng.random() * total
+    u = rng.random() * float(cumulative[-1])
     i = int(np.searchsorted(cumulative, u, side="right"))
     if i >= p.shape[0]:  # u rounded up to the total: the last token that can be drawn
         i = int(np.flatnonzero(p > 0)[-1])

@@ -403,10 +403,12 @@ def test_concurrent_clients_all_finish_or_get_529(local_model):
 
     results: list[Any] = []
     lock = threading.Lock()
+    start = threading.Barrier(6)
 
     def one(stream: bool) -> None:
         try:
             with Client(base_url=server.url, api_key="k", max_retries=0) as client:
+                start.wait(timeout=30)  # all six at once, so the queue really fills
                 c = client.completions.create(
                     prompt=SHORT_PROMPT, max_tokens_to_sample=6, temperature=0, stream=stream)
                 text = c.get_final_completion().completion if stream else c.completion

@@ -77,6 +77,11 @@ class Gate:
                 self._waiting.remove(ticket)
             self._cond.notify_all()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no one holds the gate (or ``timeout`` seconds pass); True if idle."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy, timeout)
+
     def release(self) -> None:
         """Give the gate to the next ticket in line."""
         with self._cond:

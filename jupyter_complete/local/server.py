@@ -194,7 +194,10 @@ class LocalServer:
             self.close()
 
     def close(self) -> None:
-        """Stop listening, cut open connections and stop running generations (idempotent)."""
+        """Stop listening, cut open connections and stop running generations (idempotent).
+
+        Returns once the generation in progress (if any) has stopped.
+        """
         if self._closing.is_set():
             return
         self._closing.set()
@@ -206,8 +209,10 @@ class LocalServer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
+        # A running generation notices the shutdown at its next token; wait for that, so
+        # that after close() nothing of this server still uses the model.
+        self.gate.wait_idle(timeout=10)
         if self._owns_model:
-            # Wait for a generation to notice the shutdown before freeing the model under it.
             with self.model.lock:
                 self.model.close()
 

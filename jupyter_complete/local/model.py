@@ -125,6 +125,7 @@ class LocalModel:
         metadata: dict[str, str] = dict(self.llm.metadata)
         #: The model's Jinja chat template, or None (then the wire prompt is used as text).
         self.chat_template: str | None = metadata.get("tokenizer.chat_template") or None
+        self._template: Any = None  # the compiled chat template (jinja2), on first use
         self._bos_text = self._piece_text(self.llm.token_bos(), special=True)
         self._eos_text = self._piece_text(self.llm.token_eos(), special=True)
 
@@ -217,20 +218,23 @@ class LocalModel:
         return out
 
     def _render_template(self, messages: list[dict[str, str]]) -> str:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        if self._template is None:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        def raise_exception(message: str) -> None:
-            raise ValueError(message)
+            def raise_exception(message: str) -> None:
+                raise ValueError(message)
 
-        # trim_blocks/lstrip_blocks: the settings chat templates are written for.
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        assert self.chat_template is not None
-        template = env.from_string(self.chat_template)
-        return template.render(
+            # Sandboxed: the template comes from the model file. trim_blocks/lstrip_blocks
+            # are the settings chat templates are written for. Compiled once, on first use.
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            env.globals["raise_exception"] = raise_exception
+            assert self.chat_template is not None
+            self._template = env.from_string(self.chat_template)
+        rendered: str = self._template.render(
             messages=messages, add_generation_prompt=True, bos_token=self._bos_text,
             eos_token=self._eos_text,
         )
+        return rendered
 
     @staticmethod
     def _split_slots(rendered: str, count: int) -> list[str] | None:

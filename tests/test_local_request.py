@@ -178,3 +178,11 @@ def test_the_server_accepts_exactly_what_the_published_schema_accepts(body, spec
     except RequestRejected:
         server_ok = False
     assert server_ok == schema_ok
+
+
+def test_json_nested_deeper_than_the_parser_can_go_is_a_400():
+    for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"a": ' * 50_000 + b"1" + b"}" * 50_000):
+        with pytest.raises(RequestRejected) as info:
+            CompletionRequest.from_json(raw)
+        assert info.value.status == 400
+        assert info.value.message == "Request body is nested too deeply"

@@ -535,3 +535,52 @@ def test_a_model_failure_mid_stream_is_an_error_event_with_the_text_so_far(
     assert local_server.stats["failed"] == before + 2
     monkeypatch.undo()
     assert local_client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
+
+
+def test_an_unparseable_request_line_gets_a_status_line_and_an_envelope(local_server):
+    host, port = local_server.url.removeprefix("http://").split(":")
+    for line in (b"HELLO\r\n\r\n", b"POST /v1/complete HTTP/2.0\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(line)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 4") or head.startswith(b"HTTP/1.1 5"), answer[:80]
+        assert json.loads(body)["type"] == "error"
+
+
+def test_a_burst_of_fifty_connections_is_answered_not_reset(local_model):
+    from jupyter_complete.local import serve
+
+    statuses: list[object] = []
+    connect_times: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(50)
+
+    def one() -> None:
+        start.wait(timeout=30)
+        began = time.monotonic()
+        try:
+            with _raw_request(server, _body(max_tokens_to_sample=1),
+                              headers={**HEADERS, "x-api-key": "k"}) as sock:
+                connected = time.monotonic() - began
+                outcome: object = int(sock.makefile("rb").readline().split()[1])
+        except OSError as err:
+            outcome, connected = err, 0.0
+        with lock:
+            statuses.append(outcome)
+            connect_times.append(connected)
+
+    with serve(model=local_model, api_key="k", max_queue=4) as server:
+        threads = [threading.Thread(target=one) for _ in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert len(statuses) == 50
+    assert all(s in (200, 529) for s in statuses), [s for s in statuses if s not in (200, 529)]
+    assert statuses.count(200) >= 1
+    # A full accept backlog makes the kernel drop SYNs, which the client resends after a
+    # second (or gets reset): every connection must have been taken at once.
+    assert max(connect_times) < 0.9, sorted(connect_times)[-5:]

@@ -70,6 +70,8 @@ class CompletionRequest:
         """Parse and validate a request body; raises `RequestRejected` (400) on the first fault."""
         try:
             body = json.loads(raw)
+        except RecursionError as err:  # nesting deeper than the parser's stack
+            raise invalid("Request body is nested too deeply") from err
         except (ValueError, UnicodeDecodeError) as err:
             where = (f" at line {err.lineno} column {err.colno}"
                      if isinstance(err, json.JSONDecodeError) else "")

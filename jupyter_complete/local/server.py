@@ -102,6 +102,9 @@ class _Disconnected(Exception):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default accept backlog is 5: a burst of clients would overflow it and
+    # be reset by the kernel instead of queued or answered 529.
+    request_queue_size = 1024
     # Handler threads are daemons and `LocalServer.close` shuts their sockets down, so the
     # server never waits for them.
     block_on_close = False
@@ -340,6 +343,10 @@ class _Handler(BaseHTTPRequestHandler):
             code, message = 405, "Method Not Allowed"
         etype = "invalid_request_error" if code < 500 else "api_error"
         self.close_connection = True
+        # A request line that could not be parsed leaves http.server assuming HTTP/0.9,
+        # which would send the body with no status line or headers.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = self.protocol_version
         self._send_rejection(RequestRejected(code, etype, message or "Bad Request"),
                              new_id("req_"))
 

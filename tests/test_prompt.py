@@ -63,3 +63,8 @@ def test_json_and_code_braces_survive_interpolation() -> None:
 
 def test_doubled_braces_escape_a_name_that_exists() -> None:
     assert prompt.interpolate("{{x}} is {x}", {"x": 1}) == "{x} is 1"
+
+
+def test_parse_rejects_an_assistant_turn_before_the_first_human_turn() -> None:
+    with pytest.raises(prompt.PromptFormatError, match="must start with"):
+        prompt.parse("\n\nAssistant: Hello, world\n\nHuman: Hello, Claude\n\nAssistant:")

@@ -1,8 +1,8 @@
 """Load: 50 streaming clients at once against the built-in local server, several rounds.
 
 Every client either gets its whole answer or a 529 ``OverloadedError`` (one generation runs,
-a bounded queue waits, the rest are turned away at once); nothing else, except, for now, a
-connection reset before any response (a local server bug, held by a strict xfail below).
+a bounded queue waits, the rest are turned away at once); nothing else: no
+connection is reset at the door (the server's listen backlog holds a burst of 50).
 Across rounds the process must not grow: no threads left behind (ours or the server's),
 no file descriptors, no Python memory (tracemalloc) and no unbounded resident memory.
 Afterwards the server still answers. Kept short: eight tokens per answer.
@@ -49,9 +49,6 @@ def one_client(url: str, key: str, start: threading.Barrier) -> Outcome:
             assert err.status_code == 529 and "\n" not in str(err)
             return Outcome("overloaded")
         except errors.APIConnectionError as err:
-            if str(err).startswith("Could not connect") and "reset" in str(err):
-                # Refused at the door before any response: see the xfail test below.
-                return Outcome("reset before any response", str(err))
             return Outcome(type(err).__name__, str(err))
         except Exception as err:  # anything else is the failure this test exists to find
             return Outcome(type(err).__name__, str(err))
@@ -77,8 +74,7 @@ def run_round(url: str, key: str) -> Counter[str]:
     for t in threads:
         t.join(300)
     assert not any(t.is_alive() for t in threads), "a client never finished"
-    others = [o for o in outcomes
-              if o.kind not in ("answer", "overloaded", "reset before any response")]
+    others = [o for o in outcomes if o.kind not in ("answer", "overloaded")]
     assert not others, f"{len(others)} clients failed otherwise, e.g. {others[0]}"
     assert len(outcomes) == CLIENTS
     return Counter(o.kind for o in outcomes)
@@ -122,7 +118,6 @@ def test_fifty_streaming_clients_all_finish_or_get_529_and_nothing_grows_across_
             gc.collect()
             figures.append({
                 "answers": counts["answer"], "overloaded": counts["overloaded"],
-                "resets": counts["reset before any response"],
                 "threads": threading.active_count(), "server threads": server_threads(),
                 "fds": open_fds(), "python bytes": tracemalloc.get_traced_memory()[0],
                 "rss": rss_bytes(),
@@ -151,9 +146,6 @@ def test_fifty_streaming_clients_all_finish_or_get_529_and_nothing_grows_across_
     assert rss_growth < 64 << 20, f"RSS grew {rss_growth:,} bytes"
 
 
-@pytest.mark.xfail(strict=True, reason="local server bug (reported): ThreadingHTTPServer's "
-                   "listen backlog is socketserver's default of 5, so a burst of 50 connections "
-                   "overflows the accept queue and some are reset instead of answered 529")
 def test_fifty_simultaneous_connections_are_all_answered_none_reset(
     local_server: Any, local_api_key: str, tally: Any,
 ) -> None:
@@ -162,7 +154,7 @@ def test_fifty_simultaneous_connections_are_all_answered_none_reset(
         counts += run_round(local_server.url, local_api_key)
         settle(local_server)
         tally["load clients"] += CLIENTS
-    assert counts["reset before any response"] == 0, counts
+    assert set(counts) <= {"answer", "overloaded"} and counts["answer"] >= 2, counts
 
 
 def test_the_server_answers_after_the_load(local_server: Any, local_api_key: str) -> None:

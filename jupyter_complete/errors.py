@@ -31,13 +31,15 @@ if TYPE_CHECKING:
     from .completion import Completion
 
 
-class CompleteError(Exception):
-    """Base class of every error this package raises."""
+class OneLineTraceback:
+    """Mixin: IPython shows the exception as one line, unless full tracebacks are switched on.
 
-    #: When True, notebooks show full Python tracebacks instead of the one-line message
-    #: (``%config CompleteMagics.show_traceback = True`` sets it; so does the environment
-    #: variable ``JUPYTER_COMPLETE_RAISE_ERRORS=1``).
-    show_traceback: bool = False
+    The switch is ``CompleteError.show_traceback`` (``%config CompleteMagics.show_traceback =
+    True``) or the environment variable ``JUPYTER_COMPLETE_RAISE_ERRORS=1``.
+    """
+
+    #: The name shown before the message (default: the class name).
+    display_name: str | None = None
 
     @property
     def _render_traceback_(self) -> Callable[[], list[str]]:
@@ -51,7 +53,17 @@ class CompleteError(Exception):
         return self._one_line
 
     def _one_line(self) -> list[str]:
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+        name = self.display_name or type(self).__name__
+        return [f"\x1b[0;31m{name}\x1b[0m: {self}"]
+
+
+class CompleteError(OneLineTraceback, Exception):
+    """Base class of every error this package raises."""
+
+    #: When True, notebooks show full Python tracebacks instead of the one-line message
+    #: (``%config CompleteMagics.show_traceback = True`` sets it; so does the environment
+    #: variable ``JUPYTER_COMPLETE_RAISE_ERRORS=1``).
+    show_traceback: bool = False
 
 
 class _FullTraceback(AttributeError, NotImplementedError):

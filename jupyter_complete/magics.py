@@ -34,8 +34,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from traitlets import Bool, Enum, Float, Unicode, observe
 
 from . import prompt as prompts
-from ._constants import DEFAULT_TIMEOUT, ENV_API_KEY, ENV_BASE_URL, ENV_RAISE_ERRORS
-from .errors import APIError, CompleteError, InvalidParameterError
+from ._constants import DEFAULT_TIMEOUT, ENV_API_KEY, ENV_BASE_URL
+from .errors import APIError, CompleteError, InvalidParameterError, OneLineTraceback
 from .settings import CompletionSettings, check_params
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ _ESCAPE_RE = re.compile(r"\\(.)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 
-class StreamInterrupted(KeyboardInterrupt):
+class StreamInterrupted(OneLineTraceback, KeyboardInterrupt):
     """The kernel was interrupted while a completion streamed; the partial text was kept.
 
     It is still a `KeyboardInterrupt`, so Jupyter stops the cells queued after this one, but
@@ -105,11 +105,7 @@ class StreamInterrupted(KeyboardInterrupt):
             "in _completion."
         )
 
-    def _render_traceback_(self) -> list[str]:
-        # Same switch as CompleteError: raising makes IPython print the real traceback.
-        if CompleteError.show_traceback or os.environ.get(ENV_RAISE_ERRORS):
-            raise NotImplementedError
-        return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self}"]
+    display_name = "KeyboardInterrupt"
 
 
 @magics_class

@@ -138,7 +138,7 @@ def test_footer_metadata_records_model_parameters_stop_reason_and_timings(kernel
     body = kreplay.received[0].json
     assert body["model"] == "my-model"
     # prompt.build puts the system text on its own line before "\n\nHuman:".
-    assert body["prompt"] == "Be brief.\n\n\nHuman: Explain SSE.\n\nAssistant:"
+    assert body["prompt"] == "Be brief.\n\nHuman: Explain SSE.\n\nAssistant:"
     assert (body["max_tokens_to_sample"], body["temperature"], body["top_k"], body["top_p"]) == (
         50, 0.25, 5, 0.9
     )

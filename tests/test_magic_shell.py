@@ -113,7 +113,7 @@ def test_stop_sequences_repeat_and_understand_newline_escapes(send: Any) -> None
 def test_the_line_magic_takes_the_rest_of_the_line_verbatim(send: Any) -> None:
     body = send('-t 0 --system "Be \'brief\'." it\'s "quoted" -x', None)
     assert body["temperature"] == 0
-    assert body["prompt"] == "Be 'brief'.\n\n\nHuman: it's \"quoted\" -x\n\nAssistant:"
+    assert body["prompt"] == "Be 'brief'.\n\nHuman: it's \"quoted\" -x\n\nAssistant:"
     assert send("-t 0 -- --not-an-option here", None)["prompt"] == (
         "\n\nHuman: --not-an-option here\n\nAssistant:"
     )

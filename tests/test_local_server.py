@@ -342,7 +342,7 @@ def test_a_streamed_request_that_is_wrong_gets_a_plain_json_error(local_server):
 
 
 def test_another_path_is_404_not_found_error(local_server):
-    assert _error(_post(local_server, _body(), path="/v1/messages"))[:2] == (
+    assert _error(_post(local_server, _body(), path="/v1/completions"))[:2] == (
         404, "not_found_error")
     with Client(base_url=local_server.url + "/elsewhere", api_key=LOCAL_API_KEY,
                 max_retries=0) as client, pytest.raises(errors.NotFoundError):

@@ -32,9 +32,10 @@ class Generation:
     After the iteration ends, `stop_reason` is ``"stop_sequence"`` (a stop sequence was
     generated, or the model ended its turn, which in the wire format is where the next
     "\\n\\nHuman:" would begin) or ``"max_tokens"`` (``max_tokens`` reached, or the context
-    window is full); `stop` names the stop sequence. Returned text never contains a stop
-    sequence. The model's lock is held from the first step until the iteration ends or the
-    generation is closed.
+    window is full); `stop` names the stop sequence. `end_of_turn` tells the two kinds of
+    ``"stop_sequence"`` apart for the Messages API, which reports the model ending its own
+    turn as ``end_turn``. Returned text never contains a stop sequence. The model's lock is
+    held from the first step until the iteration ends or the generation is closed.
     """
 
     def __init__(
@@ -63,6 +64,10 @@ class Generation:
         self.stop_reason: str | None = None
         #: The stop sequence that ended the text (None for max_tokens).
         self.stop: str | None = None
+        #: True when the model ended its turn (its end-of-turn token, or the built-in
+        #: "\n\nHuman:" stop when the caller did not ask for that one), rather than a stop
+        #: sequence of the caller's or the token limit.
+        self.end_of_turn = False
         self._steps: Generator[str, None, None] | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -79,8 +84,14 @@ class Generation:
         if self._steps is not None:
             self._steps.close()  # runs the generator's `finally`, releasing the lock
 
-    def _finish(self, reason: str, stop: str | None) -> None:
-        self.stop_reason, self.stop = reason, stop
+    def _finish(self, reason: str, stop: str | None, *, end_of_turn: bool = False) -> None:
+        self.stop_reason, self.stop, self.end_of_turn = reason, stop, end_of_turn
+
+    def _matched(self, stop: str) -> None:
+        # "\n\nHuman:" is where a transcript's next turn begins: unless the caller listed it
+        # among their own stop sequences, matching it means the model ended its turn.
+        self._finish(STOP_SEQUENCE, stop,
+                     end_of_turn=stop == HUMAN_PROMPT and stop not in self.stop_sequences)
 
     def _run(self) -> Generator[str, None, None]:
         model = self.model
@@ -94,12 +105,12 @@ class Generation:
                 token = sample(staged.final, self.rng)
                 if model.is_end(token):
                     # ChatML's end of turn: the wire format's next "\n\nHuman:" goes here.
-                    self._finish(STOP_SEQUENCE, HUMAN_PROMPT)
+                    self._finish(STOP_SEQUENCE, HUMAN_PROMPT, end_of_turn=True)
                     break
                 self.tokens.append(token)
                 delta = matcher.feed(decoder.decode(model.token_bytes(token)))
                 if matcher.matched is not None:
-                    self._finish(STOP_SEQUENCE, matcher.matched)
+                    self._matched(matcher.matched)
                     yield delta
                     return
                 if step + 1 == self.max_tokens or model.context_used >= model.n_ctx:
@@ -113,7 +124,7 @@ class Generation:
             # No more text can complete a stop sequence: release what was held back.
             tail = delta + matcher.feed(decoder.decode(b"", final=True))
             if matcher.matched is not None:
-                self._finish(STOP_SEQUENCE, matcher.matched)
+                self._matched(matcher.matched)
             yield tail + matcher.flush()
 
 

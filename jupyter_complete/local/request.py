@@ -1,20 +1,24 @@
-"""`CompletionRequest`: a ``POST /v1/complete`` request checked the way the real API checks it.
+"""`CompletionRequest` and `MessagesRequest`: requests checked the way the real API checks them.
 
 Error messages copy the real server's where they are known (protocol.md 1.4, 1.5, 4.3):
 ``anthropic-version: header is required``, ``x-api-key header is required``,
 ``invalid x-api-key``, ``temperature: range: 0..1``, ``foo: Extra inputs are not permitted``,
-``prompt must start with "\\n\\nHuman:" turn after an optional system prompt``. Where the
-real wording is unknown, messages follow the same ``field: pydantic message`` style.
+``prompt must start with "\\n\\nHuman:" turn after an optional system prompt``; for
+``/v1/messages``, ``final assistant content cannot end with trailing whitespace`` and
+``messages: all messages must have non-empty content except for the optional final assistant
+message``. Where the real wording is unknown, messages follow the same ``field: pydantic
+message`` style (``messages.0.role: Input should be 'user' or 'assistant'``).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hmac
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .._constants import HUMAN_PROMPT
 from ..prompt import Conversation, PromptFormatError, parse
@@ -28,6 +32,12 @@ _FIELDS = (
     "top_p", "metadata", "stream",
 )
 _REQUIRED = ("model", "prompt", "max_tokens_to_sample")
+_MESSAGES_FIELDS = (
+    "model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_k",
+    "top_p", "metadata", "stream",
+)
+_MESSAGES_REQUIRED = ("model", "messages", "max_tokens")
+_ROLES = ("user", "assistant")
 
 
 class RequestRejected(Exception):
@@ -50,14 +60,21 @@ def invalid(message: str) -> RequestRejected:
     return RequestRejected(400, "invalid_request_error", message)
 
 
-@dataclasses.dataclass(frozen=True)
-class CompletionRequest:
-    """A validated request body (unset optional fields are None)."""
+_R = TypeVar("_R", bound="GenerationRequest")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerationRequest(abc.ABC):
+    """What any endpoint's validated request asks of the model (unset optionals are None).
+
+    `CompletionRequest` (``/v1/complete``) and `MessagesRequest` (``/v1/messages``) differ
+    only in how the body spells it; the server generates from these fields alone.
+    """
 
     model: str
-    prompt: str
-    max_tokens_to_sample: int
+    #: The turns to render through the chat template (system text, turns, prefill).
     conversation: Conversation
+    max_tokens: int
     stop_sequences: tuple[str, ...] = ()
     temperature: float | None = None
     top_k: int | None = None
@@ -66,49 +83,78 @@ class CompletionRequest:
     stream: bool = False
 
     @classmethod
-    def from_json(cls, raw: bytes) -> CompletionRequest:
+    def from_json(cls: type[_R], raw: bytes) -> _R:
         """Parse and validate a request body; raises `RequestRejected` (400) on the first fault."""
-        try:
-            body = json.loads(raw)
-        except RecursionError as err:  # nesting deeper than the parser's stack
-            raise invalid("Request body is nested too deeply") from err
-        except (ValueError, UnicodeDecodeError) as err:
-            where = (f" at line {err.lineno} column {err.colno}"
-                     if isinstance(err, json.JSONDecodeError) else "")
-            raise invalid(f"Request body is not valid JSON{where}") from err
-        if not isinstance(body, dict):
-            raise invalid("Input should be a valid dictionary or object to extract fields from")
-        return cls.from_dict(body)
+        return cls.from_dict(load_object(raw))
+
+    @classmethod
+    @abc.abstractmethod
+    def from_dict(cls: type[_R], body: dict[str, Any]) -> _R:
+        """Validate a decoded body (see `from_json`)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompletionRequest(GenerationRequest):
+    """A validated ``/v1/complete`` body."""
+
+    prompt: str
+
+    @property
+    def max_tokens_to_sample(self) -> int:
+        """The wire name of `max_tokens`."""
+        return self.max_tokens
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> CompletionRequest:
         """Validate a decoded body (see `from_json`)."""
-        for name in _REQUIRED:
-            if name not in body:
-                raise invalid(f"{name}: Field required")
+        _require(body, _REQUIRED)
         model = _string("model", body["model"])
         prompt = _string("prompt", body["prompt"])
         if not prompt:
             raise invalid("prompt: String should have at least 1 character")
         max_tokens = _integer("max_tokens_to_sample", body["max_tokens_to_sample"], minimum=1)
-        stops = _stop_sequences(body.get("stop_sequences"))
-        temperature = _unit("temperature", body.get("temperature"))
-        top_k = (None if body.get("top_k") is None
-                 else _integer("top_k", body["top_k"], minimum=0))
-        top_p = _unit("top_p", body.get("top_p"))
-        metadata = _metadata(body.get("metadata"))
-        stream = body.get("stream")
-        if stream is not None and not isinstance(stream, bool):
-            raise invalid("stream: Input should be a valid boolean")
-        for name in body:
-            if name not in _FIELDS:
-                raise invalid(f"{name}: Extra inputs are not permitted")
-        return cls(
-            model=model, prompt=prompt, max_tokens_to_sample=max_tokens,
-            conversation=_conversation(prompt), stop_sequences=stops,
-            temperature=temperature, top_k=top_k, top_p=top_p, metadata=metadata,
-            stream=bool(stream),
-        )
+        sampling = _sampling(body, _FIELDS)
+        return cls(model=model, prompt=prompt, max_tokens=max_tokens,
+                   conversation=_conversation(prompt), **sampling)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MessagesRequest(GenerationRequest):
+    """A validated ``/v1/messages`` body, text content only.
+
+    ``messages`` and ``system`` become the `conversation`: ``system`` (a string, or text
+    blocks joined by blank lines) is the system message, the messages are the turns in
+    order, and a final ``assistant`` message is the prefill the model continues. Several
+    text blocks in one message are joined by blank lines too.
+    """
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> MessagesRequest:
+        """Validate a decoded body (see `from_json`)."""
+        _require(body, _MESSAGES_REQUIRED)
+        model = _string("model", body["model"])
+        max_tokens = _integer("max_tokens", body["max_tokens"], minimum=1)
+        turns = _messages(body["messages"])
+        system = "" if body.get("system") is None else _text("system", body["system"])
+        sampling = _sampling(body, _MESSAGES_FIELDS)
+        prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
+        return cls(model=model, max_tokens=max_tokens, **sampling,
+                   conversation=Conversation(system=system, turns=turns, prefill=prefill))
+
+
+def load_object(raw: bytes) -> dict[str, Any]:
+    """A request body decoded as a JSON object; `RequestRejected` (400) otherwise."""
+    try:
+        body = json.loads(raw)
+    except RecursionError as err:  # nesting deeper than the parser's stack
+        raise invalid("Request body is nested too deeply") from err
+    except (ValueError, UnicodeDecodeError) as err:
+        where = (f" at line {err.lineno} column {err.colno}"
+                 if isinstance(err, json.JSONDecodeError) else "")
+        raise invalid(f"Request body is not valid JSON{where}") from err
+    if not isinstance(body, dict):
+        raise invalid("Input should be a valid dictionary or object to extract fields from")
+    return body
 
 
 def check_version(values: list[str]) -> str:
@@ -146,6 +192,89 @@ def _conversation(prompt: str) -> Conversation:
         return parse(prompt)
     except PromptFormatError as err:
         raise invalid(str(err)) from err
+
+
+def _require(obj: dict[str, Any], names: tuple[str, ...], where: str = "") -> None:
+    """400 for the first of ``names`` missing from ``obj`` (``where``: its location prefix)."""
+    for name in names:
+        if name not in obj:
+            raise invalid(f"{where}{name}: Field required")
+
+
+def _sampling(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The optional fields both endpoints share, checked; then no field outside ``allowed``."""
+    stops = _stop_sequences(body.get("stop_sequences"))
+    temperature = _unit("temperature", body.get("temperature"))
+    top_k = (None if body.get("top_k") is None
+             else _integer("top_k", body["top_k"], minimum=0))
+    top_p = _unit("top_p", body.get("top_p"))
+    metadata = _metadata(body.get("metadata"))
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream: Input should be a valid boolean")
+    _no_extras(body, allowed, "")
+    return {"stop_sequences": stops, "temperature": temperature, "top_k": top_k,
+            "top_p": top_p, "metadata": metadata, "stream": bool(stream)}
+
+
+def _no_extras(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """400 for the first key of ``obj`` not in ``allowed``, as pydantic's ``extra=forbid``."""
+    for name in obj:
+        if name not in allowed:
+            raise invalid(f"{where}{name}: Extra inputs are not permitted")
+
+
+def _messages(value: object) -> list[tuple[str, str]]:
+    """``messages`` as (role, text) turns, checked as the Messages API checks them."""
+    if not isinstance(value, list):
+        raise invalid("messages: Input should be a valid list")
+    if not value:
+        raise invalid("messages: at least one message is required")
+    turns: list[tuple[str, str]] = []
+    for i, message in enumerate(value):
+        where = f"messages.{i}"
+        if not isinstance(message, dict):
+            raise invalid(f"{where}: Input should be a valid dictionary or object to extract "
+                          "fields from")
+        _require(message, ("role", "content"), f"{where}.")
+        if message["role"] not in _ROLES:
+            raise invalid(f"{where}.role: Input should be 'user' or 'assistant'")
+        _no_extras(message, ("role", "content"), f"{where}.")
+        turns.append((message["role"], _text(f"{where}.content", message["content"])))
+    for i, (role, text) in enumerate(turns):
+        # Only the final assistant message may be empty: it is a prefill of nothing.
+        if not text and not (i == len(turns) - 1 and role == "assistant"):
+            raise invalid("messages: all messages must have non-empty content except for the "
+                          "optional final assistant message")
+    if turns[-1][0] == "assistant" and turns[-1][1] != turns[-1][1].rstrip():
+        raise invalid("final assistant content cannot end with trailing whitespace")
+    return turns
+
+
+def _text(where: str, value: object) -> str:
+    """A content value as text: a string, or a list of text blocks joined by blank lines."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise invalid(f"{where}: Input should be a valid string or a list of content blocks")
+    texts: list[str] = []
+    for j, block in enumerate(value):
+        at = f"{where}.{j}"
+        if not isinstance(block, dict):
+            raise invalid(f"{at}: Input should be a valid dictionary or object to extract "
+                          "fields from")
+        _require(block, ("type",), f"{at}.")
+        if block["type"] != "text":
+            # Images, documents and tool blocks need a model that reads them.
+            raise invalid(f"{at}.type: the local model reads only 'text' content blocks, "
+                          f"not {block['type']!r}")
+        _require(block, ("text",), f"{at}.")
+        _no_extras(block, ("type", "text"), f"{at}.")
+        text = _string(f"{at}.text", block["text"])
+        if not text:
+            raise invalid(f"{where}: text content blocks must be non-empty")
+        texts.append(text)
+    return "\n\n".join(texts)
 
 
 def _string(name: str, value: object) -> str:
@@ -215,8 +344,11 @@ __all__ = [
     "LEGACY_VERSION",
     "VERSIONS",
     "CompletionRequest",
+    "GenerationRequest",
+    "MessagesRequest",
     "RequestRejected",
     "check_key",
     "check_version",
     "invalid",
+    "load_object",
 ]

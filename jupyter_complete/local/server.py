@@ -1,17 +1,24 @@
-"""`LocalServer` and `serve`: ``POST /v1/complete`` over HTTP/1.1, backed by a `LocalModel`.
+"""`LocalServer` and `serve`: ``POST /v1/complete`` and ``POST /v1/messages`` over HTTP/1.1.
 
-It answers as the real API does (protocol.md): the same validation, statuses and error
-envelopes, a ``request-id`` header on every response, ``Completion`` JSON, or with
-``"stream": true`` server-sent events in chunked transfer encoding, each event written as
-its own HTTP chunk the moment its token is sampled. Everything is checked before the first
-byte of a response is sent, so a streamed request that is wrong gets a normal JSON error
-with its status, never an error inside a 200.
+Both endpoints are backed by one `LocalModel` and share everything but the shapes of their
+bodies and events: validation rules, key check, queue, chat-template rendering, sampling,
+disconnect handling and error envelopes. They answer as the real API does (protocol.md): the
+same validation, statuses and error envelopes, a ``request-id`` header on every response,
+``Completion`` (or ``Message``) JSON, or with ``"stream": true`` server-sent events in
+chunked transfer encoding, each event written as its own HTTP chunk the moment its token is
+sampled. Everything is checked before the first byte of a response is sent, so a streamed
+request that is wrong gets a normal JSON error with its status, never an error inside a 200.
+
+A ``/v1/messages`` stream is ``message_start``, ``content_block_start``, ``ping``, one
+``content_block_delta`` per piece of text, ``content_block_stop``, ``message_delta`` (stop
+reason and output tokens), ``message_stop``; pings also keep a queued request alive.
 
 Only the standard library serves HTTP (``http.server``); one thread per connection.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ipaddress
 import json
@@ -24,18 +31,28 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from .generation import Generation
+from .._constants import ENV_SERVER_API_KEY
+from .generation import STOP_SEQUENCE, Generation
 from .model import LocalModel
-from .request import LEGACY_VERSION, CompletionRequest, RequestRejected, check_key, check_version
+from .request import (
+    LEGACY_VERSION,
+    CompletionRequest,
+    GenerationRequest,
+    MessagesRequest,
+    RequestRejected,
+    check_key,
+    check_version,
+)
 
 log = logging.getLogger("jupyter_complete.local")
 
 COMPLETE_PATH = "/v1/complete"
+MESSAGES_PATH = "/v1/messages"
 #: The documented request-size limit of the Messages API (32 MB); past it, 413.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Seconds between pings while a streamed request waits for the model.
@@ -126,12 +143,13 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class LocalServer:
-    """A running local `/v1/complete` server (start it with `serve`).
+    """A running local ``/v1/complete`` and ``/v1/messages`` server (start it with `serve`).
 
     Attributes:
         url: the base URL to give a client (``http://127.0.0.1:PORT``).
         model: the `LocalModel` answering.
         stats: `Stats` counters.
+        refuse_complete_models: requested model names that ``/v1/complete`` turns away.
     """
 
     def __init__(
@@ -145,6 +163,7 @@ class LocalServer:
         max_body_bytes: int,
         ping_interval: float,
         owns_model: bool = False,
+        refuse_complete_models: Iterable[str] = (),
     ) -> None:
         from .gate import Gate
 
@@ -153,6 +172,7 @@ class LocalServer:
         self.gate = Gate(max_queue)
         self.max_body_bytes = max_body_bytes
         self.ping_interval = ping_interval
+        self.refuse_complete_models = frozenset(refuse_complete_models)
         self.stats = Stats()
         self._owns_model = owns_model
         self._closing = threading.Event()
@@ -185,6 +205,19 @@ class LocalServer:
     def check_key(self, x_api_key: str | None, authorization: str | None) -> None:
         """Raise `RequestRejected` (401) unless the request carries this server's key."""
         check_key(x_api_key, authorization, self._api_key)
+
+    def check_completions(self, model: str) -> None:
+        """400 when ``model`` is one this server says has no Text Completions API.
+
+        Newer Anthropic models answer ``/v1/complete`` this way; a server started with
+        ``refuse_complete_models`` plays that part, so clients (and classes) can see the
+        switch to ``/v1/messages`` happen against a real server.
+        """
+        if model in self.refuse_complete_models:
+            raise RequestRejected(
+                400, "invalid_request_error",
+                f"{model} does not support the Text Completions API; use the Messages API",
+            )
 
     def serve_until_interrupted(self) -> None:
         """Block the calling thread until Ctrl-C (or `close` from another thread)."""
@@ -246,8 +279,9 @@ def serve(
     max_queue: int = 8,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = DEFAULT_PING_INTERVAL,
+    refuse_complete_models: Iterable[str] = (),
 ) -> LocalServer:
-    """Start a local ``/v1/complete`` server on a background thread and return it.
+    """Start a local ``/v1/complete`` and ``/v1/messages`` server on a background thread.
 
     Args:
         host: address to listen on. Anything but loopback requires ``api_key``.
@@ -258,6 +292,13 @@ def serve(
         max_queue: requests that may wait while one generates; past it, 529.
         max_body_bytes: request bodies above this size get 413.
         ping_interval: seconds between pings while a streamed request waits its turn.
+        refuse_complete_models: model names for which ``/v1/complete`` answers 400
+            invalid_request_error "<model> does not support the Text Completions API; use
+            the Messages API", as the real API does for newer models (``/v1/messages`` still
+            answers them). For trying out and teaching the switch to the Messages API.
+
+    Returns:
+        The running `LocalServer`.
 
     Raises:
         ValueError: ``host`` is not loopback and no ``api_key`` was given.
@@ -266,7 +307,8 @@ def serve(
     if not is_loopback(host) and not api_key:
         raise ValueError(
             f"Refusing to listen on {host or 'all interfaces'!s} without an API key: anyone "
-            "who can reach it could use it. Pass api_key=... (--api-key), or bind 127.0.0.1."
+            "who can reach it could use it. Pass api_key=... (--api-key, or "
+            f"{ENV_SERVER_API_KEY} for the command), or bind 127.0.0.1."
         )
     owns = not isinstance(model, LocalModel)
     local = model if isinstance(model, LocalModel) else LocalModel(model)
@@ -274,6 +316,7 @@ def serve(
         return LocalServer(
             local, host, port, api_key or None, max_queue=max_queue,
             max_body_bytes=max_body_bytes, ping_interval=ping_interval, owns_model=owns,
+            refuse_complete_models=refuse_complete_models,
         )
     except BaseException:
         if owns:
@@ -356,16 +399,17 @@ class _Handler(BaseHTTPRequestHandler):
         rid = new_id("req_")
         try:
             body = self._read_body()
-            path = urlsplit(self.path).path
-            if path.rstrip("/") != COMPLETE_PATH:
+            exchange_type = _ROUTES.get(urlsplit(self.path).path.rstrip("/"))
+            if exchange_type is None:
                 raise RequestRejected(404, "not_found_error", "Not Found")
             if self.command != "POST":
                 raise RequestRejected(405, "invalid_request_error", "Method Not Allowed",
                                       {"allow": "POST"})
             owner.check_key(self.headers.get("x-api-key"), self.headers.get("authorization"))
             version = check_version(self.headers.get_all("anthropic-version") or [])
-            request = CompletionRequest.from_json(body)
-            tokens = self._render(request)
+            request = exchange_type.request_type.from_json(body)
+            exchange_type.check(owner, request)
+            tokens = self._render(request, exchange_type.conversation_field)
             limit = owner.model.n_ctx - 1
             if len(tokens) > limit:
                 raise RequestRejected(
@@ -382,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
                 owner.stats.add("rejected")
             self._send_rejection(rejection, rid)
             return
-        exchange = _Exchange(self, request, tokens, rid, legacy=version == LEGACY_VERSION)
+        exchange = exchange_type(self, request, tokens, rid, version=version)
         try:
             exchange.run(ticket)
         except _Disconnected:
@@ -391,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             owner.stats.add("failed" if exchange.failed else "completed")
 
-    def _render(self, request: CompletionRequest) -> list[int]:
+    def _render(self, request: GenerationRequest, field: str) -> list[int]:
         try:
             return self.owner.model.render(request.conversation)
         except Exception as err:
@@ -399,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
             # by raising; that is the request's fault, so it is a 400 with their reason.
             raise RequestRejected(
                 400, "invalid_request_error",
-                f"prompt cannot be rendered with the model's chat template: {err}",
+                f"{field} cannot be rendered with the model's chat template: {err}",
             ) from err
 
     # -- request body ------------------------------------------------------------------
@@ -528,30 +572,67 @@ def _too_large() -> RequestRejected:
                            "Request exceeds the maximum allowed number of bytes.")
 
 
-class _Exchange:
-    """One admitted completion request: wait for the model, generate, answer."""
+class _Exchange(abc.ABC):
+    """One admitted request: wait for the model, generate, answer.
 
-    def __init__(self, handler: _Handler, request: CompletionRequest, tokens: list[int],
-                 rid: str, *, legacy: bool) -> None:
+    The waiting, generating, disconnect and failure handling are here, shared by both
+    endpoints; a subclass gives its endpoint's request parser and the shapes of its JSON body
+    and stream events.
+    """
+
+    #: The endpoint's request class (its ``from_json`` validates a body).
+    request_type: ClassVar[type[GenerationRequest]]
+    #: The request field a chat template's refusal is blamed on.
+    conversation_field: ClassVar[str]
+    #: The prefix of the answer's id (``compl_``, ``msg_``).
+    id_prefix: ClassVar[str]
+
+    def __init__(self, handler: _Handler, request: GenerationRequest, tokens: list[int],
+                 rid: str, *, version: str) -> None:
         self.handler = handler
         self.owner = handler.owner
         self.request = request
         self.tokens = tokens
         self.rid = rid
-        self.legacy = legacy
-        self.id = new_id("compl_")
+        self.version = version
+        self.id = new_id(self.id_prefix)
         #: True when the model failed and the client got an error instead of an answer.
         self.failed = False
         self._ended = False  # the chunked body's terminator has been sent
         self._last_ping = time.monotonic()
 
+    # -- what an endpoint defines ------------------------------------------------------
+    @staticmethod  # noqa: B027 - optional hook: most endpoints serve every valid request
+    def check(owner: LocalServer, request: GenerationRequest) -> None:  # noqa: ARG004
+        """Refuse (`RequestRejected`) a valid request this endpoint will not serve."""
+
+    @abc.abstractmethod
+    def _body(self, text: str, generation: Generation) -> dict[str, Any]:
+        """The non-streaming answer."""
+
+    @abc.abstractmethod
+    def _open_stream(self) -> None:
+        """The first event, sent with the response head (before the model is free)."""
+
+    def _open_text(self) -> None:  # noqa: B027 - optional hook; Text Completions needs nothing
+        """Events sent once the model is ours, before the first text."""
+
+    @abc.abstractmethod
+    def _text_event(self, delta: str, sent: list[str]) -> None:
+        """Send one piece of text; ``sent`` is every piece so far, this one included."""
+
+    @abc.abstractmethod
+    def _close_stream(self, generation: Generation, sent: list[str]) -> None:
+        """The closing events; the last one must end the body (``last=True``)."""
+
+    # -- generating --------------------------------------------------------------------
     def _gone(self) -> bool:
         return self.owner.closed or self.handler.peer_gone()
 
     def _generation(self) -> Generation:
         r = self.request
         return self.owner.model.generate(
-            self.tokens, max_tokens=r.max_tokens_to_sample, temperature=r.temperature,
+            self.tokens, max_tokens=r.max_tokens, temperature=r.temperature,
             top_k=r.top_k, top_p=r.top_p, stop_sequences=r.stop_sequences,
         )
 
@@ -597,19 +678,6 @@ class _Exchange:
         except OSError as err:
             raise _Disconnected from err
 
-    def _body(self, text: str, generation: Generation) -> dict[str, Any]:
-        if self.legacy:
-            return {
-                "completion": text, "stop": generation.stop,
-                "stop_reason": generation.stop_reason, "truncated": False, "exception": None,
-                "log_id": self.id, "model": self.owner.model.name,
-            }
-        return {
-            "type": "completion", "id": self.id, "completion": text,
-            "stop_reason": generation.stop_reason, "model": self.owner.model.name,
-            "stop": generation.stop, "log_id": self.id,
-        }
-
     # -- streaming ---------------------------------------------------------------------
     def _event(self, name: str | None, data: dict[str, Any] | str, *, last: bool = False
                ) -> None:
@@ -643,7 +711,7 @@ class _Exchange:
                 "cache-control": "no-cache",
                 "transfer-encoding": "chunked",
             }, self.rid)
-            self._ping()
+            self._open_stream()
         except (OSError, _Disconnected) as err:
             gate.leave(ticket)
             raise _Disconnected from err
@@ -657,15 +725,15 @@ class _Exchange:
             self.handler.end_chunks()
 
     def _generate_events(self) -> None:
+        self._open_text()
         generation = self._generation()
-        model_name = self.owner.model.name
         sent: list[str] = []
         try:
             for delta in self._deltas(generation):
                 if not delta:
                     continue
                 sent.append(delta)
-                self._event(*self._completion_event(delta, sent, None, None, model_name))
+                self._text_event(delta, sent)
         except _Disconnected:
             raise
         except Exception as err:  # a model failure mid-stream: the protocol's error event
@@ -675,34 +743,140 @@ class _Exchange:
                 "type": "api_error", "message": f"Internal server error ({type(err).__name__})",
             }}, last=True)
             return
-        self._event(*self._completion_event(
-            "", sent, generation.stop_reason, generation.stop, model_name),
-            last=not self.legacy)
+        self._close_stream(generation, sent)
+
+
+class _CompleteExchange(_Exchange):
+    """``POST /v1/complete``: ``Completion`` bodies and ``completion`` events."""
+
+    request_type = CompletionRequest
+    conversation_field = "prompt"
+    id_prefix = "compl_"
+
+    @staticmethod
+    def check(owner: LocalServer, request: GenerationRequest) -> None:
+        owner.check_completions(request.model)
+
+    @property
+    def legacy(self) -> bool:
+        """2023-01-01: bodies without ``type``/``id``, cumulative unnamed events, ``[DONE]``."""
+        return self.version == LEGACY_VERSION
+
+    def _completion(self, text: str, stop_reason: str | None, stop: str | None
+                    ) -> dict[str, Any]:
+        """A ``Completion`` object: the whole body, or one event's data."""
+        if self.legacy:
+            return {
+                "completion": text, "stop_reason": stop_reason, "stop": stop,
+                "truncated": False, "exception": None, "log_id": self.id,
+                "model": self.owner.model.name,
+            }
+        return {
+            "type": "completion", "id": self.id, "completion": text,
+            "stop_reason": stop_reason, "model": self.owner.model.name, "stop": stop,
+            "log_id": self.id,
+        }
+
+    def _body(self, text: str, generation: Generation) -> dict[str, Any]:
+        return self._completion(text, generation.stop_reason, generation.stop)
+
+    def _open_stream(self) -> None:
+        # A ping at once: the client has its 200 and a first event while the request waits.
+        self._ping()
+
+    def _text_event(self, delta: str, sent: list[str]) -> None:
+        self._event(*self._completion_event(delta, sent, None, None))
+
+    def _close_stream(self, generation: Generation, sent: list[str]) -> None:
+        self._event(*self._completion_event("", sent, generation.stop_reason, generation.stop),
+                    last=not self.legacy)
         if self.legacy:
             self._event(None, "[DONE]", last=True)
 
     def _completion_event(
         self, delta: str, sent: list[str], stop_reason: str | None, stop: str | None,
-        model_name: str,
     ) -> tuple[str | None, dict[str, Any]]:
         if self.legacy:
             # 2023-01-01: unnamed events whose completion is the whole text so far.
-            return None, {
-                "completion": "".join(sent), "stop_reason": stop_reason, "stop": stop,
-                "truncated": False, "exception": None, "log_id": self.id, "model": model_name,
-            }
-        return "completion", {
-            "type": "completion", "id": self.id, "completion": delta,
-            "stop_reason": stop_reason, "model": model_name, "stop": stop, "log_id": self.id,
+            return None, self._completion("".join(sent), stop_reason, stop)
+        return "completion", self._completion(delta, stop_reason, stop)
+
+
+class _MessagesExchange(_Exchange):
+    """``POST /v1/messages``: ``Message`` bodies and the Messages stream events."""
+
+    request_type = MessagesRequest
+    conversation_field = "messages"
+    id_prefix = "msg_"
+
+    def _message(self, content: list[dict[str, str]], generation: Generation | None
+                 ) -> dict[str, Any]:
+        """A ``Message`` object; ``generation`` None: the start of a stream, nothing yet."""
+        reason, sequence = messages_stop(generation) if generation else (None, None)
+        return {
+            "id": self.id, "type": "message", "role": "assistant",
+            "model": self.owner.model.name, "content": content, "stop_reason": reason,
+            "stop_sequence": sequence,
+            "usage": {"input_tokens": len(self.tokens),
+                      "output_tokens": len(generation.tokens) if generation else 0},
         }
+
+    def _body(self, text: str, generation: Generation) -> dict[str, Any]:
+        return self._message([{"type": "text", "text": text}], generation)
+
+    def _open_stream(self) -> None:
+        self._event("message_start", {"type": "message_start",
+                                      "message": self._message([], None)})
+
+    def _open_text(self) -> None:
+        self._event("content_block_start", {
+            "type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}})
+        self._ping()
+
+    def _text_event(self, delta: str, sent: list[str]) -> None:  # noqa: ARG002
+        self._event("content_block_delta", {
+            "type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": delta}})
+
+    def _close_stream(self, generation: Generation, sent: list[str]) -> None:  # noqa: ARG002
+        reason, sequence = messages_stop(generation)
+        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        self._event("message_delta", {
+            "type": "message_delta",
+            "delta": {"stop_reason": reason, "stop_sequence": sequence},
+            "usage": {"output_tokens": len(generation.tokens)}})
+        self._event("message_stop", {"type": "message_stop"}, last=True)
+
+
+def messages_stop(generation: Generation) -> tuple[str, str | None]:
+    """A finished generation's ``(stop_reason, stop_sequence)`` in Messages API terms.
+
+    The model ending its own turn is ``end_turn``; one of the caller's stop sequences is
+    ``stop_sequence`` (and names it); running out of tokens is ``max_tokens``.
+    """
+    if generation.end_of_turn:
+        return "end_turn", None
+    if generation.stop_reason == STOP_SEQUENCE:
+        return "stop_sequence", generation.stop
+    return "max_tokens", None
+
+
+#: The endpoints, by path (a trailing slash is ignored).
+_ROUTES: dict[str, type[_Exchange]] = {
+    COMPLETE_PATH: _CompleteExchange,
+    MESSAGES_PATH: _MessagesExchange,
+}
 
 
 __all__ = [
     "COMPLETE_PATH",
     "DEFAULT_MAX_BODY_BYTES",
+    "MESSAGES_PATH",
     "LocalServer",
     "Stats",
     "is_loopback",
+    "messages_stop",
     "new_id",
     "serve",
 ]

@@ -32,7 +32,13 @@ import numpy.typing as npt
 
 from . import prompt as prompts
 from ._constants import ENV_API_KEY, ENV_BASE_URL
-from .panel._controls import LABEL_WIDTH, Binding, bind_optional, bind_slider, make_slider
+from .controls import (
+    Binding,
+    bind_optional,
+    bind_slider,
+    make_optional_slider,
+    make_slider,
+)
 from .sampling import Stages, entropy_bits, sample, stages
 from .settings import CompletionSettings
 
@@ -219,8 +225,8 @@ class Explorer:
     # -- widgets -----------------------------------------------------------------------
     def _build(self) -> None:
         self.temperature_slider = make_slider("temperature")
-        self.top_k_slider, self.top_k_check = _optional_slider("top_k")
-        self.top_p_slider, self.top_p_check = _optional_slider("top_p")
+        self.top_k_slider, self.top_k_check = _explorer_optional_slider("top_k")
+        self.top_p_slider, self.top_p_check = _explorer_optional_slider("top_p")
         self.sample_button = widgets.Button(
             description="Sample", icon="random", button_style="primary",
             tooltip="Draw the next token by its final probability and append it",
@@ -539,17 +545,6 @@ class Explorer:
         _close_tree(self.widget)
 
 
-def _optional_slider(name: str) -> tuple[Any, Any]:
-    """A slider with a checkbox in front carrying its label (unchecked: the setting is unset)."""
-    slider = make_slider(name)
-    check = widgets.Checkbox(
-        value=False, description=slider.description, indent=False,
-        tooltip=f"Apply {name}. Unchecked: no {name} cut.",
-        layout=widgets.Layout(width=LABEL_WIDTH, margin="2px 6px 2px 2px"),
-    )
-    slider.description = ""
-    slider.layout.width = f"calc(30em - {LABEL_WIDTH})"
-    return slider, check
 
 
 def _pct(p: float) -> str:
@@ -577,3 +572,7 @@ def _close_tree(widget: Any) -> None:
 
 
 __all__ = ["Candidate", "Explorer", "Step", "default_model"]
+
+
+def _explorer_optional_slider(name: str) -> tuple[Any, Any]:
+    return make_optional_slider(name, f"Apply {name}. Unchecked: no {name} cut.")

@@ -13,18 +13,19 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from .. import prompt as prompts
-from ..render import DEFAULT_INTERVAL
-from ..settings import CompletionSettings
-from ._compare import Column, CompareGrid, parse_compare, plan, result_status
-from ._controls import (
+from ..controls import (
     LABEL_WIDTH,
     Binding,
     bind_optional,
     bind_slider,
     bind_stops,
     bind_text,
+    make_optional_slider,
     make_slider,
 )
+from ..render import DEFAULT_INTERVAL
+from ..settings import CompletionSettings
+from ._compare import Column, CompareGrid, parse_compare, plan, result_status
 from ._history import History, record_status, status_line
 from ._runner import StopSignal, stream_once
 from ._textview import StreamView
@@ -192,16 +193,8 @@ class Panel:
             part.add_class(name)
 
     def _optional_slider(self, name: str) -> tuple[Any, Any]:
-        slider = make_slider(name)
-        # The checkbox carries the label, so the row lines up with the other sliders.
-        check = widgets.Checkbox(
-            value=False, description=slider.description, indent=False,
-            tooltip=f"Send {name}. Unchecked: leave it unset (the API's advice unless needed).",
-            layout=widgets.Layout(width=LABEL_WIDTH, margin="2px 6px 2px 2px"),
-        )
-        slider.description = ""
-        slider.layout.width = "calc(30em - 7em)"
-        return slider, check
+        return make_optional_slider(
+            name, f"Send {name}. Unchecked: leave it unset (the API's advice unless needed).")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

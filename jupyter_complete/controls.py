@@ -1,0 +1,200 @@
+"""Controls built from the settings declaration, and kept equal to the settings both ways.
+
+Each `Binding` observes the setting and its widgets; a change on either side is copied to
+the other, with a guard so the copy does not bounce back. ``widgets.link`` is not enough
+here: an optional setting maps to a checkbox *and* a slider, and a value beyond a slider's
+range (``max_tokens = 4096`` from ``%config``) must widen the slider instead of being
+clamped by it and written back.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+from traitlets import Float, TraitError
+
+from .settings import CompletionSettings, slider_spec
+
+#: Label width shared by every control, so the sliders line up.
+LABEL_WIDTH = "7em"
+
+
+class Binding:
+    """Keeps setting ``name`` and some widgets equal; `unbind` ends it."""
+
+    def __init__(
+        self,
+        settings: CompletionSettings,
+        name: str,
+        sources: Sequence[Any],
+        show: Callable[[Any], None],
+        read: Callable[[], Any],
+    ) -> None:
+        self._settings = settings
+        self._name = name
+        self._sources = list(sources)
+        self._show = show
+        self._read = read
+        self._busy = False
+        settings.observe(self._setting_changed, names=name)
+        for w in self._sources:
+            w.observe(self._widget_changed, names="value")
+        self._show(getattr(settings, name))
+
+    def _setting_changed(self, change: dict[str, Any]) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            self._show(change["new"])
+        finally:
+            self._busy = False
+
+    def _widget_changed(self, _change: dict[str, Any]) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            try:
+                setattr(self._settings, self._name, self._read())
+            except TraitError:
+                pass  # a value the setting refuses: the widgets go back to the setting's
+            # Re-show even on success: a checkbox toggles its slider's enabled state.
+            self._show(getattr(self._settings, self._name))
+        finally:
+            self._busy = False
+
+    def unbind(self) -> None:
+        """Stop following changes (the settings object may outlive the panel)."""
+        self._settings.unobserve(self._setting_changed, names=self._name)
+        for w in self._sources:
+            w.unobserve(self._widget_changed, names="value")
+
+
+def make_slider(name: str) -> Any:
+    """A slider for setting ``name``, with bounds, step, label and tooltip from `slider_spec`."""
+    spec = slider_spec(name)
+    trait = CompletionSettings.class_traits()[name]
+    cls = widgets.FloatSlider if isinstance(trait, Float) else widgets.IntSlider
+    extra: dict[str, Any] = {}
+    if cls is widgets.FloatSlider:
+        extra["readout_format"] = f".{_decimals(spec['step'])}f"
+    return cls(
+        value=spec["default_on"] if spec["default_on"] is not None else spec["min"],
+        min=spec["min"], max=spec["max"], step=spec["step"],
+        description=spec["description"], tooltip=spec["tooltip"],
+        continuous_update=False,  # the settings change on release, not on every pixel
+        style={"description_width": LABEL_WIDTH}, layout=widgets.Layout(width="30em"),
+        **extra,
+    )
+
+
+def make_optional_slider(name: str, tooltip: str) -> tuple[Any, Any]:
+    """A slider for an optional setting, with a checkbox in front carrying its label.
+
+    Unchecked means the setting is unset (None), as the API advises for top_k and top_p.
+    """
+    slider = make_slider(name)
+    # The checkbox carries the label, so the row lines up with the other sliders.
+    check = widgets.Checkbox(
+        value=False, description=slider.description, indent=False, tooltip=tooltip,
+        layout=widgets.Layout(width=LABEL_WIDTH, margin="2px 6px 2px 2px"),
+    )
+    slider.description = ""
+    slider.layout.width = f"calc(30em - {LABEL_WIDTH})"
+    return slider, check
+
+
+def _decimals(step: float | int | None) -> int:
+    if step is None:
+        return 2
+    exponent = decimal.Decimal(str(step)).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 2
+
+
+def _widen(slider: Any, value: float) -> None:
+    # Widen first: assigning a value outside [min, max] would be clamped by the slider.
+    if value > slider.max:
+        slider.max = value
+    if value < slider.min:
+        slider.min = value
+
+
+def _slider_value(slider: Any) -> Any:
+    if isinstance(slider, widgets.FloatSlider):
+        # A browser slider reports 0.35000000000000003; keep the settings to the step's digits.
+        return round(float(slider.value), _decimals(slider.step))
+    return int(slider.value)
+
+
+def bind_slider(settings: CompletionSettings, name: str, slider: Any) -> Binding:
+    """Two-way link between a required numeric setting and its slider."""
+
+    def show(value: Any) -> None:
+        _widen(slider, value)
+        slider.value = value
+
+    return Binding(settings, name, [slider], show, lambda: _slider_value(slider))
+
+
+def bind_optional(
+    settings: CompletionSettings, name: str, check: Any, slider: Any
+) -> Binding:
+    """Two-way link for a setting that may be unset (None): checkbox on = the slider's value.
+
+    Unchecking sets the setting to None (left out of the request); the slider keeps its
+    position, greyed out, so checking again restores it.
+    """
+
+    def show(value: Any) -> None:
+        if value is None:
+            check.value = False
+        else:
+            _widen(slider, value)
+            slider.value = value
+            check.value = True
+        slider.disabled = value is None
+
+    def read() -> Any:
+        return _slider_value(slider) if check.value else None
+
+    return Binding(settings, name, [check, slider], show, read)
+
+
+def bind_text(settings: CompletionSettings, name: str, box: Any) -> Binding:
+    """Two-way link between a string setting and a text box."""
+
+    def show(value: Any) -> None:
+        box.value = value
+
+    return Binding(settings, name, [box], show, lambda: str(box.value))
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
+
+
+def escape(text: str) -> str:
+    """A stop sequence as typed in the tags box: newlines and tabs as ``\\n``, ``\\t``."""
+    return "".join(_ESCAPES.get(c, c) for c in text)
+
+
+def unescape(text: str) -> str:
+    """Inverse of `escape`; an unknown ``\\x`` stays as typed."""
+    return re.sub(r"\\(.)", lambda m: _UNESCAPES.get(m.group(1), m.group(0)), text)
+
+
+def bind_stops(settings: CompletionSettings, tags: Any) -> Binding:
+    """Two-way link between ``stop_sequences`` and a tags box (escaped for display)."""
+
+    def show(value: Any) -> None:
+        tags.value = [escape(s) for s in value]
+
+    def read() -> list[str]:
+        return [s for s in (unescape(t) for t in tags.value) if s]
+
+    return Binding(settings, "stop_sequences", [tags], show, read)

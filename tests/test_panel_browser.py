@@ -2,12 +2,15 @@
 
 The notebook's kernel talks to a server started by this test on loopback: the built-in local
 model when the [local] extra is installed (the real thing), else the replay server streaming
-a long scripted answer. The screenshot taken at the end is docs/panel.png (the README's).
+a long scripted answer. The screenshot taken at the end goes to artifacts/panel.png; with
+UPDATE_SCREENSHOTS=1 it also replaces docs/panel.png, the one the README shows (so an
+ordinary test run leaves the work tree clean).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,9 @@ from fixtures_panel import HoldingReplayServer, paced_script
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "panel.png"
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "artifacts" / "panel.png"
+README_SCREENSHOT = ROOT / "docs" / "panel.png"
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 
 
@@ -139,5 +144,7 @@ def test_slider_run_stream_and_stop_in_jupyterlab(
     page.mouse.move(0, 0)  # no hover tooltip in the picture
     SCREENSHOT.parent.mkdir(exist_ok=True)
     panel.screenshot(path=str(SCREENSHOT))
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        README_SCREENSHOT.write_bytes(SCREENSHOT.read_bytes())
     print(json.dumps({"backend": backend.kind, "chars_kept": len(kept),
                       "screenshot": str(SCREENSHOT)}))

@@ -26,6 +26,10 @@ from ..prompt import Conversation, PromptFormatError, parse
 #: Versions the server speaks. 2023-01-01 streams cumulative, data-only events (protocol.md 1.3).
 VERSIONS = ("2023-06-01", "2023-01-01")
 LEGACY_VERSION = "2023-01-01"
+#: Versions ``/v1/messages`` accepts: also 2026-10-21, a Messages-only version (protocol.md
+#: 1.3) that the current official SDK sends. The local server reads every version's bodies
+#: the same way.
+MESSAGES_VERSIONS = (*VERSIONS, "2026-10-21")
 
 _FIELDS = (
     "model", "prompt", "max_tokens_to_sample", "stop_sequences", "temperature", "top_k",
@@ -157,14 +161,15 @@ def load_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def check_version(values: list[str]) -> str:
-    """The ``anthropic-version`` in force; raises `RequestRejected` if missing or unknown."""
+def check_version(values: list[str], accepted: tuple[str, ...] = VERSIONS) -> str:
+    """The ``anthropic-version`` in force; raises `RequestRejected` if missing or not one of
+    ``accepted``."""
     if not values:
         raise invalid("anthropic-version: header is required")
     # A repeated header reads as one comma-joined value, which is not a version: the real
     # server rejects it too (protocol.md 1.2).
     value = ", ".join(v.strip() for v in values)
-    if value not in VERSIONS:
+    if value not in accepted:
         raise invalid(f'anthropic-version: "{value}" is not a valid version')
     return value
 
@@ -342,6 +347,7 @@ def _user_id(value: object) -> None:
 
 __all__ = [
     "LEGACY_VERSION",
+    "MESSAGES_VERSIONS",
     "VERSIONS",
     "CompletionRequest",
     "GenerationRequest",

@@ -41,6 +41,8 @@ from .generation import STOP_SEQUENCE, Generation
 from .model import LocalModel
 from .request import (
     LEGACY_VERSION,
+    MESSAGES_VERSIONS,
+    VERSIONS,
     CompletionRequest,
     GenerationRequest,
     MessagesRequest,
@@ -406,7 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestRejected(405, "invalid_request_error", "Method Not Allowed",
                                       {"allow": "POST"})
             owner.check_key(self.headers.get("x-api-key"), self.headers.get("authorization"))
-            version = check_version(self.headers.get_all("anthropic-version") or [])
+            version = check_version(self.headers.get_all("anthropic-version") or [],
+                                    exchange_type.versions)
             request = exchange_type.request_type.from_json(body)
             exchange_type.check(owner, request)
             tokens = self._render(request, exchange_type.conversation_field)
@@ -582,6 +585,8 @@ class _Exchange(abc.ABC):
 
     #: The endpoint's request class (its ``from_json`` validates a body).
     request_type: ClassVar[type[GenerationRequest]]
+    #: The ``anthropic-version`` values the endpoint accepts.
+    versions: ClassVar[tuple[str, ...]]
     #: The request field a chat template's refusal is blamed on.
     conversation_field: ClassVar[str]
     #: The prefix of the answer's id (``compl_``, ``msg_``).
@@ -750,6 +755,7 @@ class _CompleteExchange(_Exchange):
     """``POST /v1/complete``: ``Completion`` bodies and ``completion`` events."""
 
     request_type = CompletionRequest
+    versions = VERSIONS
     conversation_field = "prompt"
     id_prefix = "compl_"
 
@@ -806,6 +812,7 @@ class _MessagesExchange(_Exchange):
     """``POST /v1/messages``: ``Message`` bodies and the Messages stream events."""
 
     request_type = MessagesRequest
+    versions = MESSAGES_VERSIONS
     conversation_field = "messages"
     id_prefix = "msg_"
 

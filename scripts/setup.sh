@@ -25,6 +25,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = test ]; then
   .venv/bin/python -m pip install -q -e ".[local,test]"
+  # The current official SDK (>= 1, Messages only) as a second peer of the local server. It
+  # cannot share .venv with anthropic<1, which the Text Completions peer tests need, so it
+  # goes into its own directory; tests/test_local_messages.py runs it with PYTHONPATH there.
+  .venv/bin/python -m pip install -q --target .peer/anthropic-current "anthropic>=1"
 else
   .venv/bin/python -m pip install -q -e ".[local]" jupyterlab nbclient ipykernel
 fi

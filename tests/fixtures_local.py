@@ -7,6 +7,7 @@ Tests that use them are marked ``@pytest.mark.local``; without the ``[local]`` e
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,16 @@ LONG_PROMPT = "\n\nHuman: Write a long story about a dragon who learns to bake b
 SHORT_PROMPT = "\n\nHuman: What is the capital of France?\n\nAssistant:"
 
 _SPEC = Path(__file__).parent / "data" / "complete-openapi.json"
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
 
 
 def _require_local() -> None:
@@ -61,6 +72,26 @@ def local_client(local_server: Any) -> Iterator[Any]:
 
     with Client(base_url=local_server.url, api_key=LOCAL_API_KEY, max_retries=0) as client:
         yield client
+
+
+@pytest.fixture()
+def failing_model(local_model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """`local_model` with evaluation failing from its fourth generated token on.
+
+    Returns the list of tokens evaluated so far; clear it to let three more through.
+    ``monkeypatch.undo()`` mends the model early.
+    """
+    real_advance = local_model.advance
+    calls: list[int] = []
+
+    def failing_advance(token: int) -> Any:
+        calls.append(token)
+        if len(calls) > 3:
+            raise RuntimeError("llama_decode returned -1")
+        return real_advance(token)
+
+    monkeypatch.setattr(local_model, "advance", failing_advance)
+    return calls
 
 
 @pytest.fixture(scope="session")

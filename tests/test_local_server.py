@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from fixtures_local import LOCAL_API_KEY, LONG_PROMPT, SHORT_PROMPT
+from fixtures_local import LOCAL_API_KEY, LONG_PROMPT, SHORT_PROMPT, wait_for
 
 from jupyter_complete import Client, errors
 from jupyter_complete._constants import LOCAL_MODEL_NAME
@@ -44,15 +44,6 @@ def _error(response: requests.Response) -> tuple[int, str, str]:
     assert data["type"] == "error"
     assert data["request_id"] == response.headers["request-id"]
     return response.status_code, data["error"]["type"], data["error"]["message"]
-
-
-def _wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def _read_chunks(sock: socket.socket) -> tuple[bytes, list[bytes]]:
@@ -381,8 +372,8 @@ def test_a_streaming_client_that_disconnects_frees_the_model(local_server, local
     next(iter(stream))
     stream.close()
     started = time.monotonic()
-    assert _wait_for(lambda: local_server.stats["disconnected"] > before)
-    assert _wait_for(lambda: not local_server.gate.busy)
+    assert wait_for(lambda: local_server.stats["disconnected"] > before)
+    assert wait_for(lambda: not local_server.gate.busy)
     # 1000 tokens would take over 10 s; the model was free at once.
     assert time.monotonic() - started < 3
     c = local_client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
@@ -394,8 +385,8 @@ def test_a_waiting_non_streaming_client_that_disconnects_stops_its_generation(lo
     sock = _raw_request(local_server, _body(prompt=LONG_PROMPT, max_tokens_to_sample=1000))
     time.sleep(0.3)  # generating now; nothing has been written back yet
     sock.close()
-    assert _wait_for(lambda: local_server.stats["disconnected"] > before, timeout=3)
-    assert _wait_for(lambda: not local_server.gate.busy, timeout=3)
+    assert wait_for(lambda: local_server.stats["disconnected"] > before, timeout=3)
+    assert wait_for(lambda: not local_server.gate.busy, timeout=3)
 
 
 def test_concurrent_clients_all_finish_or_get_529(local_model):
@@ -444,7 +435,7 @@ def test_a_529_is_retried_by_our_client_when_it_may_retry(local_model):
     with serve(model=local_model, api_key="k", max_queue=0) as server:
         hold = _raw_request(server, _body(prompt=LONG_PROMPT, max_tokens_to_sample=40),
                             headers={**HEADERS, "x-api-key": "k"})
-        assert _wait_for(lambda: server.gate.busy)
+        assert wait_for(lambda: server.gate.busy)
         with Client(base_url=server.url, api_key="k", max_retries=3) as client:
             c = client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
         hold.close()
@@ -496,31 +487,21 @@ def test_a_queued_streaming_client_that_leaves_gives_up_its_place(local_model):
         keyed = {**HEADERS, "x-api-key": "k"}
         running = _raw_request(server, _body(prompt=LONG_PROMPT, max_tokens_to_sample=150,
                                              stream=True), headers=keyed)
-        assert _wait_for(lambda: server.gate.busy)
+        assert wait_for(lambda: server.gate.busy)
         queued = _raw_request(server, _body(stream=True), headers=keyed)
         head = queued.recv(4096)
         assert head.startswith(b"HTTP/1.1 200")  # admitted: headers and a ping while it waits
-        assert _wait_for(lambda: server.gate.waiting == 1)
+        assert wait_for(lambda: server.gate.waiting == 1)
         queued.close()
-        assert _wait_for(lambda: server.gate.waiting == 0, timeout=3)
+        assert wait_for(lambda: server.gate.waiting == 0, timeout=3)
         assert server.gate.busy  # the running generation goes on
         running.close()
-        assert _wait_for(lambda: server.stats["disconnected"] == 2)
+        assert wait_for(lambda: server.stats["disconnected"] == 2)
 
 
 def test_a_model_failure_mid_stream_is_an_error_event_with_the_text_so_far(
-    local_server, local_client, local_model, monkeypatch
+    local_server, local_client, failing_model, monkeypatch
 ):
-    real_advance = local_model.advance
-    calls = []
-
-    def failing_advance(token: int) -> Any:
-        calls.append(token)
-        if len(calls) > 3:
-            raise RuntimeError("llama_decode returned -1")
-        return real_advance(token)
-
-    monkeypatch.setattr(local_model, "advance", failing_advance)
     before = local_server.stats["failed"]
     with pytest.raises(errors.InternalServerError) as info, local_client.completions.create(
         prompt=LONG_PROMPT, max_tokens_to_sample=20, temperature=0, stream=True
@@ -528,12 +509,12 @@ def test_a_model_failure_mid_stream_is_an_error_event_with_the_text_so_far(
         stream.until_done()
     assert info.value.type == "api_error"
     assert info.value.partial is not None and info.value.partial.completion
-    calls.clear()
+    failing_model.clear()
     with pytest.raises(errors.InternalServerError) as info:
         local_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=20)
     assert info.value.status_code == 500
     # counted once the handler is done, which can be just after the client has its answer
-    assert _wait_for(lambda: local_server.stats["failed"] == before + 2)
+    assert wait_for(lambda: local_server.stats["failed"] == before + 2)
     monkeypatch.undo()
     assert local_client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
 

@@ -75,12 +75,16 @@ def local_client(local_server: Any) -> Iterator[Any]:
 
 
 @pytest.fixture()
-def failing_model(local_model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """`local_model` with evaluation failing from its fourth generated token on.
+def failing_server(local_model: Any, monkeypatch: pytest.MonkeyPatch
+                   ) -> Iterator[tuple[Any, list[int]]]:
+    """A server of its own whose model fails (a llama.cpp error) from its fourth token on.
 
-    Returns the list of tokens evaluated so far; clear it to let three more through.
-    ``monkeypatch.undo()`` mends the model early.
+    Yields the server (key `LOCAL_API_KEY`) and the list of tokens evaluated so far: clear
+    it to let three more through; ``monkeypatch.undo()`` mends the model. Its own server, so
+    the failures do not show in the session server's counters, which other tests check.
     """
+    from jupyter_complete.local import serve
+
     real_advance = local_model.advance
     calls: list[int] = []
 
@@ -91,7 +95,20 @@ def failing_model(local_model: Any, monkeypatch: pytest.MonkeyPatch) -> list[int
         return real_advance(token)
 
     monkeypatch.setattr(local_model, "advance", failing_advance)
-    return calls
+    with serve(model=local_model, api_key=LOCAL_API_KEY) as server:
+        yield server, calls
+
+
+def assert_stream_fails_keeping_text(client: Any) -> None:
+    """A stream from a `failing_server` ends in an api_error that carries the text so far."""
+    from jupyter_complete import errors
+
+    with pytest.raises(errors.InternalServerError) as info, client.completions.create(
+        prompt=LONG_PROMPT, max_tokens_to_sample=20, temperature=0, stream=True
+    ) as stream:
+        stream.until_done()
+    assert info.value.type == "api_error"
+    assert info.value.partial is not None and info.value.partial.completion
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,13 @@ from typing import Any
 
 import pytest
 import requests
-from fixtures_local import LOCAL_API_KEY, LONG_PROMPT, SHORT_PROMPT, wait_for
+from fixtures_local import (
+    LOCAL_API_KEY,
+    LONG_PROMPT,
+    SHORT_PROMPT,
+    assert_stream_fails_keeping_text,
+    wait_for,
+)
 
 from jupyter_complete import Client, errors
 from jupyter_complete._constants import LOCAL_MODEL_NAME
@@ -436,20 +442,20 @@ def test_a_messages_client_that_disconnects_frees_the_model(local_server, messag
 
 @pytest.mark.local
 def test_a_model_failure_mid_stream_is_an_error_event_keeping_the_text(
-    local_server, messages_client, failing_model, monkeypatch,
+    failing_server, monkeypatch,
 ):
-    with pytest.raises(errors.InternalServerError) as info, \
-            messages_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=20,
-                                               temperature=0, stream=True) as stream:
-        stream.until_done()
-    assert info.value.type == "api_error"
-    assert info.value.partial is not None and info.value.partial.completion
-    failing_model.clear()
-    raw = requests.post(local_server.url + "/v1/messages", headers=HEADERS, timeout=60,
-                        json=mbody(max_tokens=20, messages=user(STORY), stream=True))
-    name, data = sse_events(raw.text)[-1]
-    assert (name, data["type"], data["error"]["type"]) == ("error", "error", "api_error")
-    monkeypatch.undo()
+    server, calls = failing_server
+    with Client(base_url=server.url, api_key=LOCAL_API_KEY, max_retries=0,
+                api="messages") as client:
+        assert_stream_fails_keeping_text(client)
+        calls.clear()
+        raw = requests.post(server.url + "/v1/messages", headers=HEADERS, timeout=60,
+                            json=mbody(max_tokens=20, messages=user(STORY), stream=True))
+        name, data = sse_events(raw.text)[-1]
+        assert (name, data["type"], data["error"]["type"]) == ("error", "error", "api_error")
+        assert wait_for(lambda: server.stats["failed"] == 2)
+        monkeypatch.undo()
+        assert client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
 
 
 # -- auto: switching to Messages when a model refuses Text Completions -------------------------

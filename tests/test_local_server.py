@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 import requests
-from fixtures_local import LOCAL_API_KEY, LONG_PROMPT, SHORT_PROMPT, wait_for
+from fixtures_local import (
+    LOCAL_API_KEY,
+    LONG_PROMPT,
+    SHORT_PROMPT,
+    assert_stream_fails_keeping_text,
+    wait_for,
+)
 
 from jupyter_complete import Client, errors
 from jupyter_complete._constants import LOCAL_MODEL_NAME
@@ -500,23 +506,19 @@ def test_a_queued_streaming_client_that_leaves_gives_up_its_place(local_model):
 
 
 def test_a_model_failure_mid_stream_is_an_error_event_with_the_text_so_far(
-    local_server, local_client, failing_model, monkeypatch
+    failing_server, monkeypatch
 ):
-    before = local_server.stats["failed"]
-    with pytest.raises(errors.InternalServerError) as info, local_client.completions.create(
-        prompt=LONG_PROMPT, max_tokens_to_sample=20, temperature=0, stream=True
-    ) as stream:
-        stream.until_done()
-    assert info.value.type == "api_error"
-    assert info.value.partial is not None and info.value.partial.completion
-    failing_model.clear()
-    with pytest.raises(errors.InternalServerError) as info:
-        local_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=20)
-    assert info.value.status_code == 500
-    # counted once the handler is done, which can be just after the client has its answer
-    assert wait_for(lambda: local_server.stats["failed"] == before + 2)
-    monkeypatch.undo()
-    assert local_client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
+    server, calls = failing_server
+    with Client(base_url=server.url, api_key=LOCAL_API_KEY, max_retries=0) as client:
+        assert_stream_fails_keeping_text(client)
+        calls.clear()
+        with pytest.raises(errors.InternalServerError) as info:
+            client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=20)
+        assert info.value.status_code == 500
+        # counted once the handler is done, which can be just after the client has its answer
+        assert wait_for(lambda: server.stats["failed"] == 2)
+        monkeypatch.undo()
+        assert client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=2)
 
 
 def test_an_unparseable_request_line_gets_a_status_line_and_an_envelope(local_server):

@@ -37,7 +37,7 @@ def run_cell(kernel: KernelHandle, server: Any, options: str, body: str) -> Exec
     return run
 
 
-def test_the_messages_transport_streams_into_the_output(kernel, server):
+def test_the_messages_transport_streams_into_the_output(server, kernel):
     run = run_cell(kernel, server, "--api messages -n 120 -t 0 -o reply", STORY)
     text = run.stream_text()
     pieces = [m for m in run.of_type("stream") if m["content"]["name"] == "stdout"]
@@ -54,7 +54,7 @@ def test_the_messages_transport_streams_into_the_output(kernel, server):
     assert NOTICE not in run.stream_text("stderr")
 
 
-def test_auto_switches_a_refused_model_once_with_a_one_line_notice(kernel, server):
+def test_auto_switches_a_refused_model_once_with_a_one_line_notice(server, kernel):
     before = server.stats["rejected"]
     options = f"--api auto -m {NEW_MODEL} -n 12 -t 0 -o reply"
     first = run_cell(kernel, server, options, "What is the capital of France?")
@@ -74,7 +74,7 @@ def test_auto_switches_a_refused_model_once_with_a_one_line_notice(kernel, serve
     assert first.completion_metadata()["params"]["api"] == "messages"
 
 
-def test_auto_leaves_a_model_that_is_not_refused_on_text_completions(kernel, server):
+def test_auto_leaves_a_model_that_is_not_refused_on_text_completions(server, kernel):
     run = run_cell(kernel, server, "--api auto -n 4 -t 0 -o reply", "Say hi.")
     assert run.stream_text().strip()
     assert kernel.value("reply.id").startswith("compl_")

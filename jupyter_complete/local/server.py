@@ -579,7 +579,7 @@ class _Exchange(abc.ABC):
     """One admitted request: wait for the model, generate, answer.
 
     The waiting, generating, disconnect and failure handling are here, shared by both
-    endpoints; a subclass gives its endpoint's request parser and the shapes of its JSON body
+    endpoints; a subclass gives its endpoint's request class and the shapes of its JSON body
     and stream events.
     """
 

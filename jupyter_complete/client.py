@@ -416,9 +416,14 @@ class Client:
 
 
 def _refuses_completions(err: APIStatusError) -> bool:
-    """Does this 400/404 say the model or endpoint does not do Text Completions?"""
+    """Does this 400/404 say the model or endpoint does not do Text Completions?
+
+    The API's refusal names the other API ("... is not supported on this API. Please use the
+    Messages API instead."); gateways say "completions". A bad prompt or parameter does not.
+    """
     text = err.message.lower()
-    return "complet" in text or "model" in text
+    return ("complet" in text or "messages api" in text
+            or ("not supported" in text and ("model" in text or "api" in text)))
 
 
 def _should_retry(response: requests.Response) -> bool:

@@ -152,12 +152,31 @@ def test_auto_switches_a_refusing_model_to_messages_once_and_says_so(
     assert capsys.readouterr().err.count("using the Messages API") == 1
 
 
-def test_auto_does_not_switch_on_an_unrelated_bad_request(replay: ReplayServer) -> None:
-    replay.enqueue(error_script(400, "invalid_request_error", "temperature: range: 0..1"))
+@pytest.mark.parametrize("message", [
+    "temperature: range: 0..1",
+    "prompt cannot be rendered with the model's chat template",
+    "model: field required",
+])
+def test_auto_does_not_switch_on_an_unrelated_bad_request(replay: ReplayServer,
+                                                          message: str) -> None:
+    replay.enqueue(error_script(400, "invalid_request_error", message))
     client = Client(base_url=replay.url, api_key="k", api="auto")
     with pytest.raises(errors.BadRequestError):
         client.completions.create(prompt=PROMPT)
-    assert len(replay.received) == 1
+    assert len(replay.received) == 1 and not client.messages_models
+
+
+def test_auto_switches_on_the_apis_own_refusal_wording(replay: ReplayServer) -> None:
+    replay.enqueue(
+        error_script(400, "invalid_request_error", '"claude-3-opus-20240229" is not supported '
+                     "on this API. Please use the Messages API instead."),
+        json_script(200, {"id": "msg_3", "type": "message", "role": "assistant",
+                          "model": "claude-3-opus-20240229", "stop_reason": "end_turn",
+                          "content": [{"type": "text", "text": "ok"}]}))
+    client = Client(base_url=replay.url, api_key="k", api="auto")
+    assert client.completions.create(prompt=PROMPT, model="claude-3-opus-20240229"
+                                      ).completion == "ok"
+    assert client.messages_models == {"claude-3-opus-20240229"}
 
 
 def test_an_unknown_transport_name_is_refused() -> None:

@@ -176,6 +176,10 @@ def footer_text(completion: Completion) -> str:
     elif not completion.interrupted:
         parts.append("no stop reason")
     parts.append(f"{len(completion.completion):,} chars")
+    usage = completion.usage or {}
+    if "input_tokens" in usage and "output_tokens" in usage:
+        # Only the Messages API reports token counts; /v1/complete never did.
+        parts.append(f"{usage['input_tokens']:,} in / {usage['output_tokens']:,} out tokens")
     if completion.time_to_first_token is not None:
         parts.append(f"first token {completion.time_to_first_token:.2f} s")
     if completion.elapsed is not None:

@@ -153,6 +153,14 @@ def test_the_footer_gives_model_stop_reason_length_and_timings() -> None:
     )
 
 
+def test_the_footer_shows_token_counts_when_the_server_gives_them() -> None:
+    c = _completion(usage={"input_tokens": 12, "output_tokens": 1500})
+    assert footer_text(c) == (
+        "claude-2.1 · stop_sequence · 1,234 chars · 12 in / 1,500 out tokens · "
+        "first token 0.31 s · total 2.04 s"
+    )
+
+
 def test_an_interrupted_footer_says_so_and_has_no_stop_reason() -> None:
     c = _completion(stop_reason=None, interrupted=True, completion="abc")
     assert footer_text(c) == (

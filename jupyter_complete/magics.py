@@ -109,7 +109,7 @@ class StreamInterrupted(OneLineTraceback, KeyboardInterrupt):
 
 
 @magics_class
-class CompleteMagics(Magics, CompletionSettings):
+class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPython is skipped by mypy
     """``%%complete`` / ``%complete``: stream a completion into the cell's output.
 
     The sampling traits (model, max_tokens, temperature, top_k, top_p, stop_sequences, system)
@@ -154,7 +154,7 @@ class CompleteMagics(Magics, CompletionSettings):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         # Magics.__init__ adds us to shell.configurables (for %config) and makes the shell
         # our parent, so c.CompleteMagics... from ipython_config.py applies.
-        super().__init__(shell=shell, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(shell=shell, **kwargs)
         CompleteError.show_traceback = self.show_traceback
         self._client: Client | None = None
         self._client_key: tuple[Any, ...] | None = None

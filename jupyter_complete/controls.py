@@ -198,3 +198,13 @@ def bind_stops(settings: CompletionSettings, tags: Any) -> Binding:
         return [s for s in (unescape(t) for t in tags.value) if s]
 
     return Binding(settings, "stop_sequences", [tags], show, read)
+
+
+def close_tree(widget: Any) -> None:
+    """Close a widget, its children and their layout and style models (frees the comms)."""
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if part is not None:
+            part.close()
+    widget.close()

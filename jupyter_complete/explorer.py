@@ -36,6 +36,7 @@ from .controls import (
     Binding,
     bind_optional,
     bind_slider,
+    close_tree,
     make_optional_slider,
     make_slider,
 )
@@ -542,7 +543,7 @@ class Explorer:
         for binding in self._bindings:
             binding.unbind()
         self._bindings = []
-        _close_tree(self.widget)
+        close_tree(self.widget)
 
 
 
@@ -560,15 +561,6 @@ def _show(text: str) -> str:
     """A token's text made visible: spaces, newlines and tabs as symbols, HTML-escaped."""
     visible = text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
     return html.escape(visible) if visible else "∅"
-
-
-def _close_tree(widget: Any) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
-        if part is not None:
-            part.close()
-    widget.close()
 
 
 __all__ = ["Candidate", "Explorer", "Step", "default_model"]

@@ -20,6 +20,7 @@ from ..controls import (
     bind_slider,
     bind_stops,
     bind_text,
+    close_tree,
     make_optional_slider,
     make_slider,
 )
@@ -470,13 +471,6 @@ class Panel:
         self._bindings = []
         self.compare_grid.close()
         self.output.close()
-        _close_tree(self.widget)
+        close_tree(self.widget)
 
 
-def _close_tree(widget: Any) -> None:
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
-        if part is not None:
-            part.close()
-    widget.close()

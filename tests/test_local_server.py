@@ -416,9 +416,16 @@ def test_concurrent_clients_all_finish_or_get_529(local_model):
             results.append(outcome)
 
     with serve(model=local_model, api_key="k", max_queue=1) as server:
+        # Hold the gate as a running generation would, so the six clients meet a busy model
+        # however the machine schedules them: one queues, the other five are turned away.
+        held = server.gate.admit()
+        assert held is not None and server.gate.wait(held)
         threads = [threading.Thread(target=one, args=(i % 2 == 0,)) for i in range(6)]
         for t in threads:
             t.start()
+        assert wait_for(lambda: server.stats.snapshot()["overloaded"] == 5, timeout=30)
+        assert server.gate.waiting == 1
+        server.gate.release()
         for t in threads:
             t.join(timeout=60)
         stats = server.stats.snapshot()

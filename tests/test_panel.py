@@ -270,7 +270,7 @@ def test_stop_closes_the_connection_at_once_while_the_server_still_holds_the_str
     assert holding_replay.peer_closed.wait(2)
     assert holding_replay.wait_idle(2)
     # Generous bounds (a failure detector, not a benchmark): the hold itself lasts 30 s.
-    assert returned - clicked < 0.5 and ended - clicked < 1.0
+    assert returned - clicked < 1.0 and ended - clicked < 2.0
     assert panel.state == "stopped"
     assert panel.text == "Hello world"  # the partial text is kept
     assert "stopped" in panel.status.value and "11 chars" in panel.status.value

@@ -131,6 +131,30 @@ def error_script(status: int, etype: str, message: str,
                        headers)
 
 
+def read_request(conn: socket.socket) -> Received | None:
+    """Read one HTTP/1.1 request (headers, then a Content-Length body); None at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = conn.recv(65536)
+        if not part:
+            return None
+        data += part
+    header_blob, _, body = data.partition(b"\r\n\r\n")
+    lines = header_blob.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        part = conn.recv(65536)
+        if not part:
+            break
+        body += part
+    return Received(method, path, headers, body)
+
+
 @dataclass
 class ReplayServer:
     """Serves queued scripts, one per request, on 127.0.0.1."""
@@ -183,33 +207,11 @@ class ReplayServer:
                 self.open_connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _read_request(self, conn: socket.socket) -> Received | None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            part = conn.recv(65536)
-            if not part:
-                return None
-            data += part
-        header_blob, _, body = data.partition(b"\r\n\r\n")
-        lines = header_blob.decode("latin-1").split("\r\n")
-        method, path, _ = lines[0].split(" ", 2)
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            part = conn.recv(65536)
-            if not part:
-                break
-            body += part
-        return Received(method, path, headers, body)
-
     def _serve(self, conn: socket.socket) -> None:
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
-                req = self._read_request(conn)
+                req = read_request(conn)
                 if req is None:
                     return
                 self.received.append(req)

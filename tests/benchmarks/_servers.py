@@ -25,6 +25,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the fixtures
+from fixtures_replay import read_request  # noqa: E402
+
 FRAMINGS = ("chunked", "close")
 MODEL = "bench-1"
 #: Placeholder the stamping server overwrites with a 19-digit perf_counter_ns() reading.
@@ -76,30 +79,6 @@ def expected_text(n_events: int) -> str:
     return "".join(token(i) for i in range(n_events))
 
 
-def read_request(conn: socket.socket) -> tuple[str, bytes] | None:
-    """Read one request; returns (path, body), or None if the peer went away."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        part = conn.recv(65536)
-        if not part:
-            return None
-        data += part
-    blob, _, body = data.partition(b"\r\n\r\n")
-    lines = blob.decode("latin-1").split("\r\n")
-    path = lines[0].split(" ")[1]
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    while len(body) < length:
-        part = conn.recv(65536)
-        if not part:
-            return None
-        body += part
-    return path, body
-
-
 class LoopbackServer:
     """Accepts connections on 127.0.0.1 and hands each request to ``respond`` on a thread."""
 
@@ -134,7 +113,7 @@ class LoopbackServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             request = read_request(conn)
             if request is not None:
-                self._respond(conn, request[0])
+                self._respond(conn, request.path)
                 conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the client went away; nothing to report in a benchmark server

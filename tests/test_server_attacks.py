@@ -73,7 +73,12 @@ def test_a_stranger_s_endless_chunked_body_is_refused_before_it_is_read(
             while pushed < 256 << 20:
                 sock.sendall(b"y" * (1 << 20))
                 pushed += 1 << 20
-    assert_envelope(answer, 401, "authentication_error", "x-api-key header is required")
+    # 401 for the missing key, or 400 for the chunk size when it came in the same read as
+    # the head (h11 parses on before the app runs): refused either way, nothing buffered.
+    if answer.status == 401:
+        assert_envelope(answer, 401, "authentication_error", "x-api-key header is required")
+    else:
+        assert_envelope(answer, 400, "invalid_request_error", "chunk")
     assert pushed < 64 << 20, f"the server kept reading: {pushed >> 20} MiB"
 
 

@@ -183,16 +183,19 @@ class _ModelJob:
                 self._post(_CANCELLED)
                 return
             try:
-                self._generate()
+                outcome = self._generate()
             finally:
                 gate.release()
+            # Only now the end: whoever learns of it (the client, by its answer) finds the
+            # model free.
+            self._post(outcome)
         finally:
             backend._forget(self)
 
-    def _generate(self) -> None:
+    def _generate(self) -> object:
+        """Post the deltas; return what ends the job (`Final`, `_Failed`, `_CANCELLED`)."""
         if self._cancel.is_set():
-            self._post(_CANCELLED)
-            return
+            return _CANCELLED
         self._post(_STARTED)
         r = self._request
         try:
@@ -204,16 +207,15 @@ class _ModelJob:
             try:
                 for delta in generation:
                     if self._cancel.is_set():
-                        self._post(_CANCELLED)
-                        return
+                        return _CANCELLED
                     if delta:
                         self._post(delta)
             finally:
                 generation.close()
-            self._post(final_of(generation, self.input_tokens))
+            return final_of(generation, self.input_tokens)
         except Exception as err:  # a model failure: the client gets api_error
             log.exception("generation failed")
-            self._post(_Failed(err))
+            return _Failed(err)
 
     # -- Job ---------------------------------------------------------------------------
     async def _next(self) -> object:

@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
                         "this server is reached by; '*' for any); repeatable. By default only "
                         "the listening address (and localhost on loopback) is answered, so "
                         "web pages cannot reach the server by DNS rebinding")
+    serve.add_argument("--reuse-cache", action="store_true",
+                       help="reuse the KV cache for the whole prefix a prompt shares with the "
+                       "one before (faster repeats). Only when you alone use the server: "
+                       "with several users, its timing tells one how much of a guessed prompt "
+                       "another sent. Without it, only the chat template's own tokens are "
+                       "reused")
     serve.add_argument("--refuse-complete", action="append", default=[], metavar="MODEL",
                        help="answer /v1/complete for MODEL with 400 \"MODEL does not support the "
                        "Text Completions API; use the Messages API\", as newer models do "
@@ -109,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
         key = args.api_key if args.api_key is not None else os.environ.get(ENV_SERVER_API_KEY)
         server = serve(args.host, args.port, args.model_path, key, max_queue=args.max_queue,
                        refuse_complete_models=args.refuse_complete, limits=limits,
-                       request_limits=request_limits)
+                       request_limits=request_limits, reuse_cache=args.reuse_cache)
     except (ValueError, OSError, LocalModelUnavailableError) as err:
         print(f"jupyter-complete serve: {err}", file=sys.stderr)
         return 2

@@ -8,9 +8,12 @@ client's socket, so a slow reader cannot hold the model (what it has not read ye
 most ``max_tokens`` tokens' text). Cancelling a job (the client left, the server closes)
 is seen by the worker before its next token, and the gate goes to the next in line.
 
-The KV cache is reused only for the prompt's leading tokens that hold none of the
-caller's text (`LocalModel.render_public`): reusing a previous caller's prompt would let a
-key holder time how much of a guessed prompt another user sent.
+By default the KV cache is reused only for the prompt's leading tokens that hold none of
+the caller's text (`LocalModel.render_public`): reusing a previous caller's prompt would let
+a key holder time how much of a guessed prompt another user sent (a right guess answered in
+0.1 s, a wrong one in 4 s). ``reuse_cache=True`` reuses the whole common prefix, which is
+safe only when a single party can send requests: the embedded server, whose random key
+never leaves the kernel that started it.
 """
 
 from __future__ import annotations
@@ -67,11 +70,16 @@ class ModelBackend:
     Args:
         model: the model that generates.
         max_queue: requests that may wait while one generates; past it, 529.
+        reuse_cache: reuse the KV cache for the whole prefix a prompt shares with the last
+            one, not only the chat template's own leading tokens (see the module docstring:
+            only for a server a single party can reach).
     """
 
-    def __init__(self, model: LocalModel, *, max_queue: int = 8) -> None:
+    def __init__(self, model: LocalModel, *, max_queue: int = 8,
+                 reuse_cache: bool = False) -> None:
         self.model = model
         self.gate = Gate(max_queue)
+        self.reuse_cache = reuse_cache
         self._jobs: set[_ModelJob] = set()
         self._jobs_lock = threading.Lock()
 
@@ -106,7 +114,7 @@ class ModelBackend:
         if ticket is None:
             raise RequestRejected(529, "overloaded_error", "Overloaded",
                                   {"x-should-retry": "true"})
-        job = _ModelJob(self, request, tokens, public, ticket)
+        job = _ModelJob(self, request, tokens, None if self.reuse_cache else public, ticket)
         with self._jobs_lock:
             self._jobs.add(job)
         job.start()
@@ -148,7 +156,7 @@ class _ModelJob:
     """One request to the built-in model: a worker thread and the queue it fills."""
 
     def __init__(self, backend: ModelBackend, request: GenerationRequest, tokens: list[int],
-                 public: int, ticket: object) -> None:
+                 public: int | None, ticket: object) -> None:
         self._backend = backend
         self._request = request
         self._tokens = tokens

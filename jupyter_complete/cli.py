@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                         "it, 413")
     limits.add_argument("--max-head-bytes", type=int, default=HttpLimits.max_head_bytes,
                         help="request line and headers (default %(default)s); past it, 431")
+    limits.add_argument("--max-headers", type=int, default=HttpLimits.max_headers,
+                        help="header fields in one request (default %(default)s); past it, 431")
     limits.add_argument("--head-timeout", type=float, default=HttpLimits.head_timeout,
                         help="seconds to send a whole request head (default %(default)s); then "
                         "408")
@@ -79,10 +81,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="turns (messages) in one conversation (default %(default)s); past "
                         "it, 400")
     limits.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                        help="also answer requests whose Host header names NAME (a DNS name "
-                        "this server is reached by; '*' for any); repeatable. By default only "
-                        "the listening address (and localhost on loopback) is answered, so "
-                        "web pages cannot reach the server by DNS rebinding")
+                        help="without --api-key, also answer requests whose Host header names "
+                        "NAME (a DNS name this server is reached by; '*' for any); "
+                        "repeatable. A keyless server answers only its listening address (and "
+                        "localhost on loopback), so web pages cannot reach it by DNS "
+                        "rebinding; with a key, Host is not checked")
     serve.add_argument("--reuse-cache", action="store_true",
                        help="reuse the KV cache for the whole prefix a prompt shares with the "
                        "one before (faster repeats). Only when you alone use the server: "
@@ -102,7 +105,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = HttpLimits(
         max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
-        max_head_bytes=args.max_head_bytes, head_timeout=args.head_timeout,
+        max_head_bytes=args.max_head_bytes, max_headers=args.max_headers,
+        head_timeout=args.head_timeout,
         body_timeout=args.body_timeout, idle_timeout=args.idle_timeout,
         allowed_hosts=tuple(args.allow_host),
     )

@@ -344,6 +344,8 @@ def test_a_repeated_prompt_reuses_only_the_template_s_own_tokens_from_the_cache(
     tokens, public = local_model.render_public(parse(secret))
     other, other_public = local_model.render_public(parse(PROMPT))
     assert public == other_public and tokens[:public] == other[:public]
+    # Someone else's request first: the cache holds at least the template's own tokens.
+    assert exchange(attack_server.port, post(VALID), check_close=0).status == 200
     for _ in range(2):
         evaluated.clear()
         answer = exchange(attack_server.port, post({**VALID, "prompt": secret}), check_close=0)
@@ -351,6 +353,23 @@ def test_a_repeated_prompt_reuses_only_the_template_s_own_tokens_from_the_cache(
         # The prompt is evaluated past the template's own prefix, even when repeated: how
         # long it takes says nothing about what anyone sent before.
         assert evaluated[0] == len(tokens) - public, (evaluated, len(tokens), public)
+
+
+def test_a_client_s_repeated_prompt_on_its_own_connection_reuses_its_own_cache(
+    attack_server: Any, local_model: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    evaluated: list[int] = []
+    real = local_model.llm.eval
+    monkeypatch.setattr(local_model.llm, "eval",
+                        lambda tokens: evaluated.append(len(tokens)) or real(tokens))
+    body = {**VALID, "prompt": "\n\nHuman: my own question, twice\n\nAssistant:"}
+    with connect(attack_server.port) as sock:  # one keep-alive connection
+        for _ in range(2):
+            evaluated.clear()
+            sock.sendall(post(body))
+            assert read(sock, check_close=0).status == 200
+    # The second time the cache holds this client's own prompt: only one token is evaluated.
+    assert evaluated[0] == 1, evaluated
 
 
 # -- connections and descriptors ---------------------------------------------------------------

@@ -9,11 +9,15 @@ most ``max_tokens`` tokens' text). Cancelling a job (the client left, the server
 is seen by the worker before its next token, and the gate goes to the next in line.
 
 By default the KV cache is reused only for the prompt's leading tokens that hold none of
-the caller's text (`LocalModel.render_public`): reusing a previous caller's prompt would let
-a key holder time how much of a guessed prompt another user sent (a right guess answered in
-0.1 s, a wrong one in 4 s). ``reuse_cache=True`` reuses the whole common prefix, which is
-safe only when a single party can send requests: the embedded server, whose random key
-never leaves the kernel that started it.
+the caller's text (`LocalModel.render_public`), or in full when the cache was last filled
+for a request on the same client connection (`REQUESTER`): that client's own prompt, which
+tells it nothing new. Reusing another caller's prompt would let a key holder time how much
+of a guessed prompt another user sent (a right guess answered in 0.1 s, a wrong one in 4
+s). A connection is one client's (behind a reverse proxy that pools its connections to the
+server, several users may share one: use the default there, never ``reuse_cache``).
+``reuse_cache=True`` reuses the whole common prefix whoever sent it, which is safe only when
+a single party can send requests: the embedded server, whose random key never leaves the
+kernel that started it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .api.backend import BackendError, Final, ModelCard, StopReason
+from .api.backend import REQUESTER, BackendError, Final, ModelCard, StopReason
 from .gate import Gate
 from .generation import STOP_SEQUENCE, Generation
 from .request import GenerationRequest, MessagesRequest, RequestRejected, invalid
@@ -162,6 +166,7 @@ class _ModelJob:
         self._tokens = tokens
         self._public = public
         self._ticket = ticket
+        self._owner = REQUESTER.get()
         self.input_tokens = len(tokens)
         self.final: Final | None = None
         self._loop = asyncio.get_running_loop()
@@ -210,7 +215,7 @@ class _ModelJob:
             generation = self._backend.model.generate(
                 self._tokens, max_tokens=r.max_tokens, temperature=r.temperature,
                 top_k=r.top_k, top_p=r.top_p, stop_sequences=r.stop_sequences,
-                reuse_limit=self._public,
+                reuse_limit=self._public, owner=self._owner,
             )
             try:
                 for delta in generation:

@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..api.backend import Backend
+from ..api.backend import REQUESTER, Backend
 from ..api.encoders import CompleteEncoder, Encoder, MessagesEncoder, error_body, new_id
 from ..api.exchange import ClientGone, Exchange
 from ..api.rules import RequestLimits
@@ -42,6 +42,7 @@ from ..request import (
 )
 from .hosts import HostCheck
 from .limits import HttpLimits
+from .protocol import CONNECTION_KEY
 
 log = logging.getLogger("jupyter_complete.local")
 
@@ -232,6 +233,7 @@ class ApiApp:
         if encoder_type is CompleteEncoder and validated.model in self.refuse_complete_models:
             raise invalid(f"{validated.model} does not support the Text Completions API; use "
                           "the Messages API")
+        REQUESTER.set(request.scope.get("state", {}).get(CONNECTION_KEY))
         job = await self.backend.admit(validated)
         encoder = encoder_type(self.backend.model_name(validated.model), version,
                                job.input_tokens)

@@ -25,7 +25,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..api.backend import REQUESTER, Backend
 from ..api.encoders import CompleteEncoder, Encoder, MessagesEncoder, error_body, new_id
@@ -125,13 +125,28 @@ class ApiApp:
         self.stats.add("requests")
         rid = new_id("req_")
         request = Request(scope, receive)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self._handle(request, rid, send)
+            await self._handle(request, rid, tracked)
         except ClientDisconnect:  # it left before its body was in: no one to answer
             self.stats.add("disconnected")
         except RequestRejected as rejection:
             self.stats.add("overloaded" if rejection.status == 529 else "rejected")
             await self._error(request, send, rid, rejection)
+        except Exception as err:
+            # A fault of ours (a backend's bug): the API's 500, if the answer has not begun.
+            self.stats.add("failed")
+            if started:
+                raise
+            log.exception("request failed")
+            await self._error(request, send, rid, RequestRejected(
+                500, "api_error", f"Internal server error ({type(err).__name__})"))
 
     async def _error(self, request: Request, send: Send, rid: str,
                      rejection: RequestRejected) -> None:

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-body-bytes", type=int, default=HttpLimits.max_body_bytes,
                         help="request body size (default %(default)s, the API's 32 MB); past "
                         "it, 413")
+    limits.add_argument("--max-body-bytes-in-flight", type=int,
+                        default=HttpLimits.max_body_bytes_in_flight,
+                        help="request bodies being read at once, by their Content-Length "
+                        "(default %(default)s); past it, 529")
     limits.add_argument("--max-head-bytes", type=int, default=HttpLimits.max_head_bytes,
                         help="request line and headers (default %(default)s); past it, 431")
     limits.add_argument("--max-headers", type=int, default=HttpLimits.max_headers,
@@ -105,6 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = HttpLimits(
         max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
+        max_body_bytes_in_flight=args.max_body_bytes_in_flight,
         max_head_bytes=args.max_head_bytes, max_headers=args.max_headers,
         head_timeout=args.head_timeout,
         body_timeout=args.body_timeout, idle_timeout=args.idle_timeout,

@@ -394,3 +394,35 @@ def test_connections_past_the_limit_get_a_503_and_the_server_still_answers(
         assert wait_until(lambda: len(server._connections) == 0)
         answer = exchange(server.port, post(VALID), check_close=0)
         assert answer.status == 200
+
+
+def test_key_holders_cannot_hold_more_body_bytes_at_once_than_the_in_flight_limit(
+    local_model: Any,
+) -> None:
+    from jupyter_complete.local import serve
+    from jupyter_complete.local.http.limits import HttpLimits
+
+    limits = HttpLimits(max_body_bytes=1 << 20, max_body_bytes_in_flight=2 << 20,
+                        body_timeout=2)
+    with serve(model=local_model, api_key=ATTACK_KEY, limits=limits) as server:
+        stalled = []
+        try:
+            for _ in range(2):  # two bodies of 1 MiB announced, half sent: 2 MiB in flight
+                sock = connect(server.port)
+                sock.sendall(head(length=1 << 20) + b" " * (1 << 19))
+                stalled.append(sock)
+            time.sleep(0.5)
+            answer = exchange(server.port, head(length=1 << 20), timeout=10, check_close=0)
+            assert_envelope(answer, 529, "overloaded_error", "--max-body-bytes-in-flight")
+            # Small bodies are always read: a normal request is answered meanwhile.
+            assert exchange(server.port, post(VALID), check_close=0).status == 200
+            # The stalled bodies time out (408) and free the budget.
+            for sock in stalled:
+                assert_envelope(read(sock, timeout=30, check_close=0), 408,
+                                "invalid_request_error")
+        finally:
+            for sock in stalled:
+                sock.close()
+        answer = exchange(server.port, head(length=1 << 20) + b" " * (1 << 20), timeout=30,
+                          check_close=0)
+        assert_envelope(answer, 400, "invalid_request_error")  # read and parsed: not JSON

@@ -52,6 +52,9 @@ _COUNT = "/v1/messages/count_tokens"
 _MODELS = "/v1/models"
 #: Bodies at least this long are parsed in a worker thread, off the event loop.
 _THREAD_PARSE_BYTES = 256 * 1024
+#: Bodies up to this size are always read (connections bound them); larger ones count
+#: against ``max_body_bytes_in_flight``.
+_SMALL_BODY = 64 * 1024
 
 
 def _rejection(status: int, error_type: str, message: str, **headers: str) -> RequestRejected:
@@ -118,6 +121,7 @@ class ApiApp:
         self.stats = stats
         self.ping_interval = ping_interval
         self.refuse_complete_models = frozenset(refuse_complete_models)
+        self._in_flight = 0  # bytes of bodies being read or parsed (max_body_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -233,9 +237,22 @@ class ApiApp:
         encoder_type = _GENERATE.get(path)
         versions = encoder_type.versions if encoder_type else MESSAGES_VERSIONS
         version = check_version(request.headers.getlist("anthropic-version"), versions)
-        raw = await self._read_body(request)
-        body = await (asyncio.to_thread(load_object, raw) if len(raw) >= _THREAD_PARSE_BYTES
-                      else _now(load_object(raw)))
+        declared = request.headers.get("content-length")
+        # Over max_body_bytes is a 413 (from _read_body), whatever else is in flight.
+        reserved = min(self.limits.max_body_bytes,
+                       self.limits.max_body_bytes if declared is None else int(declared))
+        if reserved > _SMALL_BODY and (
+                self._in_flight + reserved > self.limits.max_body_bytes_in_flight):
+            raise _rejection(529, "overloaded_error",
+                             "Too many large request bodies at once; retry shortly "
+                             "(--max-body-bytes-in-flight)", **{"x-should-retry": "true"})
+        self._in_flight += reserved
+        try:
+            raw = await self._read_body(request)
+            body = await (asyncio.to_thread(load_object, raw)
+                          if len(raw) >= _THREAD_PARSE_BYTES else _now(load_object(raw)))
+        finally:
+            self._in_flight -= reserved
         if encoder_type is None:
             counted = count_tokens_request(body)
             self.request_limits.check(counted)

@@ -137,10 +137,10 @@ class ModelBackend:
         """Prompt tokens and their public prefix; 400 when too long or refused."""
         model = self.model
         # Past n_ctx tokens of the longest piece, the text cannot fit: refuse it before
-        # tokenising, which costs time and memory in the text's length.
-        budget = model.n_ctx * model.max_token_bytes
+        # tokenising, which costs time and memory in the text's length. (The longest piece
+        # is measured on the first text over n_ctx bytes: shorter ones always pass.)
         size = request.conversation_bytes()
-        if size > budget:
+        if size > model.n_ctx and size > model.n_ctx * model.max_token_bytes:
             raise invalid(f"prompt is too long: {size} bytes cannot fit the model's "
                           f"{model.n_ctx}-token context")
         try:

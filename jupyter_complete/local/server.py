@@ -282,6 +282,7 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = DEFAULT_PING_INTERVAL,
     refuse_complete_models: Iterable[str] = (),
+    n_threads: int | None = None,
 ) -> LocalServer:
     """Start a local ``/v1/complete`` and ``/v1/messages`` server on a background thread.
 
@@ -298,6 +299,8 @@ def serve(
             invalid_request_error "<model> does not support the Text Completions API; use
             the Messages API", as the real API does for newer models (``/v1/messages`` still
             answers them). For trying out and teaching the switch to the Messages API.
+        n_threads: CPU threads for a model this call loads (ignored when ``model`` is a
+            `LocalModel`); default ``JUPYTER_COMPLETE_THREADS``, else every available CPU.
 
     Returns:
         The running `LocalServer`.
@@ -313,7 +316,7 @@ def serve(
             f"{ENV_SERVER_API_KEY} for the command), or bind 127.0.0.1."
         )
     owns = not isinstance(model, LocalModel)
-    local = model if isinstance(model, LocalModel) else LocalModel(model)
+    local = model if isinstance(model, LocalModel) else LocalModel(model, n_threads=n_threads)
     try:
         return LocalServer(
             local, host, port, api_key or None, max_queue=max_queue,

@@ -1,4 +1,4 @@
-"""CPU threads of the built-in model (measured, pinnable) and locating its weights cheaply."""
+"""CPU threads of the built-in model (measured, pinnable), finding its weights cheaply, greedy."""
 
 from __future__ import annotations
 
@@ -141,3 +141,24 @@ def test_the_default_weights_are_found_without_importing_their_package() -> None
                             timeout=60, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.local
+def test_greedy_generation_picks_exactly_what_the_sampling_stages_pick(local_model) -> None:
+    import numpy as np
+
+    from jupyter_complete.prompt import parse
+    from jupyter_complete.sampling import sample, stages
+
+    prompt = local_model.render(parse("\n\nHuman: Name three rivers.\n\nAssistant:"))
+    fast = local_model.generate(prompt, max_tokens=12, temperature=0)
+    fast.text()
+    rng = np.random.default_rng(0)
+    with local_model.lock:
+        logits = local_model.prime(prompt)
+        slow = []
+        for _ in range(len(fast.tokens)):
+            token = sample(stages(logits, 0.0, None, None).final, rng)
+            slow.append(token)
+            logits = local_model.advance(token)
+    assert fast.tokens == slow

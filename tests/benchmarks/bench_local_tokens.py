@@ -9,7 +9,9 @@ default), interleaved round by round in one run:
 
 * ``built-in server``: ``jupyter-complete serve --threads T`` in its own process, read with our
   ``Client`` (HTTP, SSE, numpy sampling of every token: the real path);
-* ``built-in server, T/2 threads``: the same with the previous default (half the cores);
+* ``built-in server, default``: the same with no ``--threads``: its `ThreadTuner` picks the
+  count from measured token times (what users get);
+* ``built-in server, T/2 threads``: the previous default (half the cores);
 * ``llama-cpp-python direct``: ``Llama.create_completion(stream=True)`` in this process, no
   HTTP, llama.cpp's own sampler;
 * ``llama-server``: llama.cpp's own server (``-t T -tb T -np 8``) read over ``/completion``
@@ -71,9 +73,10 @@ def free_port() -> int:
 class Process:
     """A server in a child process; ``url`` once it answers."""
 
-    def __init__(self, argv: list[str], url: str | None = None, ready_path: str = "") -> None:
+    def __init__(self, argv: list[str], url: str | None = None, ready_path: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
+                                     text=True, env=env)
         if url is None:  # jupyter-complete serve prints its URL on the first line
             assert self.proc.stdout is not None
             url = self.proc.stdout.readline().strip()
@@ -107,9 +110,12 @@ class Process:
             self.proc.wait()
 
 
-def builtin_server(threads: int) -> Process:
+def builtin_server(threads: int | None) -> Process:
+    """``jupyter-complete serve``; ``threads`` None leaves the count to its tuner."""
+    pinned = ["--threads", str(threads)] if threads is not None else []
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COMPLETE_THREADS"}
     return Process([sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0",
-                    "--threads", str(threads), "--api-key", "bench"])
+                    *pinned, "--api-key", "bench"], env=env)
 
 
 def timed(started: float, stamps: list[float], tokens: int, text: str) -> Run:
@@ -135,11 +141,13 @@ def main() -> int:
     max_tokens = 64 if args.short else 256
     many_tokens = 128
     banner(f"local model tokens/s, greedy, {max_tokens} tokens per run, {threads} threads "
-           f"(the CPUs this process may use), load average {os.getloadavg()[0]:.1f}", args)
+           f"(the CPUs this process may use), load average {os.getloadavg()[0]:.1f}, "
+           f"nice {os.nice(0)}", args)
 
     model = LocalModel(n_threads=threads)
     prompt_tokens = model.render(parse(PROMPT))
-    servers: dict[str, Process] = {"ours": builtin_server(threads)}
+    servers: dict[str, Process] = {"ours": builtin_server(threads),
+                                   "tuned": builtin_server(None)}
     if half != threads:
         servers["half"] = builtin_server(half)
     llama_server_path = None if args.short else find_llama_server()
@@ -214,6 +222,7 @@ def main() -> int:
 
     single: dict[str, Callable[[], Run]] = {
         f"built-in server, {threads} threads": lambda: through_ours("ours", max_tokens),
+        "built-in server, default (threads measured)": lambda: through_ours("tuned", max_tokens),
         f"llama-cpp-python direct, {threads} threads": lambda: direct(max_tokens),
     }
     if "half" in servers:
@@ -247,6 +256,8 @@ def main() -> int:
         many = {
             f"built-in server, {threads} threads": together(
                 lambda: through_ours("ours", many_tokens)),
+            "built-in server, default (threads measured)": together(
+                lambda: through_ours("tuned", many_tokens)),
             f"llama-cpp-python direct, {threads} threads (one context, in turn)": together(
                 lambda: direct(many_tokens)),
         }
@@ -290,15 +301,19 @@ def main() -> int:
         print()
         ours = rates[f"1:built-in server, {threads} threads"]
         direct_rate = rates[f"1:llama-cpp-python direct, {threads} threads"]
-        print(f"ratio built-in server / llama-cpp-python direct: {ours / direct_rate:.3f}")
+        tuned = rates["1:built-in server, default (threads measured)"]
+        print(f"ratio built-in server / llama-cpp-python direct, {threads} threads: "
+              f"{ours / direct_rate:.3f}")
         if "half" in servers:
             old = rates[f"1:built-in server, {half} threads (old default)"]
             print(f"ratio built-in server {threads} threads / {half} threads (old default): "
-                  f"{ours / old:.2f} (goal > 1.3)")
+                  f"{ours / old:.2f}; default (measured) / old default: {tuned / old:.2f} "
+                  "(goal > 1.3)")
         if "llama" in servers:
             llama = rates[f"1:llama-server, {threads} threads"]
-            print(f"ratio built-in server / llama-server, 1 client: {ours / llama:.3f} "
-                  "(goal >= 0.90)")
+            print(f"ratio built-in server / llama-server, 1 client, {threads} threads: "
+                  f"{ours / llama:.3f} (goal >= 0.90); default (measured) / llama-server: "
+                  f"{tuned / llama:.3f}")
             if many:
                 ours8 = rates[f"8:built-in server, {threads} threads"]
                 llama8 = rates[f"8:llama-server -np {CLIENTS_MANY}, {threads} threads"]
@@ -309,6 +324,7 @@ def main() -> int:
         if not args.short:
             print()
             prompt_eval(model, llama_cpp, threads, half, args.rounds)
+        print(f"(load average at the end {os.getloadavg()[0]:.1f} on {threads} CPUs)")
     finally:
         for client in clients.values():
             client.close()

@@ -136,50 +136,22 @@ def main() -> int:
     from jupyter_complete.local.model import LocalModel, available_cpus
     from jupyter_complete.prompt import parse
 
-    threads = available_cpus()
-    half = max(1, threads // 2)
-    max_tokens = 64 if args.short else 256
-    many_tokens = 128
-    banner(f"local model tokens/s, greedy, {max_tokens} tokens per run, {threads} threads "
-           f"(the CPUs this process may use), load average {os.getloadavg()[0]:.1f}, "
-           f"nice {os.nice(0)}", args)
+    cpus = available_cpus()
+    half = max(1, cpus // 2)
+    counts = sorted({half, cpus})
+    max_tokens = 64 if args.short else 128
+    many_tokens = 64
+    banner(f"local model tokens/s, greedy, {max_tokens} tokens per run, thread counts "
+           f"{counts} of {cpus} CPUs, load average {os.getloadavg()[0]:.1f}, nice {os.nice(0)}",
+           args)
 
-    model = LocalModel(n_threads=threads)
+    model = LocalModel(n_threads=cpus)
     prompt_tokens = model.render(parse(PROMPT))
-    servers: dict[str, Process] = {"ours": builtin_server(threads),
-                                   "tuned": builtin_server(None)}
-    if half != threads:
-        servers["half"] = builtin_server(half)
-    llama_server_path = None if args.short else find_llama_server()
-    if llama_server_path is not None:
-        port = free_port()
-        servers["llama"] = Process(
-            [llama_server_path, "-m", str(model.path), "--host", "127.0.0.1", "--port",
-             str(port), "-t", str(threads), "-tb", str(threads), "-np", str(CLIENTS_MANY),
-             "-c", str(CLIENTS_MANY * 1024), "--no-warmup"],
-            url=f"http://127.0.0.1:{port}", ready_path="/health")
-    clients = {name: Client(base_url=s.url, api_key="bench", max_retries=0, timeout=300)
-               for name, s in servers.items() if name != "llama"}
-
-    def through_ours(name: str, n: int) -> Run:
-        started = time.perf_counter()
-        stamps: list[float] = []
-        parts: list[str] = []
-        with clients[name].completions.create(prompt=PROMPT, max_tokens_to_sample=n,
-                                              temperature=0, stream=True) as stream:
-            for event in stream:
-                if event.completion:
-                    stamps.append(time.perf_counter())
-                    parts.append(event.completion)
-            final = stream.get_final_completion()
-        text = "".join(parts)
-        produced = n if final.stop_reason == "max_tokens" else len(model.tokenize(text))
-        return timed(started, stamps, produced, text)
-
     direct_lock = threading.Lock()
 
-    def direct(n: int) -> Run:
+    def direct(n: int, threads: int) -> Run:
         with direct_lock:  # one context: clients take turns, as a one-model process would
+            llama_cpp.llama_set_n_threads(model.llm.ctx, threads, threads)
             started = time.perf_counter()
             stamps: list[float] = []
             parts: list[str] = []
@@ -197,7 +169,51 @@ def main() -> int:
             produced = n if finish == "length" else len(model.tokenize(text))
             return timed(started, stamps, produced, text)
 
-    def through_llama_server(n: int) -> Run:
+    # Threads that must all be scheduled at once stall on a busy machine (see ThreadTuner):
+    # a short probe says whether a count above 1 is worth a full run here and now.
+    direct(16, 1)
+    stalled: dict[int, tuple[float, float]] = {}
+    for n in counts:
+        if n > 1:
+            one = direct(16, 1)
+            many = direct(16, n)
+            rate_one, rate_many = one["tokens"] / one["seconds"], many["tokens"] / many["seconds"]
+            if rate_many < rate_one / 2:
+                stalled[n] = (rate_many, rate_one)
+    usable = [n for n in counts if n not in stalled]
+    best = max(usable)
+
+    servers: dict[str, Process] = {"tuned": builtin_server(None)}
+    for n in usable:
+        servers[f"ours{n}"] = builtin_server(n)
+    llama_server_path = None if args.short else find_llama_server()
+    if llama_server_path is not None:
+        for n in usable:
+            port = free_port()
+            servers[f"llama{n}"] = Process(
+                [llama_server_path, "-m", str(model.path), "--host", "127.0.0.1", "--port",
+                 str(port), "-t", str(n), "-tb", str(n), "-np", str(CLIENTS_MANY),
+                 "-c", str(CLIENTS_MANY * 1024), "--no-warmup"],
+                url=f"http://127.0.0.1:{port}", ready_path="/health")
+    clients = {name: Client(base_url=s.url, api_key="bench", max_retries=0, timeout=600)
+               for name, s in servers.items() if not name.startswith("llama")}
+
+    def through_ours(name: str, n: int) -> Run:
+        started = time.perf_counter()
+        stamps: list[float] = []
+        parts: list[str] = []
+        with clients[name].completions.create(prompt=PROMPT, max_tokens_to_sample=n,
+                                              temperature=0, stream=True) as stream:
+            for event in stream:
+                if event.completion:
+                    stamps.append(time.perf_counter())
+                    parts.append(event.completion)
+            final = stream.get_final_completion()
+        text = "".join(parts)
+        produced = n if final.stop_reason == "max_tokens" else len(model.tokenize(text))
+        return timed(started, stamps, produced, text)
+
+    def through_llama_server(name: str, n: int) -> Run:
         import requests
 
         body = {"prompt": prompt_tokens, "n_predict": n, "temperature": 0.0, "stream": True,
@@ -206,8 +222,8 @@ def main() -> int:
         stamps: list[float] = []
         parts: list[str] = []
         produced = 0
-        with requests.post(servers["llama"].url + "/completion", json=body, stream=True,
-                           timeout=300) as response:
+        with requests.post(servers[name].url + "/completion", json=body, stream=True,
+                           timeout=600) as response:
             response.raise_for_status()
             for line in response.iter_lines():
                 if not line.startswith(b"data: "):
@@ -220,16 +236,19 @@ def main() -> int:
                     produced = int(data.get("tokens_predicted") or len(stamps))
         return timed(started, stamps, produced, "".join(parts))
 
-    single: dict[str, Callable[[], Run]] = {
-        f"built-in server, {threads} threads": lambda: through_ours("ours", max_tokens),
-        "built-in server, default (threads measured)": lambda: through_ours("tuned", max_tokens),
-        f"llama-cpp-python direct, {threads} threads": lambda: direct(max_tokens),
-    }
-    if "half" in servers:
-        single[f"built-in server, {half} threads (old default)"] = (
-            lambda: through_ours("half", max_tokens))
-    if "llama" in servers:
-        single[f"llama-server, {threads} threads"] = lambda: through_llama_server(max_tokens)
+    def contenders(n_tokens: int, only: list[int]) -> dict[str, Callable[[], Run]]:
+        out: dict[str, Callable[[], Run]] = {
+            "built-in server, default (threads measured)":
+                lambda: through_ours("tuned", n_tokens)}
+        for n in only:
+            out[f"built-in server, {n} threads"] = (
+                lambda n=n: through_ours(f"ours{n}", n_tokens))
+            out[f"llama-cpp-python direct, {n} threads"] = (
+                lambda n=n: direct(n_tokens, n))
+            if f"llama{n}" in servers:
+                out[f"llama-server, {n} threads"] = (
+                    lambda n=n: through_llama_server(f"llama{n}", n_tokens))
+        return out
 
     def together(one: Callable[[], Run]) -> Callable[[], Run]:
         def run() -> Run:
@@ -251,80 +270,65 @@ def main() -> int:
                     "ttft": median([r["ttft"] for r in results]), "text": results[0]["text"]}
         return run
 
-    many: dict[str, Callable[[], Run]] = {}
-    if not args.short:
-        many = {
-            f"built-in server, {threads} threads": together(
-                lambda: through_ours("ours", many_tokens)),
-            "built-in server, default (threads measured)": together(
-                lambda: through_ours("tuned", many_tokens)),
-            f"llama-cpp-python direct, {threads} threads (one context, in turn)": together(
-                lambda: direct(many_tokens)),
-        }
-        if "half" in servers:
-            many[f"built-in server, {half} threads (old default)"] = together(
-                lambda: through_ours("half", many_tokens))
-        if "llama" in servers:
-            many[f"llama-server -np {CLIENTS_MANY}, {threads} threads"] = together(
-                lambda: through_llama_server(many_tokens))
+    rates: dict[str, float] = {}
+
+    def report(title: str, results: dict[str, list[Run]], key_prefix: str) -> None:
+        rows = []
+        for name, runs in results.items():
+            rate = median([r["tokens"] / r["seconds"] for r in runs])
+            rates[key_prefix + name] = rate
+            rows.append([name, f"{median([r['tokens'] for r in runs]):.0f}", f"{rate:.1f}",
+                         f"{median([r['ttft'] for r in runs]) * 1000:.0f}",
+                         f"{median([r['seconds'] for r in runs]):.2f}"])
+        print(title)
+        print(table(["contender", "tokens", "tokens/s (median)", "first token ms", "seconds"],
+                    rows))
 
     try:
+        single = contenders(max_tokens, usable)
         for run in single.values():  # warm-up: page the weights in, fill the prompt caches
             run()
-        rates: dict[str, float] = {}
-
-        def report(title: str, results: dict[str, list[Run]], key_prefix: str) -> None:
-            rows = []
-            first = None
-            for name, runs in results.items():
-                rate = median([r["tokens"] / r["seconds"] for r in runs])
-                rates[key_prefix + name] = rate
-                first = first or rate
-                rows.append([name, f"{median([r['tokens'] for r in runs]):.0f}",
-                             f"{rate:.1f}", f"{rate / first:.2f}",
-                             f"{median([r['ttft'] for r in runs]) * 1000:.0f}",
-                             f"{median([r['seconds'] for r in runs]):.2f}"])
-            print(title)
-            print(table(["contender", "tokens", "tokens/s (median)", "vs first row",
-                         "first token ms", "seconds"], rows))
-
         report(f"1 client, {max_tokens} tokens:", interleaved(single, args.rounds), "1:")
-        if many:
-            many_rounds = max(2, args.rounds - 2)
+        if not args.short:
+            many = {name: together(run) for name, run in contenders(many_tokens, [best]).items()}
             print()
             report(f"{CLIENTS_MANY} clients at once, {many_tokens} tokens each (aggregate):",
-                   interleaved(many, many_rounds), "8:")
-        if "llama" not in servers:
+                   interleaved(many, max(2, args.rounds - 2)), "8:")
+        print()
+        for n, (rate_many, rate_one) in stalled.items():
+            print(f"{n} threads stalled here: {rate_many:.1f} tokens/s against {rate_one:.1f} "
+                  f"with 1 thread in a 16-token probe (load average {os.getloadavg()[0]:.1f} "
+                  f"on {cpus} CPUs), so its full runs were left out")
+        if llama_server_path is None:
             print("llama-server: " + ("not run in --short mode" if args.short else
                                       "not built (scripts/build_llama_server.sh, or set "
                                       f"${ENV_LLAMA_SERVER})"))
-        print()
-        ours = rates[f"1:built-in server, {threads} threads"]
-        direct_rate = rates[f"1:llama-cpp-python direct, {threads} threads"]
         tuned = rates["1:built-in server, default (threads measured)"]
-        print(f"ratio built-in server / llama-cpp-python direct, {threads} threads: "
-              f"{ours / direct_rate:.3f}")
-        if "half" in servers:
-            old = rates[f"1:built-in server, {half} threads (old default)"]
-            print(f"ratio built-in server {threads} threads / {half} threads (old default): "
-                  f"{ours / old:.2f}; default (measured) / old default: {tuned / old:.2f} "
-                  "(goal > 1.3)")
-        if "llama" in servers:
-            llama = rates[f"1:llama-server, {threads} threads"]
-            print(f"ratio built-in server / llama-server, 1 client, {threads} threads: "
-                  f"{ours / llama:.3f} (goal >= 0.90); default (measured) / llama-server: "
-                  f"{tuned / llama:.3f}")
-            if many:
-                ours8 = rates[f"8:built-in server, {threads} threads"]
-                llama8 = rates[f"8:llama-server -np {CLIENTS_MANY}, {threads} threads"]
-                print(f"ratio built-in server / llama-server, {CLIENTS_MANY} clients: "
-                      f"{ours8 / llama8:.3f} (the built-in server answers one request at a "
-                      "time; llama-server batches its slots)")
-
+        for n in usable:
+            ours = rates[f"1:built-in server, {n} threads"]
+            line = (f"{n} threads, 1 client: built-in server / llama-cpp-python direct "
+                    f"{ours / rates[f'1:llama-cpp-python direct, {n} threads']:.3f}")
+            if f"1:llama-server, {n} threads" in rates:
+                line += (f"; built-in server / llama-server "
+                         f"{ours / rates[f'1:llama-server, {n} threads']:.3f} (goal >= 0.90)")
+            print(line)
+        if half in usable:
+            print(f"default (threads measured) / old default ({half} threads, half the CPUs): "
+                  f"{tuned / rates[f'1:built-in server, {half} threads']:.2f} (goal > 1.3)")
+        if cpus in usable and half != cpus:
+            all_cores = rates[f"1:built-in server, {cpus} threads"]
+            print(f"{cpus} threads / {half} threads, built-in server: "
+                  f"{all_cores / rates[f'1:built-in server, {half} threads']:.2f}")
+        if f"8:llama-server, {best} threads" in rates:
+            ours8 = rates[f"8:built-in server, {best} threads"]
+            print(f"{CLIENTS_MANY} clients, {best} threads: built-in server / llama-server "
+                  f"{ours8 / rates[f'8:llama-server, {best} threads']:.3f} (the built-in server "
+                  "answers one request at a time; llama-server batches "
+                  "its slots)")
         if not args.short:
             print()
-            prompt_eval(model, llama_cpp, threads, half, args.rounds)
-        print(f"(load average at the end {os.getloadavg()[0]:.1f} on {threads} CPUs)")
+            prompt_eval(model, llama_cpp, cpus, half, args.rounds)
+        print(f"(load average at the end {os.getloadavg()[0]:.1f} on {cpus} CPUs)")
     finally:
         for client in clients.values():
             client.close()

@@ -150,9 +150,9 @@ def main() -> int:
     direct_lock = threading.Lock()
 
     def direct(n: int, threads: int) -> Run:
+        started = time.perf_counter()  # before the wait for the context, as a client sees it
         with direct_lock:  # one context: clients take turns, as a one-model process would
             llama_cpp.llama_set_n_threads(model.llm.ctx, threads, threads)
-            started = time.perf_counter()
             stamps: list[float] = []
             parts: list[str] = []
             finish = None

@@ -1,10 +1,10 @@
 """``jupyter-complete``: command-line entry point.
 
 ``jupyter-complete serve [--host H] [--port P] [--model-path GGUF] [--api-key KEY]
-[--refuse-complete MODEL]`` runs the built-in ``/v1/complete`` and ``/v1/messages`` server in
-the foreground and prints its URL on the first line of stdout (so scripts can read it), until
-Ctrl-C. The key may come from ``JUPYTER_COMPLETE_SERVER_API_KEY`` instead of ``--api-key``,
-which other users of the machine can read in ``ps``.
+[--threads N] [--refuse-complete MODEL]`` runs the built-in ``/v1/complete`` and
+``/v1/messages`` server in the foreground and prints its URL on the first line of stdout (so
+scripts can read it), until Ctrl-C. The key may come from ``JUPYTER_COMPLETE_SERVER_API_KEY``
+instead of ``--api-key``, which other users of the machine can read in ``ps``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,16 @@ from ._constants import ENV_MODEL_PATH, ENV_SERVER_API_KEY
 from .errors import LocalModelUnavailableError
 from .local.api.rules import RequestLimits
 from .local.http.limits import HttpLimits
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"require this key in x-api-key (default ${ENV_SERVER_API_KEY}, "
                        "else none, which only loopback allows). Prefer the environment "
                        "variable: other users can read a command line with ps")
+    serve.add_argument("--threads", type=_threads, default=None, metavar="N",
+                       help="CPU threads for the model, prompt and generation alike "
+                       "(default $JUPYTER_COMPLETE_THREADS, else measured while it runs: every "
+                       "CPU this process may use, half of them or 1, whichever is fastest)")
     serve.add_argument("--max-queue", type=int, default=8,
                        help="requests that may wait while one generates; past it, 529")
     limits = serve.add_argument_group(
@@ -124,7 +138,8 @@ def _serve(args: argparse.Namespace) -> int:
         key = args.api_key if args.api_key is not None else os.environ.get(ENV_SERVER_API_KEY)
         server = serve(args.host, args.port, args.model_path, key, max_queue=args.max_queue,
                        refuse_complete_models=args.refuse_complete, limits=limits,
-                       request_limits=request_limits, reuse_cache=args.reuse_cache)
+                       request_limits=request_limits, reuse_cache=args.reuse_cache,
+                       n_threads=args.threads)
     except (ValueError, OSError, LocalModelUnavailableError) as err:
         print(f"jupyter-complete serve: {err}", file=sys.stderr)
         return 2

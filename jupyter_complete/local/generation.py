@@ -105,8 +105,13 @@ class Generation:
             logits = model.prime(self.prompt_tokens, self.reuse_limit, self.owner)
             delta = ""
             for step in range(self.max_tokens):
-                staged = stages(logits, self.temperature, self.top_k, self.top_p)
-                token = sample(staged.final, self.rng)
+                if self.temperature == 0:
+                    # Greedy: exactly what stages() + sample() give (a one-hot on the argmax,
+                    # drawn without randomness), without a softmax over the vocabulary.
+                    token = int(np.argmax(logits))
+                else:
+                    staged = stages(logits, self.temperature, self.top_k, self.top_p)
+                    token = sample(staged.final, self.rng)
                 if model.is_end(token):
                     # ChatML's end of turn: the wire format's next "\n\nHuman:" goes here.
                     self._finish(STOP_SEQUENCE, HUMAN_PROMPT, end_of_turn=True)

@@ -326,6 +326,7 @@ def serve(
     limits: HttpLimits | None = None,
     request_limits: RequestLimits | None = None,
     reuse_cache: bool = False,
+    n_threads: int | None = None,
 ) -> LocalServer:
     """Start the built-in model's server on a background thread.
 
@@ -348,6 +349,9 @@ def serve(
             before (faster repeats). Only for a server a single party can use: with several
             users, timing it tells one how much of a guessed prompt another sent. Off, only
             the chat template's own leading tokens are reused.
+        n_threads: CPU threads for a model this call loads (ignored when ``model`` is a
+            `LocalModel`); default ``JUPYTER_COMPLETE_THREADS``, else measured while it runs
+            (`ThreadTuner`).
 
     Returns:
         The running `LocalServer`.
@@ -367,7 +371,7 @@ def serve(
             f"{ENV_SERVER_API_KEY} for the command), or bind 127.0.0.1."
         )
     owns = not isinstance(model, LocalModel)
-    local = model if isinstance(model, LocalModel) else LocalModel(model)
+    local = model if isinstance(model, LocalModel) else LocalModel(model, n_threads=n_threads)
     http_limits = limits if limits is not None else HttpLimits()
     if limits is None or max_body_bytes != DEFAULT_MAX_BODY_BYTES:
         http_limits.max_body_bytes = max_body_bytes

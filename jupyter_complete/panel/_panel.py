@@ -24,11 +24,10 @@ from ..controls import (
     make_optional_slider,
     make_slider,
 )
-from ..render import DEFAULT_INTERVAL
 from ..settings import CompletionSettings
 from ._compare import Column, CompareGrid, parse_compare, plan, result_status
 from ._history import History, record_status, status_line
-from ._runner import StopSignal, stream_once
+from ._runner import UPDATE_INTERVAL, StopSignal, stream_once
 from ._textview import StreamView
 
 if TYPE_CHECKING:
@@ -55,7 +54,8 @@ class Panel:
         client: the `Client` to use; None means ``Client()`` (the environment's endpoint, or
             the built-in local model), created when the first request is sent.
         settings: the settings to show and change; None means fresh `CompletionSettings`.
-        update_interval: seconds between two updates of the streamed text.
+        update_interval: seconds between the starts of two updates of the streamed text
+            (a delta after a quiet interval is shown at once; see `StreamRenderer`).
 
     The parts are attributes, for tests and for rearranging: ``prompt_box``, ``system_box``,
     ``temperature_slider``, ``top_k_check`` and ``top_k_slider``, ``top_p_check`` and
@@ -79,7 +79,7 @@ class Panel:
         client: Client | None = None,
         settings: CompletionSettings | None = None,
         *,
-        update_interval: float = DEFAULT_INTERVAL,
+        update_interval: float = UPDATE_INTERVAL,
     ) -> None:
         if update_interval <= 0:
             raise ValueError("update_interval must be a positive number of seconds")

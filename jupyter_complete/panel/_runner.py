@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jupyter_complete")
 
+#: Seconds between the starts of two updates of the panel's text: at most 20 a second. Wider
+#: than ``%%complete``'s stream messages (`jupyter_complete.render.DEFAULT_INTERVAL`) because
+#: each update re-sends the text view's tail (up to its ``HARD`` characters), not just the new
+#: text. A delta that arrives after a quiet interval is still shown at once (leading edge).
+UPDATE_INTERVAL = 0.05
+
 
 class StopSignal:
     """Stops a run from another thread: marks it stopped and closes its stream at once."""

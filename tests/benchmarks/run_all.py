@@ -3,6 +3,10 @@
     python tests/benchmarks/run_all.py            # short mode (what CI runs)
     python tests/benchmarks/run_all.py --full     # the full-sized runs
 
+``--short`` needs neither a browser nor llama.cpp's ``llama-server``; ``--full`` adds the DOM
+latency in JupyterLab (Debian's chromium) and, when it is built
+(``scripts/build_llama_server.sh``), ``llama-server`` to the tokens/s comparison.
+
 Each ``bench_*.py`` runs in its own process (so one benchmark's imports and threads do not
 colour the next). A benchmark that fails is reported and the rest still run; the exit status
 is non-zero if any failed. Benchmarks print figures; nothing here judges them.
@@ -11,6 +15,7 @@ is non-zero if any failed. Benchmarks print figures; nothing here judges them.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -31,6 +36,10 @@ def main() -> int:
     if args.names:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.names]
     failed: list[str] = []
+    started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"benchmarks {flag} at {started_at}, load average "
+          f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f} on "
+          f"{os.cpu_count()} CPUs", flush=True)
     for script in scripts:
         print(f"\n### {script.name} {flag}", flush=True)
         started = time.monotonic()
@@ -42,7 +51,9 @@ def main() -> int:
                   flush=True)
         else:
             print(f"### {script.name} done in {took:.0f} s", flush=True)
-    print(f"\n{len(scripts) - len(failed)} of {len(scripts)} benchmarks ran"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"{len(scripts) - len(failed)} of {len(scripts)} benchmarks ran"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

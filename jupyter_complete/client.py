@@ -33,7 +33,6 @@ from .errors import (
     BadRequestError,
     InvalidParameterError,
     NotFoundError,
-    ResponseTooLargeError,
     class_for_status,
     class_for_type,
 )
@@ -417,6 +416,7 @@ class Client:
                     if not stream:
                         # Read inside the attempt: it may time out (then it is retried).
                         response._content = _read_whole(response)
+                        setattr(response, "_content_consumed", True)  # noqa: B010 - private
             except requests.Timeout as err:
                 if last:
                     raise APITimeoutError(
@@ -661,14 +661,21 @@ def _status_error(response: requests.Response, *, path: str = "", model: str = "
         said = message or _excerpt(text) or response.reason or "no details"
         kind = f" ({etype})" if etype else ""
         text_out = f"{status_shown}{kind} from {server}: {said}"
-        hint = (f"This is {server}'s own answer, not an Anthropic API error: check the key, "
-                "the base URL and any proxy in between against what it says.")
-    if status == 404 and path and _path_not_found_body(etype, message or _excerpt(text), model):
+        if status in _STATUS_SAYS_IT:
+            hint = cls.default_hint  # what HTTP itself says (too large, too many, failed)
+        else:
+            hint = (f"This is {server}'s own answer, not an Anthropic API error: check the "
+                    "key, the base URL and any proxy in between against what it says.")
+    if status == 404 and path and _path_not_found_body(message or _excerpt(text), model):
         hint = _missing_path_hint(server, path)
     error_status = status if status >= 400 else class_for_type(etype)[1]
     return cls(text_out, status_code=error_status, type=etype, body=body, request_id=rid,
                headers=dict(response.headers), hint=hint)
 
+
+#: Statuses whose meaning HTTP itself fixes, whoever sends them (RFC 9110, RFC 6585): their
+#: hint holds for a proxy's page too. 400, 401, 403 and 404 from a proxy are about the proxy.
+_STATUS_SAYS_IT = frozenset({408, 413, 429, 500, 502, 503, 504, 529})
 
 #: The error types of Anthropic's API (https://docs.anthropic.com/en/api/errors).
 _API_ERROR_TYPES = frozenset({
@@ -678,7 +685,7 @@ _API_ERROR_TYPES = frozenset({
 })
 
 
-def _path_not_found_body(etype: str | None, message: str, model: str) -> bool:
+def _path_not_found_body(message: str, model: str) -> bool:
     """Is a 404 about the path (no such endpoint) rather than about the model?
 
     Anthropic's API names the model ("model: claude-x"); servers without the endpoint say
@@ -693,7 +700,7 @@ def _path_not_found(err: APIStatusError, model: str) -> bool:
     if err.status_code != 404:
         return False
     message = err.message.split(": ", 1)[-1]
-    return _path_not_found_body(err.type, message, model)
+    return _path_not_found_body(message, model)
 
 
 def _missing_path_hint(server: str, path: str) -> str:

@@ -332,10 +332,12 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         # magic_arguments hangs the argparse parser on the function it decorates.
         parser: Any = getattr(self.complete, "parser")  # noqa: B009 - not a typed attribute
         words, text = _split_line(line)
-        if self.interpolate and not any(_is_no_interpolate(w) for w in words):
+        argv = [_unquote(w) for w in words]
+        if self.interpolate and not any(_is_no_interpolate(w) for w in argv):
+            # After unquoting, so a value with quotes in it cannot change the split.
             names = UserNamespace(self.shell)
-            words = [prompts.interpolate(w, names) if "{" in w else w for w in words]
-        return parser.parse_args([_unquote(w) for w in words]), text
+            argv = [prompts.interpolate(w, names) for w in argv]
+        return parser.parse_args(argv), text
 
     def _settings_for(self, args: argparse.Namespace) -> CompletionSettings:
         """This cell's settings: the traits, overridden by the options given (validated)."""

@@ -508,7 +508,7 @@ def test_credentials_in_the_base_url_never_show_and_the_path_goes_before_the_que
         with pytest.raises(errors.APIStatusError) as info:
             run(client, stream)
         texts += [str(info.value), repr(info.value), info.value.message]
-    closed = Client(base_url=f"http://alice:hunter2@127.0.0.1:1/x?token=TOKEN42", api_key="k",
+    closed = Client(base_url="http://alice:hunter2@127.0.0.1:1/x?token=TOKEN42", api_key="k",
                     max_retries=0)
     with pytest.raises(errors.APIConnectionError) as conn:
         closed.completions.create(prompt=PROMPT)

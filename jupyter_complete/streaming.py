@@ -514,7 +514,7 @@ class _Decoder:
         where = "mid-stream" if self.parts else "instead of an answer"
         rid = body.get("request_id") if isinstance(body.get("request_id"), str) else None
         raise cls(
-            f"{self.server} sent an error {where} ({etype or 'error'}: {message})",
+            f"The server sent an error {where} ({etype or 'error'}: {message})",
             status_code=status, type=etype, body=body,
             request_id=rid or self.request_id, partial=self.snapshot(),
         )

@@ -209,7 +209,11 @@ def test_a_byte_order_mark_before_the_first_event_keeps_that_event(
     first = b"\xef\xbb\xbf" + events[0]
     pieces = [first[:2], first[2:], *events[1:]] if split_bom else [first, *events[1:]]
     replay.enqueue(stream_script(pieces))
-    assert run(make_client(replay, api), stream=True) == " Paris is the capital."
+    final = make_client(replay, api).completions.create(
+        prompt=PROMPT, model="m", stream=True).get_final_completion()
+    assert final.completion == " Paris is the capital."
+    if api == "messages":  # the first event is message_start: its id and usage are kept
+        assert final.id == "msg_1" and final.usage == {"input_tokens": 5, "output_tokens": 3}
 
 
 # -- 4. abandoned streams -------------------------------------------------------------------

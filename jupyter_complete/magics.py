@@ -241,8 +241,9 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         --no-interpolate (or %config CompleteMagics.interpolate = False) turns this off.
 
         %complete text ending in ? or ?? is the prompt, not IPython's help: %complete What
-        is a monad? sends the question (load the extension in an earlier cell than the
-        first such line: IPython rewrites a cell before running it). %complete? alone shows
+        is a monad? sends the question. IPython rewrites a cell before running it, so load
+        the extension in an earlier cell than the first such line (if not, loading says
+        that the line became a help request and must be run again). %complete? alone shows
         this help.
 
         The answer streams into the output; a footer gives the model, stop reason, length,
@@ -622,6 +623,31 @@ def load(ipython: Any) -> None:
     transformers = getattr(manager, "token_transformers", None)
     if isinstance(transformers, list) and CompleteLineTransformer not in transformers:
         transformers.insert(0, CompleteLineTransformer)
+    _warn_if_this_cell_was_read_as_help(ipython)
+
+
+_HELP_LINE_RE = re.compile(r"^[ \t]*%complete[ \t]+(?=.*\S.*\?)(?!\?*[ \t]*$).*\?[ \t]*$",
+                           re.MULTILINE)
+
+
+def _warn_if_this_cell_was_read_as_help(ipython: Any) -> None:
+    """Say so when the cell that loads the extension has a ``%complete ...?`` line.
+
+    IPython transforms a whole cell before running any of it, so in the cell that runs
+    ``%load_ext jupyter_complete`` such a line was already turned into help (it will print
+    "Object ... not found") before `CompleteLineTransformer` existed. That cannot be undone
+    from here; the user can only run the line again.
+    """
+    history = getattr(getattr(ipython, "history_manager", None), "input_hist_raw", None)
+    cell = history[-1] if history else ""
+    if isinstance(cell, str) and _HELP_LINE_RE.search(cell):
+        import sys
+
+        sys.stderr.write(
+            "jupyter_complete: a %complete line ending in ? in this cell was read by IPython "
+            "as a help request before the extension was loaded; run that line again (in a "
+            "new cell) to send it.\n"
+        )
 
 
 def unload(ipython: Any) -> None:

@@ -147,3 +147,22 @@ def test_no_interpolate_leaves_the_options_as_typed_too(kernel: KernelHandle,
     run_ok(kernel, f"%%complete --base-url {kreplay.url} --no-interp --system \"{{n_words}}\"\n"
                    "{n_words}")
     assert sent_text(kreplay.received[0].json) == ("{n_words}", "{n_words}")
+
+
+def test_a_question_in_the_cell_that_loads_the_extension_is_reported_not_lost(
+    kernel: KernelHandle, kreplay: ReplayServer
+) -> None:
+    # IPython rewrites the whole cell before %load_ext runs: that line already became help.
+    # It cannot be saved, so the extension says what happened instead of nothing.
+    run_ok(kernel, "%unload_ext jupyter_complete")
+    try:
+        run = run_ok(kernel, "%load_ext jupyter_complete\n"
+                             f"%complete --base-url {kreplay.url} What is a monad?")
+        assert "read by IPython as a help request" in run.stream_text("stderr")
+        assert "run that line again" in run.stream_text("stderr")
+        assert kreplay.received == []
+    finally:
+        run_ok(kernel, "%load_ext jupyter_complete")
+    enqueue_answer(kreplay, "complete", True)
+    run = run_ok(kernel, f"%complete --base-url {kreplay.url} What is a monad?")
+    assert "help request" not in run.stream_text("stderr") and len(kreplay.received) == 1

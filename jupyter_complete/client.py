@@ -188,7 +188,17 @@ class Client:
         api: the transport. ``"complete"`` (default): ``POST /v1/complete``. ``"messages"``:
             the same request converted for ``POST /v1/messages`` (for models that refuse
             Text Completions). ``"auto"``: Text Completions, switching a model to Messages
-            for the rest of the session when the server says it does not support them.
+            for the rest of the session when the server says it does not support them, and
+            every model when the server has no ``/v1/complete`` at all (a 404 about the
+            path, not the model: llama-server, vLLM, LiteLLM); each switch is said once on
+            stderr.
+
+    The wire rules (issue 13): redirects are never followed (a 3xx raises `APIStatusError`
+    naming where it pointed); ``Accept-Encoding: gzip, deflate`` is sent and decoded, also
+    while streaming; every read is bounded by `_constants.MAX_RESPONSE_BYTES`,
+    ``MAX_EVENT_BYTES`` and ``MAX_ERROR_BODY_BYTES`` (`ResponseTooLargeError`); an error
+    envelope is an error whatever the status; user info in ``base_url`` is sent as Basic
+    auth and, like its query string, never shown (`display_url`).
     """
 
     def __init__(

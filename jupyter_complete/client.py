@@ -90,6 +90,19 @@ class _KeyAuth(requests.auth.AuthBase):
         return "<api key>"
 
 
+class _NoRedirectSession(requests.Session):
+    """A session that never works out where a redirect leads.
+
+    Even with ``allow_redirects=False`` requests parses a 3xx's ``Location`` to prepare
+    ``Response.next``, and a malformed one (``http://[::1``) raises ValueError out of
+    ``post``. Redirects are never followed here, so there is nothing to prepare;
+    `_redirect_error` reads the header itself.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:  # noqa: ARG002
+        return None
+
+
 class Completions:
     """``client.completions``: the ``create`` call, shaped like the official SDK's."""
 
@@ -279,7 +292,7 @@ class Client:
 
     def _get_session(self) -> requests.Session:
         if self._session is None:
-            s = requests.Session()
+            s = _NoRedirectSession()
             s.trust_env = False if self._local else s.trust_env  # never proxy loopback
             self._session = s
         return self._session
@@ -610,14 +623,17 @@ def _redirect_error(response: requests.Response, path: str) -> APIStatusError:
     """The error for a 3xx: where the server pointed, never followed."""
     status = response.status_code
     location = response.headers.get("location", "")
-    target = urllib.parse.urljoin(response.url, location) if location else ""
-    shown = safe_url(target) if target else "no location"
+    try:
+        # The server's words: a port out of range or a broken IPv6 literal is a ValueError.
+        shown = safe_url(urllib.parse.urljoin(response.url, location)) if location else ""
+    except ValueError:
+        shown = ""
     suggestion = ""
-    if target:
-        base = safe_url(target)
-        if base.endswith(path):
-            suggestion = f" If that server is right, use {base[: -len(path)] or base} as the " \
-                         "base URL."
+    if shown.endswith(path):
+        suggestion = f" If that server is right, use {shown[: -len(path)] or shown} as the " \
+                     "base URL."
+    if not shown:
+        shown = "a location that is not a valid URL" if location else "no location"
     return APIStatusError(
         f"HTTP {status} from {server_name(response)}: it redirects to {shown}",
         status_code=status, body=None, request_id=response.headers.get("request-id"),

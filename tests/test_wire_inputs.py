@@ -398,6 +398,23 @@ def test_a_redirect_to_another_host_is_not_followed_and_the_error_says_where(
     assert len(replay.received) == 1
 
 
+@pytest.mark.parametrize("location", ["http://127.0.0.1:99999/v1/complete",
+                                      "http://127.0.0.1:port/v1/complete", "http://[::1/x"],
+                         ids=["port-out-of-range", "port-not-a-number", "broken-ipv6"])
+def test_a_redirect_to_a_location_that_is_not_a_valid_url_is_still_a_redirect_error(
+    replay: ReplayServer, location: str
+) -> None:
+    # The Location header is whatever the server sent; parsing it must not turn the
+    # redirect error into a bare ValueError from urllib.parse.
+    replay.enqueue(Script([head(302, {"location": location}, content_type="text/plain",
+                                length=0)]))
+    with pytest.raises(errors.APIStatusError) as info:
+        run(make_client(replay, "complete"), False)
+    text = str(info.value)
+    assert info.value.status_code == 302 and "not followed" in text
+    assert "not a valid URL" in text and "\n" not in text
+
+
 # -- 8. sizes -------------------------------------------------------------------------------
 
 

@@ -610,7 +610,9 @@ def _read_error_body(response: requests.Response) -> str:
             got += data
     except Exception:  # a broken or undecodable error body: show what came
         pass
-    return got[: C.MAX_ERROR_BODY_BYTES].decode("utf-8", "replace")
+    # utf-8-sig drops a leading byte-order mark, as json.loads does for bytes (RFC 8259, 8.1
+    # lets a parser ignore one); json.loads of a str would reject it, hiding the envelope.
+    return got[: C.MAX_ERROR_BODY_BYTES].decode("utf-8-sig", "replace")
 
 
 def _excerpt(text: str, size: int = 160) -> str:

@@ -332,6 +332,21 @@ def test_an_api_error_envelope_keeps_the_hint_for_its_type(replay: ReplayServer,
         run(make_client(replay, api), False)
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "whole"])
+@pytest.mark.parametrize("api", APIS)
+def test_an_api_error_envelope_after_a_byte_order_mark_is_still_read_as_one(
+    replay: ReplayServer, api: str, stream: bool
+) -> None:
+    raw = b"\xef\xbb\xbf" + json.dumps({"type": "error", "error": {
+        "type": "invalid_request_error", "message": "temperature: range: 0..1"}}).encode()
+    replay.enqueue(Script([head(400, content_type="application/json", length=len(raw)) + raw]))
+    with pytest.raises(errors.BadRequestError) as info:
+        run(make_client(replay, api), stream)
+    assert info.value.type == "invalid_request_error"
+    assert "Fix the prompt or parameters" in str(info.value)
+    assert "\ufeff" not in str(info.value)
+
+
 # -- 7. redirects ---------------------------------------------------------------------------
 
 

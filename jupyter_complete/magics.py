@@ -582,8 +582,10 @@ class CompleteLineTransformer(it2.TokenTransformBase):  # type: ignore[misc]  # 
             if (pct.string != "%" or name.string != "complete"
                     or name.start != (pct.start[0], pct.start[1] + 1)):
                 continue
-            question = line[-2]  # the last token is NEWLINE
-            if question.string not in ("?", "??") or question.start[0] != pct.start[0]:
+            # The last token is NEWLINE. The ? may be on a later physical line: after a
+            # backslash it is part of the magic line; after an open bracket it is not, and
+            # transform() leaves that line to IPython, as its own magic transformer does.
+            if line[-2].string not in ("?", "??"):
                 continue
             rest = pct.line[name.end[1]:]
             if not rest.strip().strip("?").strip():
@@ -596,7 +598,9 @@ class CompleteLineTransformer(it2.TokenTransformBase):  # type: ignore[misc]  # 
         indent = lines[start_line][:start_col]
         end_line = it2.find_end_of_continued_line(lines, start_line)
         line = it2.assemble_continued_line(lines, (start_line, start_col), end_line)
-        _, _, args = line[1:].partition(" ")
+        # Everything after the name, less the one separating blank (a space or a tab).
+        args = line[len("%complete"):]
+        args = args[1:] if args[:1] in (" ", "\t") else args
         call = f"get_ipython().run_line_magic('complete', {args!r})"
         return [*lines[:start_line], indent + call + "\n", *lines[end_line + 1 :]]
 

@@ -64,6 +64,23 @@ def test_a_line_magic_ending_in_a_question_mark_sends_the_question(
     assert "endofunctors" in run.stream_text()
 
 
+@pytest.mark.parametrize(("api", "opts"), MODES[::3], ids=MODE_IDS[::3])
+@pytest.mark.parametrize("line", [
+    "%complete\t{opts} -t 0.7 What is a monad?",
+    "%complete {opts} -t 0.7 What is \\\n  a monad?",
+    "%complete {opts} \\\n -t 0.7 What is a monad?",
+], ids=["tab-after-name", "continued-line", "continued-after-options"])
+def test_a_question_on_a_tab_separated_or_continued_magic_line_arrives_whole(
+    kernel: KernelHandle, kreplay: ReplayServer, api: str, opts: str, line: str
+) -> None:
+    enqueue_answer(kreplay, api, not opts)
+    code = line.format(opts=f"--base-url {kreplay.url} --api {api} {opts}".strip())
+    run = run_ok(kernel, code)
+    assert "not found" not in run.stream_text() + run.error_text
+    assert len(kreplay.received) == 1, "the magic never ran (IPython took it for help)"
+    assert " ".join(sent_text(kreplay.received[0].json)[1].split()) == "What is a monad?"
+
+
 def test_the_magic_name_followed_by_a_question_mark_still_shows_the_help(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:

@@ -116,7 +116,9 @@ class EventStreamParser:
     spec's (U+FFFD for bad bytes); "strict" raises `UnicodeDecodeError`, which a client that
     must not silently corrupt text prefers. ``max_line`` bounds one line and ``max_event``
     one event's data buffer (bytes / characters); exceeding one raises
-    `EventStreamLimitError`. Time and memory are linear in the bytes fed.
+    `EventStreamLimitError`. When `feed` raises, `completed` holds the events that were
+    complete before the failing line, so a caller can still deliver them. Time and memory
+    are linear in the bytes fed.
     """
 
     def __init__(self, *, max_line: int = C.MAX_EVENT_BYTES, max_event: int = C.MAX_EVENT_BYTES,
@@ -137,6 +139,8 @@ class EventStreamParser:
         self._data_size = 0
         self._id_buffer = ""
         self._fields_seen = False
+        #: The events completed by the current (or last) `feed` call, in order.
+        self.completed: list[ServerSentEvent] = []
 
     @property
     def pending(self) -> bool:
@@ -144,8 +148,9 @@ class EventStreamParser:
         return bool(self._buf) or self._fields_seen
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
-        """Add ``data``; return the events completed by it, in order."""
+        """Add ``data``; return the events completed by it, in order (also in `completed`)."""
         buf = self._buf
+        events = self.completed = []
         buf += data
         if not self._started:
             if len(buf) < len(_BOM) and _BOM.startswith(bytes(buf)):
@@ -158,7 +163,6 @@ class EventStreamParser:
             self._skip_lf = False
             if buf[0] == 0x0A:
                 pos = 1
-        events: list[ServerSentEvent] = []
         # Never re-scan bytes known to hold no line end (linear time on a line that arrives
         # in many pieces), and find LF and CR with memchr-speed finds, each remembered until
         # passed (linear time on many short lines too).
@@ -169,13 +173,21 @@ class EventStreamParser:
             # decoded and split in one go, at C speed.
             last = buf.rfind(b"\n")
             block = bytes(buf[pos:last])
-            if len(block) > self.max_line and max(map(len, block.split(b"\n"))) > self.max_line:
-                raise EventStreamLimitError("event stream line", self.max_line)
-            for text in block.decode("utf-8", self.errors).split("\n"):
-                event = self._line(text)
-                if event is not None:
-                    events.append(event)
-            pos, lf = last + 1, -1
+            try:
+                if (len(block) > self.max_line
+                        and max(map(len, block.split(b"\n"))) > self.max_line):
+                    raise EventStreamLimitError("event stream line", self.max_line)
+                texts: list[str] | None = block.decode("utf-8", self.errors).split("\n")
+            except (EventStreamLimitError, UnicodeDecodeError):
+                # The line-by-line loop below raises at the failing line, after the events
+                # of the lines before it are in `completed`.
+                texts = None
+            if texts is not None:
+                for text in texts:
+                    event = self._line(text)
+                    if event is not None:
+                        events.append(event)
+                pos, lf = last + 1, -1
         while True:
             if 0 <= lf < pos:
                 lf = buf.find(b"\n", pos)
@@ -391,7 +403,13 @@ class _Decoder:
                 )
             parser = EventStreamParser()
             for chunk in self.source:
-                for sse in parser.feed(chunk):
+                failure: Exception | None = None
+                try:
+                    events = parser.feed(chunk)
+                except (EventStreamLimitError, UnicodeDecodeError) as err:
+                    # The events before the bad line were received: deliver them first.
+                    events, failure = parser.completed, err
+                for sse in events:
                     if sse.event in ("ping", "message"):
                         continue
                     delta = self.handle_event(sse.event, sse.data)
@@ -400,6 +418,8 @@ class _Decoder:
                     yield delta
                     if self.stop_reason is not None:
                         return
+                if failure is not None:
+                    raise failure
         except APIError as err:
             if err.partial is None and self.parts:
                 err.partial = self.snapshot()

@@ -151,6 +151,16 @@ def test_an_event_whose_data_lines_add_up_past_the_limit_raises() -> None:
     assert info.value.what == "event"
 
 
+@pytest.mark.parametrize("bad", [b"data: " + b"z" * 200 + b"\n\n", b"data: caf\xe9\n\n",
+                                 b"data: a\r" + b"data: " + b"z" * 200 + b"\r\r"],
+                         ids=["line-too-long", "not-utf8", "cr-line-too-long"])
+def test_events_completed_before_a_failing_line_are_kept_in_completed(bad: bytes) -> None:
+    parser = EventStreamParser(max_line=100, max_event=1000, errors="strict")
+    with pytest.raises((EventStreamLimitError, UnicodeDecodeError)):
+        parser.feed(b"data: one\n\nevent: two\ndata: 2\n\n" + bad)
+    assert [(e.event, e.data) for e in parser.completed] == [("message", "one"), ("two", "2")]
+
+
 def test_many_small_events_and_lines_stay_under_the_limits() -> None:
     parser = EventStreamParser(max_line=100, max_event=100)
     got = parser.feed(b"data: 0123456789\n\n" * 1000)

@@ -494,6 +494,20 @@ def test_an_error_envelope_with_status_200_is_an_error(replay: ReplayServer, api
 
 
 @pytest.mark.parametrize("api", APIS)
+def test_text_that_arrived_in_the_same_read_as_a_bad_event_is_kept(replay: ReplayServer,
+                                                                  api: str) -> None:
+    # One write: whole good events, then an event that is not UTF-8. The good text was
+    # received before the bad bytes, so it must be in the error's partial.
+    events = text_events(api, [" kept"])
+    good = events[: events.index(next(e for e in events if b"kept" in e)) + 1]
+    bad = b"event: completion\ndata: {\"completion\": \"\xff\xfe\"}\n\n"
+    replay.enqueue(Script([head(200, chunked=True), chunk(b"".join(good) + bad), LAST_CHUNK]))
+    with pytest.raises(errors.APIResponseValidationError, match="not UTF-8") as info:
+        run(make_client(replay, api), True)
+    assert info.value.partial is not None and info.value.partial.completion == " kept"
+
+
+@pytest.mark.parametrize("api", APIS)
 def test_an_error_envelope_inside_a_data_event_is_an_error(replay: ReplayServer,
                                                            api: str) -> None:
     name = "completion" if api == "complete" else "content_block_delta"

@@ -239,6 +239,7 @@ class Client:
         # the URL itself, so no message or repr can show it.
         self._basic: tuple[_Secret, _Secret] | None = None
         if url is not None:
+            _check_base_url(url)
             url, self._basic = _split_userinfo(url)
         self._base_url: str | None = url
         #: True once the server said (a 404 for the path) it has no /v1/complete; ``auto``
@@ -548,6 +549,23 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return when.timestamp() - time.time()
+
+
+def _check_base_url(url: str) -> None:
+    """Raise `InvalidParameterError` when the host or port of ``url`` does not parse.
+
+    Checked once, here, so that no later step (requests, our messages) meets it as a bare
+    ValueError. The error shows the host part as typed, never user info or a query.
+    """
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018 - parsing it is the check
+    except ValueError as err:
+        host = url.partition("//")[2] or url
+        host = re.split(r"[/?#]", host, maxsplit=1)[0].rpartition("@")[2]
+        raise InvalidParameterError(
+            "base_url", host, f"a URL whose host part is host or host:port, with a port in "
+            f"0-65535 ({err})"
+        ) from None
 
 
 def _split_userinfo(url: str) -> tuple[str, tuple[_Secret, _Secret] | None]:

@@ -570,3 +570,15 @@ def test_credentials_in_the_base_url_never_show_and_the_path_goes_before_the_que
     texts += [str(conn.value), repr(closed), *chain]
     assert_no_secret(*texts)
     assert f"127.0.0.1:{replay.port}/gateway" in client.display_url
+
+
+@pytest.mark.parametrize("base", ["http://alice:hunter2@127.0.0.1:99999/x?token=TOKEN42",
+                                  "http://alice:hunter2@127.0.0.1:abc/x?token=TOKEN42",
+                                  "http://alice:hunter2@[::1/x?token=TOKEN42"],
+                         ids=["port-out-of-range", "port-not-a-number", "broken-ipv6"])
+def test_a_base_url_with_a_bad_port_or_host_is_a_one_line_parameter_error(base: str) -> None:
+    with pytest.raises(errors.InvalidParameterError) as info:
+        Client(base_url=base, api_key="k", max_retries=0).completions.create(prompt=PROMPT)
+    text = str(info.value)
+    assert info.value.param == "base_url" and "\n" not in text
+    assert_no_secret(text, repr(info.value))

@@ -410,7 +410,10 @@ class _Decoder:
                     # The events before the bad line were received: deliver them first.
                     events, failure = parser.completed, err
                 for sse in events:
-                    if sse.event in ("ping", "message"):
+                    if sse.event == "ping":
+                        continue
+                    if sse.event == "message":
+                        self.raise_if_unnamed_error(sse.data)
                         continue
                     delta = self.handle_event(sse.event, sse.data)
                     if delta is None:
@@ -540,6 +543,21 @@ class _Decoder:
 
     def raise_if_error(self, obj: dict[str, Any]) -> None:
         """Raise when ``obj`` is an error envelope, whatever event or status carried it."""
+        err = error_envelope(obj)
+        if err is not None:
+            self.raise_error(err, obj)
+
+    def raise_if_unnamed_error(self, data: str) -> None:
+        """An event with no ``event`` field is ignored, unless it is a JSON error envelope.
+
+        OpenAI-style gateways (LiteLLM) send a mid-stream failure as a bare ``data:`` line.
+        """
+        if '"error"' not in data:
+            return  # cheap test first: not an envelope
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return
         err = error_envelope(obj)
         if err is not None:
             self.raise_error(err, obj)

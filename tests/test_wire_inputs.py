@@ -519,6 +519,19 @@ def test_an_error_envelope_inside_a_data_event_is_an_error(replay: ReplayServer,
 
 
 @pytest.mark.parametrize("api", APIS)
+def test_an_error_envelope_in_an_event_with_no_event_name_is_an_error(replay: ReplayServer,
+                                                                      api: str) -> None:
+    # OpenAI-style gateways (LiteLLM) report a mid-stream failure as a bare "data:" line,
+    # which the event-stream rules dispatch as type "message".
+    events = text_events(api, [" kept"])
+    bare = b"data: " + json.dumps(OVERLOADED).encode() + b"\n\n"
+    replay.enqueue(stream_script([*without_end(api, events), bare]))
+    with pytest.raises(errors.OverloadedError) as info:
+        run(make_client(replay, api), True)
+    assert info.value.partial is not None and info.value.partial.completion == " kept"
+
+
+@pytest.mark.parametrize("api", APIS)
 def test_a_whole_json_answer_sent_for_a_stream_request_is_read(replay: ReplayServer,
                                                                api: str) -> None:
     replay.enqueue(json_script(200, whole_body(api, " all at once")))

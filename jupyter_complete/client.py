@@ -38,7 +38,7 @@ from .errors import (
 )
 from .render import safe_url
 from .settings import check_params
-from .streaming import CompletionStream, error_envelope, read_body, server_name
+from .streaming import CompletionStream, error_envelope, excerpt, read_body, server_name
 
 log = logging.getLogger("jupyter_complete")
 if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
@@ -356,7 +356,7 @@ class Client:
         if not isinstance(data.get("completion"), str):
             raise APIResponseValidationError(
                 f"{server_name(response)} answered 200 without a completion "
-                f"({_excerpt(response.text)!r})",
+                f"({excerpt(response.content)!r})",
                 request_id=response.headers.get("request-id"),
             )
         result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
@@ -382,7 +382,7 @@ class Client:
         if not isinstance(data.get("content"), list):
             raise APIResponseValidationError(
                 f"{server_name(response)} answered 200 without a message content list "
-                f"({_excerpt(response.text)!r})",
+                f"({excerpt(response.content)!r})",
                 request_id=response.headers.get("request-id"),
             )
         result = messages.from_messages_body(data, response.headers.get("request-id"))
@@ -398,7 +398,7 @@ class Client:
         except ValueError as err:
             raise APIResponseValidationError(
                 f"The answer of {server_name(response)} is not JSON "
-                f"({_excerpt(response.text)!r})", request_id=rid,
+                f"({excerpt(response.content)!r})", request_id=rid,
             ) from err
         if not isinstance(data, dict):
             raise APIResponseValidationError(
@@ -633,12 +633,6 @@ def _read_error_body(response: requests.Response) -> str:
     return got[: C.MAX_ERROR_BODY_BYTES].decode("utf-8-sig", "replace")
 
 
-def _excerpt(text: str, size: int = 160) -> str:
-    """A short, tag-free, one-line excerpt of a body (an HTML page, plain text, JSON)."""
-    plain = re.sub(r"<[^>]+>", " ", text)
-    return " ".join(plain.split())[:size]
-
-
 def _redirect_error(response: requests.Response, path: str) -> APIStatusError:
     """The error for a 3xx: where the server pointed, never followed."""
     status = response.status_code
@@ -704,7 +698,7 @@ def _status_error(response: requests.Response, *, path: str = "", model: str = "
         hint = class_for_type(etype)[0].default_hint
         text_out = f"{label}: {message}"
     else:
-        said = message or _excerpt(text) or response.reason or "no details"
+        said = message or excerpt(text) or response.reason or "no details"
         kind = f" ({etype})" if etype else ""
         text_out = f"{status_shown}{kind} from {server}: {said}"
         if status in _STATUS_SAYS_IT:
@@ -712,7 +706,7 @@ def _status_error(response: requests.Response, *, path: str = "", model: str = "
         else:
             hint = (f"This is {server}'s own answer, not an Anthropic API error: check the "
                     "key, the base URL and any proxy in between against what it says.")
-    if status == 404 and path and _path_not_found_body(message or _excerpt(text), model):
+    if status == 404 and path and _path_not_found_body(message or excerpt(text), model):
         hint = _missing_path_hint(server, path)
     error_status = status if status >= 400 else class_for_type(etype)[1]
     return cls(text_out, status_code=error_status, type=etype, body=body, request_id=rid,

@@ -353,6 +353,16 @@ def error_envelope(obj: object) -> dict[str, Any] | None:
     return None
 
 
+def excerpt(body: str | bytes, size: int = 160) -> str:
+    """A short, tag-free, one-line excerpt of a body (an HTML page, plain text, JSON).
+
+    Only the start of ``body`` is looked at, so a 64 MiB body costs no more than a small one.
+    """
+    head = body[: size * 16]
+    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+    return " ".join(re.sub(r"<[^>]+>", " ", text).split())[:size]
+
+
 def _media_type(response: requests.Response) -> str:
     return response.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -397,7 +407,7 @@ class _Decoder:
             if _media_type(self.response) == "text/html":
                 raise APIResponseValidationError(
                     f"{self.server} answered with an HTML page, not an event stream "
-                    f"({self._excerpt(bytes(self._read_some()))!r})",
+                    f"({excerpt(bytes(self._read_some()))!r})",
                     request_id=self.request_id,
                     hint="Check the base URL: it may point at a web page or a login proxy.",
                 )
@@ -471,11 +481,6 @@ class _Decoder:
                 break
         return got
 
-    @staticmethod
-    def _excerpt(raw: bytes) -> str:
-        text = re.sub(r"<[^>]+>", " ", raw.decode("utf-8", "replace"))
-        return " ".join(text.split())[:160]
-
     def _json_instead_of_events(self) -> Generator[Completion, None, None]:
         """A JSON body where events were asked for: an error envelope, or a whole answer."""
         body = bytearray()
@@ -488,14 +493,14 @@ class _Decoder:
         if not isinstance(obj, dict):
             raise APIResponseValidationError(
                 f"{self.server} answered with JSON that is not an answer, not an event stream "
-                f"({self._excerpt(bytes(body))!r})", request_id=self.request_id,
+                f"({excerpt(bytes(body))!r})", request_id=self.request_id,
             )
         self.raise_if_error(obj)
         delta = self.handle_body(obj)
         if delta is None:
             raise APIResponseValidationError(
                 f"{self.server} answered with JSON that is not an answer, not an event stream "
-                f"({self._excerpt(bytes(body))!r})", request_id=self.request_id,
+                f"({excerpt(bytes(body))!r})", request_id=self.request_id,
             )
         yield delta
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_complete.streaming import EventStreamLimitError, EventStreamParser
+from jupyter_complete.sse import EventStreamLimitError, EventStreamParser
 
 Ev = tuple[str, str, str]  # (type, data, last event id)
 

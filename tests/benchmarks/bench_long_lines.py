@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from _bench import banner, interleaved, median, parse_mode, table
 
-from jupyter_complete.streaming import EventStreamParser
+from jupyter_complete.sse import EventStreamParser
 
 PIECE = b"x" * 65536
 

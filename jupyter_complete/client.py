@@ -586,6 +586,11 @@ def _check_encoding(response: requests.Response) -> None:
             request_id=response.headers.get("request-id"),
             hint="Check the base URL and any proxy in between.",
         )
+    if "identity" in codings and len(codings) > 1:
+        # "identity" means no coding, but urllib3 decodes it inside a list as deflate. Its
+        # decoder is set up at the first read, from the raw response's headers: drop it.
+        response.raw.headers["content-encoding"] = ", ".join(
+            c for c in codings if c != "identity")
 
 
 def _read_whole(response: requests.Response) -> bytes:

@@ -130,6 +130,24 @@ def test_a_compressed_json_answer_is_decoded(replay: ReplayServer, api: str,
     assert run(make_client(replay, api), stream=False) == " Paris."
 
 
+@pytest.mark.parametrize("header", ["gzip, identity", "identity, gzip", "x-gzip, identity"])
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "whole"])
+def test_identity_listed_beside_a_real_coding_means_no_extra_coding(
+    replay: ReplayServer, stream: bool, header: str
+) -> None:
+    # "identity" is the name for no coding; urllib3 decodes it inside a list as deflate,
+    # which made a good gzip body look corrupt.
+    if stream:
+        pieces = compressed_events(text_events("complete", [" Paris."]), "gzip")
+        replay.enqueue(stream_script(pieces, headers={"content-encoding": header}))
+    else:
+        z = compressor("gzip")
+        raw = z.compress(json.dumps(whole_body("complete", " Paris.")).encode()) + z.flush()
+        replay.enqueue(Script([head(200, {"content-encoding": header},
+                                    content_type="application/json", length=len(raw)) + raw]))
+    assert run(make_client(replay, "complete"), stream) == " Paris."
+
+
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
 @pytest.mark.parametrize("api", APIS)
 def test_each_gzip_event_reaches_the_caller_before_the_server_sends_the_next(

@@ -30,3 +30,16 @@ ENV_RAISE_ERRORS = "JUPYTER_COMPLETE_RAISE_ERRORS"
 DEFAULT_REMOTE_MODEL = "claude-2.1"
 #: Name the built-in local server reports in its responses.
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+#: Size limits on what the client reads (bytes after decompression). A real answer is at most
+#: a few MB (the largest output limits are ~128k tokens, ~0.5 MB of text; JSON escaping can
+#: multiply that by 6), so these sit far above any real answer and far below what would hurt
+#: a kernel. Exceeding one raises `ResponseTooLargeError` naming it.
+#: A whole response body, or a whole event stream.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: One line of an event stream, and the data of one event.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+#: The part of an error response (status >= 300) that is read; the rest is dropped unread.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: The content codings the client asks for (and decodes, streaming or not, with zlib).
+ACCEPT_ENCODING = "gzip, deflate"

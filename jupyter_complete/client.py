@@ -15,25 +15,28 @@ import random
 import re
 import sys
 import time
+import urllib.parse
 from functools import cached_property
 from typing import Any, Literal, overload
 
 import requests
+import urllib3.exceptions
+from urllib3.response import HTTPResponse
 
 from . import _constants as C
+from ._http_errors import path_not_found, redirect_error, refuses_completions, status_error
 from .completion import Completion
 from .errors import (
     APIConnectionError,
     APIResponseValidationError,
-    APIStatusError,
     APITimeoutError,
     BadRequestError,
     InvalidParameterError,
     NotFoundError,
-    class_for_status,
 )
+from .render import safe_url
 from .settings import check_params
-from .streaming import CompletionStream
+from .streaming import CompletionStream, error_envelope, excerpt, read_body, server_name
 
 log = logging.getLogger("jupyter_complete")
 if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
@@ -66,17 +69,36 @@ class _Secret:
 
 
 class _KeyAuth(requests.auth.AuthBase):
-    """Adds ``x-api-key`` at the last moment, so request-building code never holds the key."""
+    """Adds ``x-api-key`` (and Basic auth from the base URL's user info) at the last moment,
+    so request-building code never holds the secrets."""
 
-    def __init__(self, secret: _Secret) -> None:
+    def __init__(self, secret: _Secret | None, basic: tuple[_Secret, _Secret] | None) -> None:
         self._secret = secret
+        self._basic = basic
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["x-api-key"] = self._secret.reveal()
+        if self._secret is not None:
+            r.headers["x-api-key"] = self._secret.reveal()
+        if self._basic is not None:
+            user, password = (part.reveal() for part in self._basic)
+            r = requests.auth.HTTPBasicAuth(user, password)(r)
         return r
 
     def __repr__(self) -> str:
         return "<api key>"
+
+
+class _NoRedirectSession(requests.Session):
+    """A session that never works out where a redirect leads.
+
+    Even with ``allow_redirects=False`` requests parses a 3xx's ``Location`` to prepare
+    ``Response.next``, and a malformed one (``http://[::1``) raises ValueError out of
+    ``post``. Redirects are never followed here, so there is nothing to prepare;
+    `redirect_error` reads the header itself.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> None:  # noqa: ARG002
+        return None
 
 
 class Completions:
@@ -177,7 +199,17 @@ class Client:
         api: the transport. ``"complete"`` (default): ``POST /v1/complete``. ``"messages"``:
             the same request converted for ``POST /v1/messages`` (for models that refuse
             Text Completions). ``"auto"``: Text Completions, switching a model to Messages
-            for the rest of the session when the server says it does not support them.
+            for the rest of the session when the server says it does not support them, and
+            every model when the server has no ``/v1/complete`` at all (a 404 about the
+            path, not the model: llama-server, vLLM, LiteLLM); each switch is said once on
+            stderr.
+
+    The wire rules (issue 13): redirects are never followed (a 3xx raises `APIStatusError`
+    naming where it pointed); ``Accept-Encoding: gzip, deflate`` is sent and decoded, also
+    while streaming; every read is bounded by `_constants.MAX_RESPONSE_BYTES`,
+    ``MAX_EVENT_BYTES`` and ``MAX_ERROR_BODY_BYTES`` (`ResponseTooLargeError`); an error
+    envelope is an error whatever the status; user info in ``base_url`` is sent as Basic
+    auth and, like its query string, never shown (`display_url`).
     """
 
     def __init__(
@@ -198,9 +230,19 @@ class Client:
         self.messages_models: set[str] = set()
         key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
         self._key: _Secret | None = _Secret(key) if key else None
-        self._base_url: str | None = (base_url or os.environ.get(C.ENV_BASE_URL) or None)
-        if self._base_url is None and self._key is not None:
-            self._base_url = C.DEFAULT_BASE_URL
+        url = base_url or os.environ.get(C.ENV_BASE_URL) or None
+        if url is None and self._key is not None:
+            url = C.DEFAULT_BASE_URL
+        # User info in the URL (http://user:pass@host) is sent as Basic auth and kept out of
+        # the URL itself, so no message or repr can show it.
+        self._basic: tuple[_Secret, _Secret] | None = None
+        if url is not None:
+            _check_base_url(url)
+            url, self._basic = _split_userinfo(url)
+        self._base_url: str | None = url
+        #: True once the server said (a 404 for the path) it has no /v1/complete; ``auto``
+        #: then sends every request to /v1/messages.
+        self.complete_missing = False
         self._local = self._base_url is None
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
@@ -234,13 +276,22 @@ class Client:
         """``client.completions.create(...)``."""
         return Completions(self)
 
+    @property
+    def display_url(self) -> str:
+        """The base URL without user info, query or fragment: what messages and reprs show."""
+        return safe_url(self._base_url) if self._base_url else "built-in local model"
+
     def _url(self, path: str) -> str:
-        # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does.
-        return self.base_url.rstrip("/") + path
+        # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does;
+        # the path goes after the base path, and any query string (a gateway token) after it.
+        parts = urllib.parse.urlsplit(self.base_url)
+        return urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, "")
+        )
 
     def _get_session(self) -> requests.Session:
         if self._session is None:
-            s = requests.Session()
+            s = _NoRedirectSession()
             s.trust_env = False if self._local else s.trust_env  # never proxy loopback
             self._session = s
         return self._session
@@ -250,6 +301,9 @@ class Client:
             "anthropic-version": C.ANTHROPIC_VERSION,
             "content-type": "application/json",
             "accept": "application/json",
+            # Said explicitly, so the codings asked for never depend on which optional
+            # decoders (brotli, zstandard) happen to be installed; both are decoded by zlib.
+            "accept-encoding": C.ACCEPT_ENCODING,
             "user-agent": "jupyter_complete/0.1 (python)",
             **self.default_headers,
             **extra,
@@ -261,18 +315,29 @@ class Client:
         timeout: float | None, api: Api | None = None,
     ) -> Completion | CompletionStream:
         api = api or self.api
-        if api == "messages" or (api == "auto" and body["model"] in self.messages_models):
+        if api == "messages" or (api == "auto" and (
+                self.complete_missing or body["model"] in self.messages_models)):
             return self._via_messages(body, headers, stream, timeout)
         try:
             return self._via_complete(body, headers, stream, timeout)
         except (BadRequestError, NotFoundError) as err:
-            if api != "auto" or not _refuses_completions(err):
+            if api != "auto":
                 raise
-            self.messages_models.add(body["model"])
-            sys.stderr.write(
-                f"jupyter_complete: {body['model']} does not support Text Completions; "
-                "using the Messages API for it from now on.\n"
-            )
+            if path_not_found(err, body["model"]):
+                self.complete_missing = True
+                sys.stderr.write(
+                    f"jupyter_complete: {self.display_url} has no Text Completions endpoint "
+                    f"(404 for /v1/complete); using its Messages API (/v1/messages) from now "
+                    "on.\n"
+                )
+            elif refuses_completions(err):
+                self.messages_models.add(body["model"])
+                sys.stderr.write(
+                    f"jupyter_complete: {body['model']} does not support Text Completions; "
+                    "using the Messages API for it from now on.\n"
+                )
+            else:
+                raise
             return self._via_messages(body, headers, stream, timeout)
 
     def _via_complete(
@@ -285,7 +350,16 @@ class Client:
         response = self._send("/v1/complete", body, headers, stream=stream, timeout=timeout)
         if stream:
             return CompletionStream(response, started=started, params=params)
-        result = self._parse_body(response, started, params)
+        data = self._json_object(response)
+        if not isinstance(data.get("completion"), str):
+            raise APIResponseValidationError(
+                f"{server_name(response)} answered 200 without a completion "
+                f"({excerpt(response.content)!r})",
+                request_id=response.headers.get("request-id"),
+            )
+        result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
+        result.elapsed = time.monotonic() - started
+        result.params = params
         return result
 
     def _via_messages(
@@ -303,70 +377,89 @@ class Client:
         if stream:
             return messages.MessagesStream(response, started=started, params=params)
         data = self._json_object(response)
+        if not isinstance(data.get("content"), list):
+            raise APIResponseValidationError(
+                f"{server_name(response)} answered 200 without a message content list "
+                f"({excerpt(response.content)!r})",
+                request_id=response.headers.get("request-id"),
+            )
         result = messages.from_messages_body(data, response.headers.get("request-id"))
         result.elapsed = time.monotonic() - started
         result.params = params
         return result
 
-    def _parse_body(
-        self, response: requests.Response, started: float, params: dict[str, Any]
-    ) -> Completion:
-        data = self._json_object(response)
-        result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
-        result.elapsed = time.monotonic() - started
-        result.params = params
-        return result
-
     def _json_object(self, response: requests.Response) -> dict[str, Any]:
+        """The JSON object of a successful response; an error envelope raises its error."""
         rid = response.headers.get("request-id")
         try:
-            data = response.json()
+            data = json.loads(response.content)
         except ValueError as err:
             raise APIResponseValidationError(
-                f"The server's answer is not JSON ({response.text[:80]!r})", request_id=rid
+                f"The answer of {server_name(response)} is not JSON "
+                f"({excerpt(response.content)!r})", request_id=rid,
             ) from err
         if not isinstance(data, dict):
-            raise APIResponseValidationError("The server's answer is not a JSON object",
-                                             request_id=rid)
+            raise APIResponseValidationError(
+                f"The answer of {server_name(response)} is not a JSON object", request_id=rid
+            )
+        if error_envelope(data) is not None:
+            # An error is an error whatever the status (some gateways answer 200).
+            raise status_error(response, body=data)
         return data
 
     def _send(
         self, path: str, body: dict[str, Any], headers: dict[str, str], *, stream: bool,
         timeout: float | None,
     ) -> requests.Response:
-        """POST with retries. Only the initial response is retried, never a started stream."""
+        """POST with retries. Only the initial response is retried, never a started stream.
+
+        Redirects are not followed: the key and the prompt go only to the host the user
+        named; a 3xx raises `APIStatusError` saying where the server pointed. A non-streamed
+        body is read here, decoded and bounded by `_constants.MAX_RESPONSE_BYTES`.
+        """
         url = self._url(path)
+        shown = safe_url(url)
         session = self._get_session()
         data = json.dumps(body).encode()
         read_timeout = self.timeout if timeout is None else timeout
-        auth = _KeyAuth(self._key) if self._key is not None else None
+        auth = (_KeyAuth(self._key, self._basic)
+                if self._key is not None or self._basic is not None else None)
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
-            log.debug("POST %s attempt %d", url, attempt + 1)
+            log.debug("POST %s attempt %d", shown, attempt + 1)
             try:
                 response = session.post(
                     url, data=data, headers=self._headers(headers), auth=auth,
                     stream=True, timeout=(self.connect_timeout, read_timeout),
+                    allow_redirects=False,
                 )
-                if response.status_code < 400 and not stream:
-                    _ = response.content  # read the body inside the attempt: it may time out
+                if response.status_code < 300:
+                    _check_encoding(response)
+                    if not stream:
+                        # Read inside the attempt: it may time out (then it is retried).
+                        response._content = _read_whole(response)
+                        setattr(response, "_content_consumed", True)  # noqa: B010 - private
             except requests.Timeout as err:
                 if last:
                     raise APITimeoutError(
-                        f"No answer from {url} within the timeout"
+                        f"No answer from {shown} within the timeout"
                     ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
             except requests.RequestException as err:
                 if last:
                     raise APIConnectionError(
-                        f"Could not connect to {url} ({_reason(err)})"
+                        f"Could not connect to {shown} ({_reason(err)})"
                     ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
-            if response.status_code < 400:
+            if response.status_code < 300:
                 return response
-            error = _status_error(response)
+            if response.status_code < 400:
+                error = redirect_error(response, path)
+                response.close()
+                raise error
+            error = status_error(response, path=path, model=str(body.get("model") or ""))
             if not last and _should_retry(response):
                 response.close()
                 self._sleep(self._retry_delay(response.headers, attempt))
@@ -409,21 +502,10 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        where = self._base_url or "built-in local model (not started)"
+        where = self.display_url if self._base_url else "built-in local model (not started)"
         key = "set" if self._key is not None else "none"
         return (f"Client(base_url={where!r}, api_key={key}, api={self.api!r}, "
                 f"timeout={self.timeout:g})")
-
-
-def _refuses_completions(err: APIStatusError) -> bool:
-    """Does this 400/404 say the model or endpoint does not do Text Completions?
-
-    The API's refusal names the other API ("... is not supported on this API. Please use the
-    Messages API instead."); gateways say "completions". A bad prompt or parameter does not.
-    """
-    text = err.message.lower()
-    return ("complet" in text or "messages api" in text
-            or ("not supported" in text and ("model" in text or "api" in text)))
 
 
 def _should_retry(response: requests.Response) -> bool:
@@ -456,32 +538,75 @@ def _retry_after(headers: Any) -> float | None:
     return when.timestamp() - time.time()
 
 
-def _status_error(response: requests.Response) -> APIStatusError:
-    """The typed error for an error response, with the server's message."""
-    status = response.status_code
-    rid = response.headers.get("request-id")
-    text = response.text
-    body: object = text
-    etype: str | None = None
-    message = ""
+def _check_base_url(url: str) -> None:
+    """Raise `InvalidParameterError` when the host or port of ``url`` does not parse.
+
+    Checked once, here, so that no later step (requests, our messages) meets it as a bare
+    ValueError. The error shows the host part as typed, never user info or a query.
+    """
     try:
-        body = json.loads(text)
-    except ValueError:
-        pass
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            etype = err.get("type") if isinstance(err.get("type"), str) else None
-            message = str(err.get("message") or "")
-        rid = rid or (body.get("request_id") if isinstance(body.get("request_id"), str) else None)
-    if not message:
-        # A proxy's HTML page or plain text: keep a short, tag-free excerpt.
-        plain = re.sub(r"<[^>]+>", " ", text)
-        message = " ".join(plain.split())[:160] or response.reason or "no details"
-    label = f"{status} {etype}" if etype else f"HTTP {status}"
-    cls = class_for_status(status)
-    return cls(f"{label}: {message}", status_code=status, type=etype, body=body,
-               request_id=rid, headers=dict(response.headers))
+        urllib.parse.urlsplit(url).port  # noqa: B018 - parsing it is the check
+    except ValueError as err:
+        host = url.partition("//")[2] or url
+        host = re.split(r"[/?#]", host, maxsplit=1)[0].rpartition("@")[2]
+        raise InvalidParameterError(
+            "base_url", host, f"a URL whose host part is host or host:port, with a port in "
+            f"0-65535 ({err})"
+        ) from None
+
+
+def _split_userinfo(url: str) -> tuple[str, tuple[_Secret, _Secret] | None]:
+    """``url`` without its user info, and that user info (for Basic auth), if any."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urllib.parse.urlunsplit(
+        (parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    return bare, (_Secret(urllib.parse.unquote(user)), _Secret(urllib.parse.unquote(password)))
+
+
+def _decodable_codings() -> set[str]:
+    # What urllib3 can decode here: gzip, x-gzip and deflate always; br / zstd when the
+    # optional packages are installed (we do not ask for those, but take them if sent).
+    return {c.lower() for c in HTTPResponse.CONTENT_DECODERS} | {"identity"}
+
+
+def _check_encoding(response: requests.Response) -> None:
+    """Raise unless every ``content-encoding`` of ``response`` can be decoded."""
+    header = response.headers.get("content-encoding", "")
+    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
+    unknown = [c for c in codings if c not in _decodable_codings()]
+    if unknown:
+        response.close()
+        raise APIResponseValidationError(
+            f"{server_name(response)} sent content-encoding {header!r}, which this client "
+            f"did not ask for and cannot decode (it asks for {C.ACCEPT_ENCODING})",
+            request_id=response.headers.get("request-id"),
+            hint="Check the base URL and any proxy in between.",
+        )
+    if "identity" in codings and len(codings) > 1:
+        # "identity" means no coding, but urllib3 decodes it inside a list as deflate. Its
+        # decoder is set up at the first read, from the raw response's headers: drop it.
+        response.raw.headers["content-encoding"] = ", ".join(
+            c for c in codings if c != "identity")
+
+
+def _read_whole(response: requests.Response) -> bytes:
+    """The decoded body, bounded by MAX_RESPONSE_BYTES; read errors as requests' types."""
+    try:
+        return read_body(response, C.MAX_RESPONSE_BYTES, "MAX_RESPONSE_BYTES")
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.exceptions.ReadTimeout(str(err)) from err
+    except urllib3.exceptions.DecodeError as err:
+        response.close()
+        raise APIResponseValidationError(
+            f"The {response.headers.get('content-encoding')} body of {server_name(response)} "
+            "is corrupt", request_id=response.headers.get("request-id"),
+        ) from err
+    except (urllib3.exceptions.HTTPError, OSError) as err:
+        raise requests.exceptions.ChunkedEncodingError(type(err).__name__) from err
 
 
 def _without_frames(err: BaseException) -> BaseException:
@@ -499,8 +624,23 @@ def _without_frames(err: BaseException) -> BaseException:
             continue
         seen.add(id(e))
         e.__traceback__ = None
+        try:
+            # requests and urllib3 put the URL (query string included) in their messages.
+            e.args = tuple(_redact(a) if isinstance(a, str) else _redact(str(a))
+                           if isinstance(a, BaseException) else a for a in e.args)
+        except (TypeError, AttributeError):
+            pass
         todo += [e.__cause__, e.__context__]
     return err
+
+
+_QUERY_RE = re.compile(r"\?[^\s'\")]*")
+_USERINFO_RE = re.compile(r"//[^/\s@'\"]*@")
+
+
+def _redact(text: str) -> str:
+    """``text`` with URL query strings and user info replaced by ``...``."""
+    return _USERINFO_RE.sub("//...@", _QUERY_RE.sub("?...", text))
 
 
 def _reason(err: BaseException) -> str:

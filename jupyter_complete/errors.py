@@ -14,6 +14,7 @@ Names mirror the official SDK so that ``except anthropic.RateLimitError`` habits
         ├── APIConnectionError
         │   └── APITimeoutError
         └── APIResponseValidationError (a body or event that is not valid JSON)
+            └── ResponseTooLargeError  (a body, event or line above a documented limit)
 
 Every `APIError` raised after text arrived carries ``.partial``: a `Completion` with all the
 text received so far. ``str(err)`` is one line saying what failed and what to do.
@@ -211,6 +212,33 @@ class APIResponseValidationError(APIError):
         super().__init__(message, **kwargs)
 
 
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+class ResponseTooLargeError(APIResponseValidationError):
+    """The server sent more than a documented limit allows (`_constants.MAX_*_BYTES`).
+
+    ``what`` names the thing that was too large ("response body", "event stream line", ...),
+    ``limit`` is the limit in bytes (after decompression). Reading stops at the limit, so a
+    small compressed body that inflates to gigabytes costs at most ``limit`` bytes.
+    """
+
+    def __init__(self, what: str, limit: int, setting: str, **kwargs: Any) -> None:
+        self.what = what
+        self.limit = limit
+        #: The name of the limit in `jupyter_complete._constants`.
+        self.setting = setting
+        kwargs.setdefault(
+            "hint", "No real answer is that large: check the base URL and any proxy in between."
+        )
+        super().__init__(
+            f"The server sent {'an' if what[:1] in 'aeiou' else 'a'} {what} larger than the "
+            f"{_size(limit)} limit "
+            f"(jupyter_complete._constants.{setting})", **kwargs,
+        )
+
+
 _BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -265,6 +293,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "ResponseTooLargeError",
     "class_for_status",
     "class_for_type",
 ]

@@ -25,9 +25,11 @@ import keyword
 import os
 import re
 import shlex
-from collections.abc import Callable
+import tokenize
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
+from IPython.core import inputtransformer2 as it2
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -226,10 +228,23 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         "\\n\\nHuman: {cell}\\n\\nAssistant:". Turns you type (Human:/Assistant: at line
         starts) are normalised; text after the last "Assistant:" is a prefill the model
         continues; text before the first "Human:" is the system prompt. --raw sends the cell
-        as written. {name} is replaced by the value of `name` from the notebook's namespace
-        where such a name exists (JSON and code braces are left alone); {{name}} gives a
-        literal {name}; --no-interpolate turns this off. $name and {expr} also work in the
-        options on the magic line, as in other magics.
+        as written.
+
+        Interpolation: {name} is replaced by str() of the variable `name` you defined in the
+        notebook, in the cell body and in the option values on the magic line alike (one
+        rule for both: -m {model} and --system "at most {n} words" work; $name and {expr}
+        are not expanded, so "{max}" stays "{max}"). Only names you defined count: IPython's
+        own (In, Out, _, __, _i, _iN, _N, _oh, _dh, exit, quit, get_ipython ...) and
+        builtins are left as typed, so {In} never sends your input history. To send one of
+        them, assign it to a name of your own first (prev = _i, then {prev}). Unknown names,
+        JSON and code braces are left alone; {{name}} gives a literal {name};
+        --no-interpolate (or %config CompleteMagics.interpolate = False) turns this off.
+
+        %complete text ending in ? or ?? is the prompt, not IPython's help: %complete What
+        is a monad? sends the question. IPython rewrites a cell before running it, so load
+        the extension in an earlier cell than the first such line (if not, loading says
+        that the line became a help request and must be run again). %complete? alone shows
+        this help.
 
         The answer streams into the output; a footer gives the model, stop reason, length,
         time to first token and total time. The Completion is stored in _completion (and in
@@ -285,9 +300,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         ):
             raise UsageError(f"-o/--output {args.output!r} is not a valid Python variable name.")
         if self.interpolate and not args.no_interpolate:
-            namespace = self.shell.user_ns
-            body = prompts.interpolate(body, namespace)
-            settings.system = prompts.interpolate(settings.system, namespace)
+            # The --system option was interpolated with the other options in _parse.
+            body = prompts.interpolate(body, UserNamespace(self.shell))
         if args.raw and body.endswith("\n"):
             body = body[:-1]  # IPython adds the newline after a cell's last line
         if not body.strip():
@@ -310,25 +324,21 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
     def _parse(self, line: str) -> tuple[argparse.Namespace, str]:
         """Parse the options at the start of ``line``; return them and the rest, verbatim.
 
-        The options go through the magic's argparse parser, after IPython-style ``$name`` /
-        ``{expr}`` expansion; the prompt text after them is kept exactly as typed (quotes,
-        apostrophes and braces included) for our own interpolation, which is why this does
-        not hand the whole line to ``parse_argstring``.
+        Option values get the same ``{name}`` interpolation as the cell body (user-defined
+        names only; off with --no-interpolate), then go through the magic's argparse
+        parser; the prompt text after them is kept exactly as typed (quotes, apostrophes and
+        braces included) for the body's interpolation, which is why this does not hand the
+        whole line to ``parse_argstring``.
         """
         # magic_arguments hangs the argparse parser on the function it decorates.
         parser: Any = getattr(self.complete, "parser")  # noqa: B009 - not a typed attribute
         words, text = _split_line(line)
-        argv = [_unquote(self._var_expand(w) if ("$" in w or "{" in w) else w) for w in words]
+        argv = [_unquote(w) for w in words]
+        if self.interpolate and not any(_is_no_interpolate(w) for w in argv):
+            # After unquoting, so a value with quotes in it cannot change the split.
+            names = UserNamespace(self.shell)
+            argv = [prompts.interpolate(w, names) for w in argv]
         return parser.parse_args(argv), text
-
-    def _var_expand(self, text: str) -> str:
-        # The user namespace only: IPython's own var_expand would also see this frame.
-        from IPython.utils.text import DollarFormatter
-
-        try:
-            return str(DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns))
-        except Exception:
-            return text  # like IPython: an expression that fails leaves the line as typed
 
     def _settings_for(self, args: argparse.Namespace) -> CompletionSettings:
         """This cell's settings: the traits, overridden by the options given (validated)."""
@@ -506,6 +516,95 @@ def _takes_next_word(word: str) -> bool:
     return word in _VALUE_OPTIONS  # "-t0.5" carries its value
 
 
+def _is_no_interpolate(word: str) -> bool:
+    # argparse accepts any unambiguous prefix of a long option.
+    return len(word) > 5 and "--no-interpolate".startswith(word) and word.startswith("--no-i")
+
+
+class UserNamespace(Mapping[str, Any]):
+    """The names a user defined in the shell: what ``{name}`` interpolation may read.
+
+    IPython's own names are left out: those in ``shell.user_ns_hidden`` still bound to the
+    value IPython put there (In, Out, _ih, _oh, _dh, exit, quit, get_ipython, and the
+    history and output caches _, __, ___, _i, _ii, _iii, _iN, _N, which IPython pushes as
+    hidden), and dunder names (__name__, __builtins__ ...). A hidden name the user rebinds
+    (``_ = 5``) is theirs again. Builtins are never seen: lookups go to the namespace dict.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self._ns: dict[str, Any] = shell.user_ns
+        self._hidden: dict[str, Any] = getattr(shell, "user_ns_hidden", {}) or {}
+
+    def _visible(self, name: str) -> bool:
+        if name.startswith("__") and name.endswith("__"):
+            return False
+        if name in self._hidden and name in self._ns:
+            return self._ns[name] is not self._hidden[name]
+        return name in self._ns
+
+    def __getitem__(self, name: str) -> Any:
+        if not self._visible(name):
+            raise KeyError(name)
+        return self._ns[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._visible(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in list(self._ns) if self._visible(name))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class CompleteLineTransformer(it2.TokenTransformBase):  # type: ignore[misc]  # IPython skipped
+    """Keeps a ``%complete`` line that ends in ``?`` from becoming IPython help.
+
+    IPython's help transformer (``HelpEnd``, priority 5) turns any line ending in ``?`` or
+    ``??`` into ``%pinfo`` of its last word, so ``%complete What is a monad?`` would look up
+    ``monad``. This token transformer runs first at the same place (priority 4) and makes
+    the line the same ``run_line_magic("complete", ...)`` call that IPython's escaped-command
+    transformer makes for any other ``%complete`` line. ``%complete?`` and ``%complete??``
+    (nothing but question marks after the name) are left to IPython: they show the help.
+    """
+
+    priority = 4
+
+    @classmethod
+    def find(cls, tokens_by_line: list[list[tokenize.TokenInfo]]) -> Any:
+        for line in tokens_by_line:
+            ix = 0
+            while ix < len(line) and line[ix].type in (tokenize.INDENT, tokenize.DEDENT):
+                ix += 1
+            if len(line) < ix + 4:
+                continue
+            pct, name = line[ix], line[ix + 1]
+            if (pct.string != "%" or name.string != "complete"
+                    or name.start != (pct.start[0], pct.start[1] + 1)):
+                continue
+            # The last token is NEWLINE. The ? may be on a later physical line: after a
+            # backslash it is part of the magic line; after an open bracket it is not, and
+            # transform() leaves that line to IPython, as its own magic transformer does.
+            if line[-2].string not in ("?", "??"):
+                continue
+            rest = pct.line[name.end[1]:]
+            if not rest.strip().strip("?").strip():
+                continue  # %complete? / %complete ?? : IPython's help
+            return cls(pct.start)
+        return None
+
+    def transform(self, lines: list[str]) -> list[str]:
+        start_line, start_col = self.start_line, self.start_col
+        indent = lines[start_line][:start_col]
+        end_line = it2.find_end_of_continued_line(lines, start_line)
+        line = it2.assemble_continued_line(lines, (start_line, start_col), end_line)
+        # Everything after the name, less the one separating blank (a space or a tab).
+        args = line[len("%complete"):]
+        args = args[1:] if args[:1] in (" ", "\t") else args
+        call = f"get_ipython().run_line_magic('complete', {args!r})"
+        return [*lines[:start_line], indent + call + "\n", *lines[end_line + 1 :]]
+
+
 def _unquote(word: str) -> str:
     # A word as a shell would pass it ("a b" -> a b); one that does not parse stays as typed.
     try:
@@ -524,10 +623,43 @@ def load(ipython: Any) -> None:
     if "CompleteMagics" in ipython.magics_manager.registry:
         return
     ipython.register_magics(CompleteMagics(shell=ipython))
+    manager = getattr(ipython, "input_transformer_manager", None)
+    transformers = getattr(manager, "token_transformers", None)
+    if isinstance(transformers, list) and CompleteLineTransformer not in transformers:
+        transformers.insert(0, CompleteLineTransformer)
+    _warn_if_this_cell_was_read_as_help(ipython)
+
+
+_HELP_LINE_RE = re.compile(r"^[ \t]*%complete[ \t]+(?=.*\S.*\?)(?!\?*[ \t]*$).*\?[ \t]*$",
+                           re.MULTILINE)
+
+
+def _warn_if_this_cell_was_read_as_help(ipython: Any) -> None:
+    """Say so when the cell that loads the extension has a ``%complete ...?`` line.
+
+    IPython transforms a whole cell before running any of it, so in the cell that runs
+    ``%load_ext jupyter_complete`` such a line was already turned into help (it will print
+    "Object ... not found") before `CompleteLineTransformer` existed. That cannot be undone
+    from here; the user can only run the line again.
+    """
+    history = getattr(getattr(ipython, "history_manager", None), "input_hist_raw", None)
+    cell = history[-1] if history else ""
+    if isinstance(cell, str) and _HELP_LINE_RE.search(cell):
+        import sys
+
+        sys.stderr.write(
+            "jupyter_complete: a %complete line ending in ? in this cell was read by IPython "
+            "as a help request before the extension was loaded; run that line again (in a "
+            "new cell) to send it.\n"
+        )
 
 
 def unload(ipython: Any) -> None:
     """Remove the magics, their ``%config`` entry and their client (``%unload_ext``)."""
+    manager = getattr(ipython, "input_transformer_manager", None)
+    transformers = getattr(manager, "token_transformers", None)
+    if isinstance(transformers, list) and CompleteLineTransformer in transformers:
+        transformers.remove(CompleteLineTransformer)
     magics = ipython.magics_manager.registry.pop("CompleteMagics", None)
     if magics is None:
         return
@@ -541,4 +673,7 @@ def unload(ipython: Any) -> None:
     CompleteError.show_traceback = False
 
 
-__all__ = ["CompleteMagics", "StreamInterrupted", "load", "unload"]
+__all__ = [
+    "CompleteLineTransformer", "CompleteMagics", "StreamInterrupted", "UserNamespace", "load",
+    "unload",
+]

@@ -26,7 +26,7 @@ from typing import Any
 from . import prompt as prompt_mod
 from .completion import Completion
 from .errors import InvalidParameterError
-from .streaming import CompletionStream
+from .streaming import CompletionStream, _Decoder, error_envelope
 
 MESSAGES_PATH = "/v1/messages"
 
@@ -88,6 +88,66 @@ def _int_usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
     return {k: int(v) for k, v in usage.items() if isinstance(v, int)}
 
 
+class _MessagesDecoder(_Decoder):
+    """Reads Messages events (or a whole Messages body) as Text Completions deltas."""
+
+    pending_stop: str | None = None
+
+    def handle_event(self, name: str, data: str) -> Completion | None:
+        if name == "error":
+            obj = self.load(data)
+            self.raise_error(error_envelope(obj) or obj, obj)
+        if name not in ("message_start", "content_block_delta", "message_delta",
+                        "message_stop"):
+            return None  # ping, content_block_start/stop and unknown events
+        obj = self.load(data)
+        self.raise_if_error(obj)
+        if name == "message_start":
+            msg = _dict(obj.get("message"))
+            self.id = msg.get("id") or self.id
+            self.model = msg.get("model") or self.model
+            self._merge_usage(msg.get("usage"))
+            return None
+        if name == "content_block_delta":
+            delta = _dict(obj.get("delta"))
+            if delta.get("type") != "text_delta":
+                return None
+            text = str(delta.get("text") or "")
+            self.add_text(text)
+            return self._delta(text, None)
+        if name == "message_delta":
+            delta = _dict(obj.get("delta"))
+            self.pending_stop = map_stop_reason(delta.get("stop_reason"))
+            self.stop = delta.get("stop_sequence") or self.stop
+            self._merge_usage(obj.get("usage"))
+            return None
+        # message_stop: the end. A missing stop reason still ends the message cleanly.
+        self.stop_reason = self.pending_stop or "stop_sequence"
+        return self._delta("", self.stop_reason)
+
+    def handle_body(self, obj: dict[str, Any]) -> Completion | None:
+        if obj.get("type") != "message" and not isinstance(obj.get("content"), list):
+            return None
+        whole = from_messages_body(obj, self.request_id)
+        self.id, self.model = whole.id or self.id, whole.model or self.model
+        self.usage, self.stop = whole.usage, whole.stop
+        self.add_text(whole.completion)
+        self.stop_reason = whole.stop_reason or "stop_sequence"
+        return self._delta(whole.completion, self.stop_reason)
+
+    def _merge_usage(self, usage: object) -> None:
+        if isinstance(usage, dict):
+            merged = dict(self.usage or {})
+            merged.update(_int_usage(usage) or {})
+            self.usage = merged
+
+    def _delta(self, text: str, stop_reason: str | None) -> Completion:
+        return Completion(completion=text, stop_reason=stop_reason, model=self.model,
+                          id=self.id, stop=self.stop if stop_reason else None,
+                          request_id=self.request_id, params=self.params,
+                          usage=self.usage if stop_reason else None)
+
+
 class MessagesStream(CompletionStream):
     """A Messages SSE stream read as Text Completions deltas.
 
@@ -97,46 +157,4 @@ class MessagesStream(CompletionStream):
     with the partial text, exactly like a Text Completions stream.
     """
 
-    _pending_stop: str | None = None
-
-    def _handle_event(self, name: str, data: str) -> Completion | None:
-        if name == "error":
-            self._raise_error_event(self._load(data))
-        if name not in ("message_start", "content_block_delta", "message_delta",
-                        "message_stop"):
-            return None  # ping, content_block_start/stop and unknown events
-        obj = self._load(data)
-        if name == "message_start":
-            msg = _dict(obj.get("message"))
-            self._id = msg.get("id") or self._id
-            self._model = msg.get("model") or self._model
-            self._merge_usage(msg.get("usage"))
-            return None
-        if name == "content_block_delta":
-            delta = _dict(obj.get("delta"))
-            if delta.get("type") != "text_delta":
-                return None
-            text = str(delta.get("text") or "")
-            self._add_text(text)
-            return self._delta(text, None)
-        if name == "message_delta":
-            delta = _dict(obj.get("delta"))
-            self._pending_stop = map_stop_reason(delta.get("stop_reason"))
-            self._stop = delta.get("stop_sequence") or self._stop
-            self._merge_usage(obj.get("usage"))
-            return None
-        # message_stop: the end. A missing stop reason still ends the message cleanly.
-        self._stop_reason = self._pending_stop or "stop_sequence"
-        return self._delta("", self._stop_reason)
-
-    def _merge_usage(self, usage: object) -> None:
-        if isinstance(usage, dict):
-            merged = dict(self._usage or {})
-            merged.update(_int_usage(usage) or {})
-            self._usage = merged
-
-    def _delta(self, text: str, stop_reason: str | None) -> Completion:
-        return Completion(completion=text, stop_reason=stop_reason, model=self._model,
-                          id=self._id, stop=self._stop if stop_reason else None,
-                          request_id=self.request_id, params=self._params,
-                          usage=self._usage if stop_reason else None)
+    _decoder_class = _MessagesDecoder

@@ -174,7 +174,9 @@ def stream_body(texts: list[str], *, chunked: bool, eol: str = "\n") -> StreamBo
         else:
             start = len(out)
             out += event
-        body.ends.append(start + len(event))
+        # WHATWG: a CR alone ends a line, so the blank line that dispatches an event framed
+        # with CRLF is complete at its CR; the LF after it adds nothing.
+        body.ends.append(start + len(event) - (1 if event.endswith(b"\r\n") else 0))
     if chunked:
         out += LAST_CHUNK
     body.response = bytes(out)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fixtures_replay import ReplayServer, completion_event, final_event, sse, sse_script
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
@@ -23,7 +24,9 @@ from jupyter_complete.settings import CompletionSettings
 
 @pytest.fixture(scope="module")
 def ip() -> Iterator[Any]:
-    shell = start_ipython()
+    # start_ipython() returns the shell only the first time in a process (another module's
+    # tests may have started it): then the running one is the shell.
+    shell = start_ipython() or get_ipython()
     shell.run_line_magic("load_ext", "jupyter_complete")
     yield shell
     shell.run_line_magic("unload_ext", "jupyter_complete")
@@ -98,11 +101,15 @@ def test_the_system_prompt_comes_from_the_option_or_the_trait(ip: Any, send: Any
         magics(ip).system = ""
 
 
-def test_options_accept_dollar_variables_like_other_magics(ip: Any, send: Any) -> None:
+def test_options_take_names_by_the_same_rule_as_the_body(ip: Any, send: Any) -> None:
     ip.user_ns.update(temp=0.35, name="m-from-var")
-    body = send("-t $temp -m {name}", "Hi {name}")
+    body = send("-t {temp} -m {name}", "Hi {name}")
     assert (body["temperature"], body["model"]) == (0.35, "m-from-var")
     assert body["prompt"] == "\n\nHuman: Hi m-from-var\n\nAssistant:"
+    # IPython's $name / {expr} expansion is not the rule: a builtin never leaks in.
+    body = send('-m $name --system "at most {max} words"', "Hi")
+    assert body["model"] == "$name"
+    assert body["prompt"].startswith("at most {max} words\n")
 
 
 def test_stop_sequences_repeat_and_understand_newline_escapes(send: Any) -> None:

@@ -36,7 +36,7 @@ class ChunkedRaw:
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = list(chunks)
 
-    def read1(self, _n: int) -> bytes:
+    def read1(self, _n: int, decode_content: bool = False) -> bytes:
         return self._chunks.pop(0) if self._chunks else b""
 
     def close(self) -> None:

@@ -280,8 +280,9 @@ def test_the_explorer_explains_its_template_its_bars_and_the_end_of_the_answer(
     assert "<|im_start|>" not in context.inner_text()
     assert "chat template" in explorer.locator(".jc-x-note").inner_text()
     explorer.locator("label", has_text="show chat template").click()
-    page.wait_for_function("el => el.textContent.includes('<|im_start|>')",
-                           arg=context.element_handle(), timeout=10_000)
+    # (The HTML widget replaces its content: look the element up afresh each time.)
+    page.wait_for_function("() => document.querySelector('.jc-explorer .jc-x-context')"
+                           ".textContent.includes('<|im_start|>')", timeout=30_000)
     explorer.locator("label", has_text="show chat template").click()
     # Greedy from here ends the answer within 60 tokens for this prompt on every build we
     # tried; if it did not, the checks below about the end do not apply.

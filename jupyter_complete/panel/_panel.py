@@ -468,7 +468,8 @@ class Panel:
         built = self.chat.build(text, system=self.settings.system,
                                 max_tokens=self.settings.max_tokens,
                                 context_tokens=context_for(self._get_client()))
-        note = f" · chat {self.chat.name!r}, {built.sent} earlier turns"
+        turns = "s" if built.sent != 1 else ""
+        note = f" · chat {self.chat.name!r}: {built.sent} earlier turn{turns}"
         if built.dropped:
             note += f" ({built.dropped} oldest left out to fit the context)"
         return built.prompt, note

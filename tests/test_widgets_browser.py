@@ -14,13 +14,12 @@ For each front end:
 
 Screenshots go to artifacts/ (gitignored): ``{app}-panel-1280.png`` and ``-800.png``,
 ``-panel-400.png``, ``-reopened.png``, ``-magic.png``, ``-explorer-1280.png``/``-800.png``.
-With UPDATE_SCREENSHOTS=1 the JupyterLab panel picture also replaces docs/panel.png.
+(The README's picture, docs/panel.png, comes from test_panel_browser.py.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-README_SCREENSHOT = ROOT / "docs" / "panel.png"
 APPS = ["lab", "notebook"]
 
 #: A long answer with long words, so a mid-word wrap would show.
@@ -188,13 +186,23 @@ def test_the_panel_keeps_a_record_that_survives_save_and_reopen(
         assert value.is_visible() and value.inner_text().strip()
     shots.append(shot(page, panel, f"{app}-panel-400.png"))
     page.set_viewport_size({"width": 1280, "height": 1300})
-    if app == "lab" and os.environ.get("UPDATE_SCREENSHOTS"):
-        README_SCREENSHOT.write_bytes(shots[0].read_bytes())
 
     saved = save(page, server, name, "Hot answer.")
     outputs = saved["cells"][0]["outputs"]
     assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]
     assert "extraordinarily59" in "".join(outputs[1]["data"]["text/html"])
+
+    # nbconvert --to html (what nbviewer serves): the record shows, the widget's line is short.
+    from nbconvert import HTMLExporter
+
+    converted = ARTIFACTS / f"{app}-nbconvert.html"
+    converted.write_text(HTMLExporter().from_filename(str(server.root / name))[0])
+    page.goto(converted.as_uri())
+    record = page.locator(".jc-record").first
+    record.wait_for(state="visible", timeout=30_000)
+    assert "extraordinarily59" in record.inner_text() and "Hot answer." in record.inner_text()
+    assert "VBox(children" not in page.content()
+    shots.append(shot(page, page.locator(".jp-Cell").first, f"{app}-nbconvert.png"))
 
     reopen(page, server, name)
     record = page.locator(".jc-record").first

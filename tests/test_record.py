@@ -100,6 +100,26 @@ def test_from_record_rebuilds_the_panel_without_sending_anything(
         Panel.from_record({"nope": 1})
 
 
+@pytest.mark.parametrize(("part", "state"), [
+    ("settings", {"prompt": "x", "settings": []}),
+    ("settings", {"prompt": "x", "settings": {"max_tokens": -5}}),
+    ("settings", {"prompt": "x", "settings": {"temperature": "hot"}}),
+    ("history", {"prompt": "x", "settings": {}, "history": "abc"}),
+    ("history", {"prompt": "x", "settings": {}, "history": [5]}),
+    ("history", {"prompt": "x", "settings": {}, "history": [{"run": 1, "text": 5}]}),
+    ("history", {"prompt": "x", "settings": {}, "history": [{"run": 1}]}),
+    ("output", {"prompt": "x", "settings": {}, "output": [1]}),
+    ("compare", {"prompt": "x", "settings": {}, "compare": [{"text": "a"}]}),
+    ("compare", {"prompt": "x", "settings": {}, "compare": 5}),
+])
+def test_a_tampered_record_gives_one_line_naming_the_part_not_a_crash(
+    part: str, state: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match=f"saved '{part}' is not what") as caught:
+        Panel.from_record(state)
+    assert "\n" not in str(caught.value)
+
+
 def test_the_record_output_is_updated_in_place_when_a_run_ends(
     replay: ReplayServer, panels: list[Panel], monkeypatch: pytest.MonkeyPatch
 ) -> None:

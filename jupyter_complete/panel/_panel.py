@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import html
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+from traitlets import TraitError
 
 from .. import prompt as prompts
 from ..controls import (
@@ -47,6 +49,19 @@ STATUS_INTERVAL = 0.25
 #: The max tokens slider's range (1 to this); the number box beside it takes any value, and a
 #: larger value widens the slider. The demos use 25 to 120.
 MAX_TOKENS_SLIDER = 300
+
+
+@contextlib.contextmanager
+def _state_part(part: str) -> Iterator[None]:
+    """Turn a failure to read ``part`` of a saved panel state into one ValueError line."""
+    try:
+        yield
+    except (TypeError, ValueError, KeyError, AttributeError, TraitError) as err:
+        what = f"missing key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
+        raise ValueError(
+            f"from_record(): the saved {part!r} is not what Panel.to_state() writes ({what}); "
+            "was the record edited by hand?") from None
+
 
 class Panel:
     """A panel for tuning a prompt: sliders, Run/Stop with streamed output, compare, history.
@@ -295,29 +310,40 @@ class Panel:
         if not isinstance(state, dict) or "settings" not in state or "prompt" not in state:
             raise ValueError("from_record() takes a panel state: a dict with 'prompt' and "
                              "'settings' (Panel.to_state(), or a record's metadata 'state')")
-        settings = CompletionSettings()
-        for name, value in state["settings"].items():
-            if name in (*CompletionSettings.PARAMS, "system"):
-                setattr(settings, name, value)
+        with _state_part("settings"):
+            settings = CompletionSettings()
+            for name, value in state["settings"].items():
+                if name in (*CompletionSettings.PARAMS, "system"):
+                    setattr(settings, name, value)
         panel = cls(str(state["prompt"]), client=client, settings=settings, **kwargs)
-        panel._history.restore(state.get("history") or [])
-        options = panel._history.options()
-        panel.history_select.options = options
-        if options:
-            panel.history_select.value = options[0][1]
-        panel.load_button.disabled = not options
-        output = state.get("output") or {}
-        if output.get("text"):
-            panel.output.set_text(str(output["text"]))
-        panel._set_answer_label(str(output.get("label") or ""))
-        panel._set_status(str(output.get("status") or "idle"))
-        panel._show_error(output.get("error"))
-        columns = state.get("compare") or []
-        if columns:
-            views = panel.compare_grid.reset(
-                [(c["title"], {}, c["settings"]) for c in columns])
-            for view, column in zip(views, columns, strict=True):
-                view.restore(column)
+        try:
+            with _state_part("history"):
+                panel._history.restore(state.get("history") or [])
+                options = panel._history.options()
+            panel.history_select.options = options
+            if options:
+                panel.history_select.value = options[0][1]
+            panel.load_button.disabled = not options
+            with _state_part("output"):
+                output = state.get("output") or {}
+                if output.get("text"):
+                    panel.output.set_text(str(output["text"]))
+                panel._set_answer_label(str(output.get("label") or ""))
+                panel._set_status(str(output.get("status") or "idle"))
+                error = output.get("error")
+                panel._show_error(None if error is None else str(error))
+            with _state_part("compare"):
+                columns = state.get("compare") or []
+                if columns:
+                    views = panel.compare_grid.reset(
+                        [(str(c["title"]), {}, c["settings"]) for c in columns])
+                    for view, column in zip(views, columns, strict=True):
+                        view.restore(column)
+            with _state_part("state"):
+                panel.record_bundle()  # everything restored can be shown in the record
+        except ValueError:
+            panel.close()
+            raise
         return panel
 
     @classmethod

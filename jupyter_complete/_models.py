@@ -3,7 +3,9 @@
 The response shape is the Anthropic API's: ``{"data": [{"type": "model", "id": ...,
 "display_name": ..., "created_at": ...}, ...], "has_more": bool, "first_id", "last_id"}``,
 paged with ``limit`` (1 to 1000) and ``after_id``. Every page read is bounded
-(`MAX_PAGE_BYTES`), and so is the number of pages (`MAX_PAGES`).
+(`MAX_PAGE_BYTES`), and so are the bytes of all pages together (`MAX_LIST_BYTES`) and the
+number of pages (`MAX_PAGES`); a page whose ``last_id`` does not move the cursor on ends the
+list (a server that repeats its page would otherwise be asked again and again).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Largest page body read, in bytes (a page of 1000 models is about 150 KB).
 MAX_PAGE_BYTES = 4 * 1024 * 1024
+#: Largest total of all pages read, in bytes (about a hundred full pages of 1000 models).
+MAX_LIST_BYTES = 16 * 1024 * 1024
 #: Most pages followed before stopping (with ``limit=1000``, a million models).
 MAX_PAGES = 1000
 #: Models asked for per page (the API's largest ``limit``).
@@ -60,6 +64,7 @@ class Models:
         auth = _KeyAuth(client._key) if client._key is not None else None
         models: list[Model] = []
         after: str | None = None
+        total = 0
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"limit": PAGE_LIMIT}
             if after:
@@ -79,12 +84,20 @@ class Models:
             except requests.RequestException as err:
                 raise APIConnectionError(f"Could not connect to {url} ({_reason(err)})"
                                          ) from _without_frames(err)
+            total += len(body)
+            if total > MAX_LIST_BYTES:
+                raise APIResponseValidationError(
+                    f"GET {url}: the model list is larger than {MAX_LIST_BYTES:,} bytes; "
+                    "not read further")
             page = _parse_page(body, url)
-            models.extend(page)
             data = json.loads(body)
+            cursor = data.get("last_id") or (page[-1].id if page else None)
+            if after is not None and cursor == after:
+                break  # the same page again: asking on would repeat it forever
+            models.extend(page)
             if not data.get("has_more") or not page:
                 break
-            after = data.get("last_id") or page[-1].id
+            after = str(cursor)
         return models
 
 
@@ -123,4 +136,4 @@ def _parse_page(body: bytes, url: str) -> list[Model]:
     return out
 
 
-__all__ = ["MAX_PAGE_BYTES", "Model", "Models"]
+__all__ = ["MAX_LIST_BYTES", "MAX_PAGE_BYTES", "Model", "Models"]

@@ -221,7 +221,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         }),
         (("--reset",), {
             "nargs": "?", "const": "default", "metavar": "NAME",
-            "help": "Forget the conversation NAME (default: 'default') and send nothing.",
+            "help": "Clear the conversation NAME (default: 'default'; its object, _chat or a "
+            "panel's, is emptied in place) and send nothing.",
         }),
         (("--keep",), {
             "nargs": "?", "const": "default", "metavar": "NAME",
@@ -503,7 +504,10 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             self._list_models(args.base_url)
             return True, None
         if args.reset is not None:
-            self.chats.pop(args.reset, None)
+            chat = self.chats.get(args.reset)
+            if chat is not None:
+                # Cleared in place: a panel or variable holding it sees the same, empty chat.
+                chat.reset()
             from .notebook import notice
 
             notice(f"conversation {args.reset!r} cleared")

@@ -62,6 +62,23 @@ def test_chat_cells_continue_one_conversation_and_reset_clears_it(
     assert sent_prompt(kreplay) == "\n\nHuman: What is my name?\n\nAssistant:"
 
 
+def test_reset_clears_the_conversation_object_a_panel_or_variable_already_holds(
+    kernel: KernelHandle, kreplay: ReplayServer
+) -> None:
+    kernel.execute("%complete --reset held")
+    kreplay.enqueue(answer(" Noted."))
+    run = kernel.execute(chat_cell(kreplay, "Remember 7.", "--chat held"))
+    assert run.status == "ok", run.error_text
+    run = kernel.execute(chat_cell(kreplay, "Next.", "--chat held --panel -o p"))
+    assert run.status == "ok", run.error_text
+    kernel.execute("c = _chat")
+    assert kernel.value("len(c)") == 1
+    kernel.execute("%complete --reset held")
+    # The panel, `c` and the next --chat cell all see one conversation, now empty.
+    assert kernel.value("[len(c), len(p.chat), len(_chat), c is _chat]") == [0, 0, 0, True]
+    kernel.execute("p.close()")
+
+
 def test_named_conversations_are_separate_and_a_bare_chat_line_returns_the_object(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:

@@ -162,19 +162,26 @@ def records(notebook: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every widget record in a saved notebook, in cell order.
 
     Each is the metadata entry: ``{"record": "panel" | "explorer", "id": ..., "version": 1,
-    "state": {...}}``. Raises `FileNotFoundError`, or `ValueError` if the file is not JSON.
+    "state": {...}}``; entries of another shape are skipped. Raises `FileNotFoundError`, or
+    `ValueError` if the file is not a JSON notebook.
     """
     path = Path(notebook)
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a notebook (not JSON: {err})") from None
+    cells = nb.get("cells") if isinstance(nb, dict) else None
+    if not isinstance(cells, list):
+        raise ValueError(f"{path} is not a notebook (no list of cells)")
     found = []
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            entry = (output.get("metadata") or {}).get(METADATA_KEY)
-            if isinstance(entry, dict) and "record" in entry and isinstance(
-                    entry.get("state"), dict):
+    # Anything not shaped like nbformat 4 (a hand-edited file) is skipped, not a crash.
+    for cell in cells:
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for output in outputs if isinstance(outputs, list) else []:
+            metadata = output.get("metadata") if isinstance(output, dict) else None
+            entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+            if (isinstance(entry, dict) and isinstance(entry.get("record"), str)
+                    and isinstance(entry.get("id"), str) and isinstance(entry.get("state"), dict)):
                 found.append(entry)
     return found
 

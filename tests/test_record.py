@@ -120,6 +120,35 @@ def test_a_tampered_record_gives_one_line_naming_the_part_not_a_crash(
     assert "\n" not in str(caught.value)
 
 
+def test_restore_from_a_hand_edited_notebook_skips_odd_entries_or_says_it_is_no_notebook(
+    tmp_path: Path,
+) -> None:
+    def saved(metadata: list[Any]) -> Path:
+        path = tmp_path / "edited.ipynb"
+        outputs = [{"output_type": "display_data", "data": {}, "metadata": m} for m in metadata]
+        path.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs},
+                                              {"cell_type": "code", "outputs": {"x": 1}},
+                                              "not a cell"]}))
+        return path
+
+    state = {"prompt": "kept", "settings": {}}
+    odd = saved([{METADATA_KEY: {"record": "panel", "id": 5, "state": state}},
+                 {METADATA_KEY: {"record": "panel", "state": state}}, "not metadata"])
+    with pytest.raises(LookupError, match="no saved panel record 'abc'"):
+        Panel.restore("abc", notebook=str(odd))
+    good = saved([{METADATA_KEY: {"record": "panel", "id": "abc", "state": state}}])
+    panel = Panel.restore("abc", notebook=str(good))
+    assert panel.prompt_box.value == "kept"
+    panel.close()
+    for text in ("[1, 2]", '{"cells": 5}'):
+        good.write_text(text)
+        with pytest.raises(ValueError, match="is not a notebook"):
+            records(good)
+    good.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ValueError, match="is not a notebook"):
+        records(good)
+
+
 def test_the_record_output_is_updated_in_place_when_a_run_ends(
     replay: ReplayServer, panels: list[Panel], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,9 +57,11 @@ class Models:
         the API's shape or is larger than `MAX_PAGE_BYTES`.
         """
         from .client import _KeyAuth, _reason, _status_error, _without_frames
+        from .render import safe_url
 
         client = self._client
         url = client._url("/v1/models")
+        shown = safe_url(url)  # for messages: the base URL's user info or query may be secret
         session = client._get_session()
         auth = _KeyAuth(client._key) if client._key is not None else None
         models: list[Model] = []
@@ -77,19 +79,19 @@ class Models:
                 with response:
                     if response.status_code >= 400:
                         raise _status_error(response)
-                    body = _read_bounded(response, url)
+                    body = _read_bounded(response, shown)
             except requests.Timeout as err:
-                raise APITimeoutError(f"No answer from {url} within the timeout"
+                raise APITimeoutError(f"No answer from {shown} within the timeout"
                                       ) from _without_frames(err)
             except requests.RequestException as err:
-                raise APIConnectionError(f"Could not connect to {url} ({_reason(err)})"
+                raise APIConnectionError(f"Could not connect to {shown} ({_reason(err)})"
                                          ) from _without_frames(err)
             total += len(body)
             if total > MAX_LIST_BYTES:
                 raise APIResponseValidationError(
-                    f"GET {url}: the model list is larger than {MAX_LIST_BYTES:,} bytes; "
+                    f"GET {shown}: the model list is larger than {MAX_LIST_BYTES:,} bytes; "
                     "not read further")
-            page = _parse_page(body, url)
+            page = _parse_page(body, shown)
             data = json.loads(body)
             cursor = data.get("last_id") or (page[-1].id if page else None)
             if after is not None and cursor == after:

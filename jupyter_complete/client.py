@@ -32,6 +32,7 @@ from .errors import (
     NotFoundError,
     class_for_status,
 )
+from .render import safe_url
 from .settings import check_params
 from .streaming import CompletionStream
 
@@ -348,13 +349,14 @@ class Client:
     ) -> requests.Response:
         """POST with retries. Only the initial response is retried, never a started stream."""
         url = self._url(path)
+        shown = safe_url(url)  # for messages: the base URL's user info or query may be secret
         session = self._get_session()
         data = json.dumps(body).encode()
         read_timeout = self.timeout if timeout is None else timeout
         auth = _KeyAuth(self._key) if self._key is not None else None
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
-            log.debug("POST %s attempt %d", url, attempt + 1)
+            log.debug("POST %s attempt %d", shown, attempt + 1)
             try:
                 response = session.post(
                     url, data=data, headers=self._headers(headers), auth=auth,
@@ -365,14 +367,14 @@ class Client:
             except requests.Timeout as err:
                 if last:
                     raise APITimeoutError(
-                        f"No answer from {url} within the timeout"
+                        f"No answer from {shown} within the timeout"
                     ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue
             except requests.RequestException as err:
                 if last:
                     raise APIConnectionError(
-                        f"Could not connect to {url} ({_reason(err)})"
+                        f"Could not connect to {shown} ({_reason(err)})"
                     ) from _without_frames(err)
                 self._sleep(self._retry_delay(None, attempt))
                 continue

@@ -168,11 +168,19 @@ def _slider_value(slider: Any) -> Any:
 
 
 def bind_slider(settings: CompletionSettings, name: str, slider: Any) -> Binding:
-    """Two-way link between a required numeric setting and its slider."""
+    """Two-way link between a required numeric setting and its slider.
+
+    A value beyond the slider's range widens it while shown; a value back inside the range the
+    slider was made with narrows it again (else one large max tokens would leave 1 to 300
+    squeezed into a few pixels for good).
+    """
+    low, high = slider.min, slider.max
 
     def show(value: Any) -> None:
         _widen(slider, value)
         slider.value = value
+        if low <= value <= high:
+            slider.min, slider.max = low, high
 
     return Binding(settings, name, [slider], show, lambda: _slider_value(slider))
 

@@ -135,6 +135,20 @@ def test_unchecking_top_k_unsets_it_and_checking_brings_the_slider_value_back() 
     panel.close()
 
 
+def test_after_a_large_max_tokens_a_small_one_brings_the_slider_back_to_its_own_range() -> None:
+    settings = CompletionSettings()
+    panel = Panel(settings=settings)
+    try:
+        settings.max_tokens = 100_000  # typed into the number box once
+        assert panel.max_tokens_slider.max == 100_000
+        settings.max_tokens = 60
+        # Small values are easy to set again: the slider spans 1 to 300, not 1 to 100,000.
+        assert panel.max_tokens_slider.max == MAX_TOKENS_SLIDER
+        assert panel.max_tokens_slider.value == 60 and settings.max_tokens == 60
+    finally:
+        panel.close()
+
+
 def test_a_setting_beyond_the_slider_range_widens_the_slider_instead_of_being_clamped() -> None:
     settings = CompletionSettings()
     panel = Panel(settings=settings)

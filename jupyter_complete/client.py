@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.parse
 from functools import cached_property
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import requests
 import urllib3.exceptions
@@ -37,6 +37,9 @@ from .errors import (
 from .render import safe_url
 from .settings import check_params
 from .streaming import CompletionStream, error_envelope, excerpt, read_body, server_name
+
+if TYPE_CHECKING:
+    from ._models import Models
 
 log = logging.getLogger("jupyter_complete")
 if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
@@ -281,6 +284,13 @@ class Client:
         """The base URL without user info, query or fragment: what messages and reprs show."""
         return safe_url(self._base_url) if self._base_url else "built-in local model"
 
+    @cached_property
+    def models(self) -> Models:
+        """``client.models.list()``: the endpoint's models (``GET /v1/models``)."""
+        from ._models import Models  # small; imported when first listed
+
+        return Models(self)
+
     def _url(self, path: str) -> str:
         # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does;
         # the path goes after the base path, and any query string (a gateway token) after it.
@@ -358,6 +368,8 @@ class Client:
                 request_id=response.headers.get("request-id"),
             )
         result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
+        if isinstance(data.get("usage"), dict):  # reported by some servers; not in the spec
+            result.usage = {k: v for k, v in data["usage"].items() if isinstance(v, int)}
         result.elapsed = time.monotonic() - started
         result.params = params
         return result
@@ -418,7 +430,7 @@ class Client:
         body is read here, decoded and bounded by `_constants.MAX_RESPONSE_BYTES`.
         """
         url = self._url(path)
-        shown = safe_url(url)
+        shown = safe_url(url)  # for messages: the base URL's user info or query may be secret
         session = self._get_session()
         data = json.dumps(body).encode()
         read_timeout = self.timeout if timeout is None else timeout

@@ -321,6 +321,10 @@ class _Decoder:
             obj = self.load(data)
             self.raise_if_error(obj)
             delta = Completion.from_wire(obj, request_id=self.request_id)
+            if isinstance(obj.get("usage"), dict):
+                # Not in the spec's CompletionResponse, but some servers report it.
+                self.usage = {**(self.usage or {}), **{
+                    k: v for k, v in obj["usage"].items() if isinstance(v, int)}}
             self.model = delta.model or self.model
             self.id = delta.id or self.id
             self.add_text(delta.completion)

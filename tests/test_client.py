@@ -362,3 +362,29 @@ def test_importing_the_package_loads_neither_widgets_nor_llama_cpp_nor_requests(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_models_list_stops_when_the_server_repeats_its_page_cursor(
+    replay: ReplayServer,
+) -> None:
+    page = {"data": [{"type": "model", "id": "m1"}], "has_more": True, "first_id": "m1",
+            "last_id": "m1"}
+    replay.enqueue(*[json_script(200, page) for _ in range(6)])
+    client = Client(base_url=replay.url, api_key="k", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["m1"]
+    assert len(replay.received) == 2  # the second page did not move on: no third request
+
+
+def test_models_list_bounds_the_bytes_read_over_all_pages(replay: ReplayServer) -> None:
+    from jupyter_complete import _models
+
+    pages = _models.MAX_LIST_BYTES // (1024 * 1024) + 2
+    for n in range(pages):  # ~1 MB pages, each within the page bound, always "has_more"
+        data = [{"type": "model", "id": f"p{n}-{i}", "display_name": "x" * 1000}
+                for i in range(1000)]
+        replay.enqueue(json_script(200, {"data": data, "has_more": True,
+                                         "last_id": data[-1]["id"]}))
+    client = Client(base_url=replay.url, api_key="k", max_retries=0)
+    with pytest.raises(errors.APIResponseValidationError, match="larger than"):
+        client.models.list()
+    assert len(replay.received) < pages

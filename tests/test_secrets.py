@@ -424,3 +424,22 @@ def test_an_executed_and_saved_notebook_holds_no_key(
     assert re.search(r"\bself ?= ?<jupyter_complete", plain), plain[-3000:]
     assert key_was_sent(replay)
     assert_clean("the saved notebook", saved)
+
+
+@pytest.mark.parametrize("where", ["user:s3cr3t-in-url@", "?token=s3cr3t-in-url"])
+def test_connection_errors_name_the_endpoint_without_credentials_from_the_base_url(
+    where: str,
+) -> None:
+    refused = refused_url()
+    base = (refused.replace("://", f"://{where}") if where.endswith("@")
+            else refused + "/" + where)
+    client = Client(base_url=base, api_key="k", max_retries=0)
+    calls: list[Callable[[], Any]] = [
+        client.models.list,
+        lambda: client.completions.create(prompt=PROMPT, max_tokens_to_sample=5, model="m"),
+    ]
+    for call in calls:
+        with pytest.raises(errors.APIConnectionError) as caught:
+            call()
+        assert "s3cr3t-in-url" not in str(caught.value)
+        assert "Could not connect to http://127.0.0.1:" in str(caught.value)

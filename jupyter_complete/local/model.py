@@ -126,6 +126,7 @@ class LocalModel:
         #: The model's Jinja chat template, or None (then the wire prompt is used as text).
         self.chat_template: str | None = metadata.get("tokenizer.chat_template") or None
         self._template: Any = None  # the compiled chat template (jinja2), on first use
+        self._max_token_bytes: int | None = None
         self._bos_text = self._piece_text(self.llm.token_bos(), special=True)
         self._eos_text = self._piece_text(self.llm.token_eos(), special=True)
 
@@ -172,16 +173,29 @@ class LocalModel:
     def render(self, conversation: Conversation) -> list[int]:
         """Prompt tokens for a parsed wire prompt, through the model's chat template.
 
+        `render_public` gives the same tokens and how many of them come before any of the
+        caller's text.
+
         Text before the first Human turn is the system message; the turns become user and
         assistant messages; the template's generation prompt opens the assistant turn, and
         the prefill (text after the final ``Assistant:``) is appended for the model to
         continue. Without a chat template the wire form itself is used (a base model then
         continues the transcript, and the server's built-in stop on "\\n\\nHuman:" ends it).
         """
+        return self.render_public(conversation)[0]
+
+    def render_public(self, conversation: Conversation) -> tuple[list[int], int]:
+        """`render`'s tokens, and how many lead them that hold none of the caller's text.
+
+        Those leading tokens (BOS, the template's markup and default system message before
+        the first message's text) are the same for every caller, so reusing them from the
+        KV cache tells one caller nothing about another's prompt (see `prime`).
+        """
         if self.chat_template is None:
             from ..prompt import render
 
-            return self._with_bos(self.tokenize(render(conversation), special=False))
+            tokens = self._with_bos(self.tokenize(render(conversation), special=False))
+            return tokens, 0
         texts: list[str] = []
         messages: list[dict[str, str]] = []
         for role, content in self._messages(conversation):
@@ -189,6 +203,7 @@ class LocalModel:
             texts.append(content)
         rendered = self._render_template(messages)
         pieces = self._split_slots(rendered, len(texts))
+        public = 0
         if pieces is None:
             # The template changed the placeholders (it edits the content): render the real
             # text instead and accept that markup-like text in it is read as markup.
@@ -198,12 +213,27 @@ class LocalModel:
             tokens = []
             for i, markup in enumerate(pieces):
                 tokens += self.tokenize(markup, special=True)
+                if i == 0:
+                    public = len(tokens)
                 if i < len(texts):
                     tokens += self.tokenize(texts[i], special=False)
         tokens += self.tokenize(conversation.prefill, special=False)
         if pieces is not None and pieces[0].startswith(self._bos_text) and self._bos_text:
-            return tokens
-        return self._with_bos(tokens)
+            return tokens, public
+        with_bos = self._with_bos(tokens)
+        return with_bos, public + len(with_bos) - len(tokens)
+
+    @property
+    def max_token_bytes(self) -> int:
+        """The most UTF-8 bytes one token of this vocabulary stands for (computed once).
+
+        A text longer than ``n_ctx * max_token_bytes`` bytes cannot fit the context, so the
+        server refuses it before tokenising (which costs time and memory in its length).
+        """
+        if self._max_token_bytes is None:
+            self._max_token_bytes = max(
+                [len(self.token_bytes(t)) for t in range(self.n_vocab)] or [1])
+        return self._max_token_bytes
 
     def render_text(self, conversation: Conversation) -> str:
         """The prompt the model sees, as text (for display; `render` gives the tokens)."""
@@ -239,15 +269,18 @@ class LocalModel:
     @staticmethod
     def _split_slots(rendered: str, count: int) -> list[str] | None:
         """``rendered`` cut at each placeholder, in order; None if one is missing."""
+        # Scanned from an offset, never by slicing off the rest: linear in the rendered
+        # length, however many turns there are.
         pieces: list[str] = []
-        rest = rendered
+        start = 0
         for i in range(count):
             slot = _SLOT.format(i)
-            head, found, rest = rest.partition(slot)
-            if not found:
+            at = rendered.find(slot, start)
+            if at == -1:
                 return None
-            pieces.append(head)
-        pieces.append(rest)
+            pieces.append(rendered[start:at])
+            start = at + len(slot)
+        pieces.append(rendered[start:])
         return pieces
 
     def _with_bos(self, tokens: list[int]) -> list[int]:
@@ -257,13 +290,16 @@ class LocalModel:
         return tokens
 
     # -- evaluation --------------------------------------------------------------------
-    def prime(self, tokens: Sequence[int]) -> npt.NDArray[np.float32]:
+    def prime(self, tokens: Sequence[int], reuse_limit: int | None = None
+              ) -> npt.NDArray[np.float32]:
         """Evaluate ``tokens`` as the whole context; the next-token logits (a live view).
 
         The longest prefix already in llama.cpp's KV cache is reused, so a repeated prompt
-        (or one that extends the last) costs only its new tokens. The returned array is
-        overwritten by the next evaluation: copy it to keep it. Hold `lock` around the
-        prime/advance sequence.
+        (or one that extends the last) costs only its new tokens; ``reuse_limit`` caps the
+        reused prefix (the server passes the count `render_public` gives, so how long a
+        request takes never depends on what another caller sent before it). The returned
+        array is overwritten by the next evaluation: copy it to keep it. Hold `lock` around
+        the prime/advance sequence.
         """
         if not tokens:
             raise ValueError("cannot evaluate an empty prompt")
@@ -278,6 +314,8 @@ class LocalModel:
             common = int(differ[0]) if differ.shape[0] else n
             # At least one token must be evaluated, to produce fresh logits.
             common = min(common, len(tokens) - 1)
+            if reuse_limit is not None:
+                common = min(common, reuse_limit)
             memory = self._lib.llama_get_memory(llm.ctx)
             if common > 0 and not self._lib.llama_memory_seq_rm(memory, 0, common, -1):
                 common = 0  # the cache cannot be cut there (recurrent models): start over
@@ -323,14 +361,18 @@ class LocalModel:
         top_p: float | None = None,
         stop_sequences: Iterable[str] = (),
         rng: np.random.Generator | None = None,
+        reuse_limit: int | None = None,
     ) -> Generation:
-        """A `Generation`: iterate it for text deltas, one per sampled token."""
+        """A `Generation`: iterate it for text deltas, one per sampled token.
+
+        ``reuse_limit``: at most this many prompt tokens come from the KV cache (`prime`).
+        """
         from .generation import Generation
 
         return Generation(
             self, list(prompt_tokens), max_tokens=max_tokens, temperature=temperature,
             top_k=top_k, top_p=top_p, stop_sequences=tuple(stop_sequences),
-            rng=rng if rng is not None else np.random.default_rng(),
+            rng=rng if rng is not None else np.random.default_rng(), reuse_limit=reuse_limit,
         )
 
     def close(self) -> None:

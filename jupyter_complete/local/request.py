@@ -86,6 +86,12 @@ class GenerationRequest(abc.ABC):
     metadata: dict[str, Any] | None = None
     stream: bool = False
 
+    def conversation_bytes(self) -> int:
+        """UTF-8 bytes of the conversation's text (system, turns, prefill), before markup."""
+        c = self.conversation
+        texts = [c.system, c.prefill, *(text for _, text in c.turns)]
+        return sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+
     @classmethod
     def from_json(cls: type[_R], raw: bytes) -> _R:
         """Parse and validate a request body; raises `RequestRejected` (400) on the first fault."""
@@ -144,6 +150,20 @@ class MessagesRequest(GenerationRequest):
         prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
         return cls(model=model, max_tokens=max_tokens, **sampling,
                    conversation=Conversation(system=system, turns=turns, prefill=prefill))
+
+
+def count_tokens_request(body: dict[str, Any]) -> MessagesRequest:
+    """A ``POST /v1/messages/count_tokens`` body (``model``, ``messages``, ``system``) as
+    the `MessagesRequest` whose prompt it counts; 400 as `MessagesRequest` on a fault."""
+    _require(body, ("model", "messages"))
+    model = _string("model", body["model"])
+    turns = _messages(body["messages"])
+    system = "" if body.get("system") is None else _text("system", body["system"])
+    _no_extras(body, ("model", "messages", "system"), "")
+    prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
+    return MessagesRequest(model=model, max_tokens=1,
+                           conversation=Conversation(system=system, turns=turns,
+                                                     prefill=prefill))
 
 
 def load_object(raw: bytes) -> dict[str, Any]:
@@ -355,6 +375,7 @@ __all__ = [
     "RequestRejected",
     "check_key",
     "check_version",
+    "count_tokens_request",
     "invalid",
     "load_object",
 ]

@@ -239,6 +239,7 @@ def test_an_engine_error_reaches_the_client_in_the_api_envelope(engine):
 
 def test_an_unreachable_engine_is_an_api_error_not_a_hang(tmp_path):
     from fixtures_upstream import free_port
+
     from jupyter_complete.local import serve
     from jupyter_complete.local.upstream import UpstreamConfig
 

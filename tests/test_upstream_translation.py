@@ -75,7 +75,8 @@ def test_a_prefill_is_continued_not_closed_as_a_turn():
 
 
 def test_messages_requests_translate_like_completion_requests():
-    request = _messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes"}],
+    request = _messages([{"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": "Yes"}],
                         system="Be brief.", temperature=0.3)
     body = openai_body(request, "m")
     assert body["messages"] == [{"role": "system", "content": "Be brief."},

@@ -51,12 +51,12 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .._constants import HUMAN_PROMPT
 from ..prompt import Conversation
-from .api.backend import BackendError, Final, ModelCard, StopReason
+from .api.backend import BackendError, Final, ModelCard
 from .request import RequestRejected
 from .stops import StopMatcher
 
@@ -76,8 +76,10 @@ UPSTREAM_APIS: tuple[UpstreamAPI, ...] = ("openai", "anthropic")
 LLAMA_CPP_SAMPLERS = ("temperature", "top_k", "top_p")
 #: The longest error body read from an engine (bytes); the rest is not read.
 MAX_ERROR_BODY = 64 * 1024
-#: The longest single SSE line accepted from an engine (characters).
+#: The longest stretch of an engine's event stream without an event boundary (characters).
 MAX_EVENT_CHARS = 1024 * 1024
+#: The longest non-streamed answer read from an engine (``/v1/models``, token counts).
+MAX_BODY = 4 * 1024 * 1024
 #: Anthropic version sent to an ``anthropic`` engine.
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -331,10 +333,8 @@ class PrefillEcho:
             self._decided, self._held = True, ""
             return ""
         self._decided = True
-        if self._held.startswith(self.prefill):
-            out = self._held[len(self.prefill):]
-        else:
-            out = self._held
+        held = self._held
+        out = held[len(self.prefill):] if held.startswith(self.prefill) else held
         self._held = ""
         return out
 
@@ -432,6 +432,7 @@ class UpstreamBackend:
                 headers["x-api-key"] = key
         elif key:
             headers["authorization"] = f"Bearer {key}"
+        self._headers = headers
         limits = httpx.Limits(max_connections=config.max_outstanding + 4,
                               max_keepalive_connections=config.max_outstanding + 4)
         timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
@@ -444,6 +445,7 @@ class UpstreamBackend:
         self._models: list[ModelCard] | None = None
         #: Counts for tests and benchmarks: admitted, overloaded (refused with 529).
         self.stats = {"admitted": 0, "overloaded": 0}
+        self.refresh_models()
 
     def __repr__(self) -> str:
         return f"UpstreamBackend({self.config.base!r}, api={self.config.api!r})"
@@ -475,12 +477,19 @@ class UpstreamBackend:
             self._jobs.discard(job)
             self._outstanding -= 1
 
-    async def refresh_models(self) -> list[ModelCard]:
-        """Ask the engine for its models (``GET /v1/models``); kept for `models`."""
+    def refresh_models(self) -> list[ModelCard]:
+        """Ask the engine for its models (``GET /v1/models``, blocking, 10 s at most) and keep
+        them for `models`. Called once when the backend is created; an engine that does not
+        answer (not started yet, or without the list) leaves the list empty."""
+        import httpx
+
         try:
-            response = await self._client.get("/v1/models")
-            data = response.json() if response.status_code == 200 else {}
-        except Exception:  # noqa: BLE001 - an engine without the list still serves
+            with httpx.Client(base_url=self.config.base, headers=self._headers, timeout=10.0,
+                              trust_env=False, follow_redirects=False) as client, \
+                    client.stream("GET", "/v1/models") as response:
+                raw = b"".join(_take(response.iter_bytes(), MAX_BODY))
+                data = json.loads(raw) if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
             data = {}
         cards: list[ModelCard] = []
         for item in data.get("data") or () if isinstance(data, dict) else ():
@@ -528,23 +537,80 @@ class UpstreamBackend:
         return count
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, raw, headers = await self._request("POST", path, body)
+        if status != 200:
+            raise rejection_for(status, raw[:MAX_ERROR_BODY], headers)
+        try:
+            data = json.loads(raw)
+        except ValueError as err:
+            raise RequestRejected(500, "api_error",
+                                  "the upstream engine sent an unreadable answer") from err
+        return data if isinstance(data, dict) else {}
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None
+                       ) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body of at most `MAX_BODY` bytes, headers) of one engine request."""
         import httpx
 
         try:
-            response = await self._client.post(path, json=body)
+            request = self._client.build_request(method, path, json=body)
+            response = await self._client.send(request, stream=True)
+            try:
+                raw = await _read_bounded(response, MAX_BODY)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as err:
             raise _unreachable(err) from err
-        if response.status_code != 200:
-            raise rejection_for(response.status_code, response.content[:MAX_ERROR_BODY],
-                                response.headers)
-        data = response.json()
-        return data if isinstance(data, dict) else {}
+        return response.status_code, raw, dict(response.headers)
 
     async def aclose(self) -> None:
         """Close every job's engine request, then the connections."""
         for job in list(self._jobs):
             await job.aclose()
         await self._client.aclose()
+
+
+def _take(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """``chunks`` up to ``limit`` bytes in all (the rest is not read)."""
+    left = limit
+    for chunk in chunks:
+        yield chunk[:left]
+        left -= len(chunk)
+        if left <= 0:
+            return
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a response body (the rest is not read)."""
+    raw = bytearray()
+    async for chunk in response.aiter_bytes():
+        raw += chunk
+        if len(raw) >= limit:
+            break
+    return bytes(raw[:limit])
+
+
+class _BoundedEvents:
+    """The response as `httpx_sse.EventSource` reads it (``headers``, ``aiter_text``), failing
+    once more than ``limit`` characters arrive without an event boundary (a blank line):
+    an engine cannot make us buffer without end."""
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._limit = limit
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._response.headers
+
+    async def aiter_text(self) -> AsyncIterator[str]:
+        since = 0
+        async for text in self._response.aiter_text():
+            cut = max(text.rfind("\n\n"), text.rfind("\r\n\r\n"), text.rfind("\r\r"))
+            since = len(text) - cut if cut >= 0 else since + len(text)
+            if since > self._limit:
+                raise BackendError("the upstream engine sent an oversized event")
+            yield text
 
 
 def _unreachable(err: Exception) -> RequestRejected:
@@ -587,17 +653,14 @@ class UpstreamJob:
         except httpx.HTTPError as err:
             raise _unreachable(err) from err
         if response.status_code != 200:
+            raw = b""
             try:
-                raw = b""
-                async for chunk in response.aiter_raw():
-                    raw += chunk
-                    if len(raw) >= MAX_ERROR_BODY:
-                        break
+                raw = await _read_bounded(response, MAX_ERROR_BODY)
             except httpx.HTTPError:
                 pass
             finally:
                 await response.aclose()
-            raise rejection_for(response.status_code, raw[:MAX_ERROR_BODY], response.headers)
+            raise rejection_for(response.status_code, raw, response.headers)
         self._response = response
 
     def __aiter__(self) -> AsyncIterator[str]:
@@ -605,7 +668,7 @@ class UpstreamJob:
 
     async def _deltas(self) -> AsyncIterator[str]:
         import httpx
-        from httpx_sse import EventSource
+        from httpx_sse import EventSource, SSEError
 
         await self.wait()
         assert self._response is not None
@@ -618,11 +681,11 @@ class UpstreamJob:
         input_tokens = output_tokens = 0
         counted = 0  # text pieces, for engines that report no usage
         try:
-            async for sse in EventSource(self._response).aiter_sse():
+            source = EventSource(cast("httpx.Response",
+                                      _BoundedEvents(self._response, MAX_EVENT_CHARS)))
+            async for sse in source.aiter_sse():
                 if not sse.data or sse.data == "[DONE]":
                     continue
-                if len(sse.data) > MAX_EVENT_CHARS:
-                    raise BackendError("the upstream engine sent an oversized event")
                 try:
                     data = json.loads(sse.data)
                 except ValueError as err:
@@ -651,6 +714,9 @@ class UpstreamJob:
                         yield text
         except httpx.HTTPError as err:
             raise BackendError(f"the upstream engine's stream broke ({type(err).__name__})"
+                               ) from err
+        except SSEError as err:
+            raise BackendError(f"the upstream engine did not answer with events: {err}"
                                ) from err
         finally:
             await self.aclose()

@@ -18,6 +18,8 @@ from types import FrameType
 
 from ._constants import ENV_MODEL_PATH, ENV_SERVER_API_KEY
 from .errors import LocalModelUnavailableError
+from .local.api.rules import RequestLimits
+from .local.http.limits import HttpLimits
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +48,41 @@ def _parser() -> argparse.ArgumentParser:
                        "variable: other users can read a command line with ps")
     serve.add_argument("--max-queue", type=int, default=8,
                        help="requests that may wait while one generates; past it, 529")
+    limits = serve.add_argument_group(
+        "limits", "what one client may cost a shared server; each refusal is an API error")
+    limits.add_argument("--max-connections", type=int, default=HttpLimits.max_connections,
+                        help="open connections at once, idle ones included (default "
+                        "%(default)s, and at most what the descriptor limit allows); past it, "
+                        "503")
+    limits.add_argument("--max-body-bytes", type=int, default=HttpLimits.max_body_bytes,
+                        help="request body size (default %(default)s, the API's 32 MB); past "
+                        "it, 413")
+    limits.add_argument("--max-head-bytes", type=int, default=HttpLimits.max_head_bytes,
+                        help="request line and headers (default %(default)s); past it, 431")
+    limits.add_argument("--head-timeout", type=float, default=HttpLimits.head_timeout,
+                        help="seconds to send a whole request head (default %(default)s); then "
+                        "408")
+    limits.add_argument("--body-timeout", type=float, default=HttpLimits.body_timeout,
+                        help="seconds to send a whole body (default %(default)s); then 408")
+    limits.add_argument("--idle-timeout", type=float, default=HttpLimits.idle_timeout,
+                        help="seconds a keep-alive connection may idle (default %(default)s)")
+    limits.add_argument("--max-stop-sequences", type=int,
+                        default=RequestLimits.max_stop_sequences,
+                        help="stop sequences per request (default %(default)s); past it, 400")
+    limits.add_argument("--max-stop-sequence-chars", type=int,
+                        default=RequestLimits.max_stop_sequence_chars,
+                        help="their total length (default %(default)s); past it, 400")
+    limits.add_argument("--max-prompt-bytes", type=int, default=RequestLimits.max_prompt_bytes,
+                        help="UTF-8 bytes of a prompt or of a request's messages, checked "
+                        "before tokenising (default %(default)s); past it, 400")
+    limits.add_argument("--max-turns", type=int, default=RequestLimits.max_turns,
+                        help="turns (messages) in one conversation (default %(default)s); past "
+                        "it, 400")
+    limits.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests whose Host header names NAME (a DNS name "
+                        "this server is reached by; '*' for any); repeatable. By default only "
+                        "the listening address (and localhost on loopback) is answered, so "
+                        "web pages cannot reach the server by DNS rebinding")
     serve.add_argument("--refuse-complete", action="append", default=[], metavar="MODEL",
                        help="answer /v1/complete for MODEL with 400 \"MODEL does not support the "
                        "Text Completions API; use the Messages API\", as newer models do "
@@ -57,10 +94,22 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from .local.server import serve
 
+    limits = HttpLimits(
+        max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
+        max_head_bytes=args.max_head_bytes, head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout, idle_timeout=args.idle_timeout,
+        allowed_hosts=tuple(args.allow_host),
+    )
+    request_limits = RequestLimits(
+        max_stop_sequences=args.max_stop_sequences,
+        max_stop_sequence_chars=args.max_stop_sequence_chars,
+        max_prompt_bytes=args.max_prompt_bytes, max_turns=args.max_turns,
+    )
     try:
         key = args.api_key if args.api_key is not None else os.environ.get(ENV_SERVER_API_KEY)
         server = serve(args.host, args.port, args.model_path, key, max_queue=args.max_queue,
-                       refuse_complete_models=args.refuse_complete)
+                       refuse_complete_models=args.refuse_complete, limits=limits,
+                       request_limits=request_limits)
     except (ValueError, OSError, LocalModelUnavailableError) as err:
         print(f"jupyter-complete serve: {err}", file=sys.stderr)
         return 2

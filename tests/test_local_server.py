@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 from itertools import pairwise
@@ -390,6 +391,11 @@ def test_a_waiting_non_streaming_client_that_disconnects_stops_its_generation(lo
     before = local_server.stats["disconnected"]
     sock = _raw_request(local_server, _body(prompt=LONG_PROMPT, max_tokens_to_sample=1000))
     time.sleep(0.3)  # generating now; nothing has been written back yet
+    # The client goes away with a reset (as a killed process or a timed-out socket with
+    # SO_LINGER 0 does). A plain close() sends only a FIN, which on the wire is the same
+    # as a half-close after the request, and a half-closed client must still get its
+    # answer (test_server_attacks); that one is noticed when the answer is written.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
     assert wait_for(lambda: local_server.stats["disconnected"] > before, timeout=3)
     assert wait_for(lambda: not local_server.gate.busy, timeout=3)

@@ -557,11 +557,11 @@ def test_headers_trickled_a_line_at_a_time_still_get_their_answer(
 
 
 @pytest.fixture
-def short_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Handlers of new connections give up on a silent client after 1.5 s (120 s normally)."""
-    from jupyter_complete.local import server as server_module
-
-    monkeypatch.setattr(server_module._Handler, "timeout", 1.5)
+def short_idle_timeout(local_server: Any, monkeypatch: pytest.MonkeyPatch) -> float:
+    """New connections give up on a silent client after 1.5 s: the time allowed for the
+    request head and for the body (20 s and 60 s normally)."""
+    monkeypatch.setattr(local_server.limits, "head_timeout", 1.5)
+    monkeypatch.setattr(local_server.limits, "body_timeout", 1.5)
     return 1.5
 
 

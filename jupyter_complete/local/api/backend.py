@@ -12,9 +12,10 @@ URL`` puts our endpoints. Everything a backend must do is here:
   context, a chat template that refuses the turns), 529 ``overloaded_error`` when its own
   admission policy is full. It is called before the response starts, so these are real
   HTTP statuses. It is awaited on the event loop, so CPU work (rendering, tokenising) goes
-  to a thread, and it must not wait for a turn (that is `Job.wait`). Its admission policy is its own: the built-in model runs one generation at a time
-  behind a bounded queue (`jupyter_complete.local.gate.Gate`); an upstream backend bounds
-  its outstanding requests (and lets the engine queue, passing concurrency through).
+  to a thread, and it must not wait for a turn (that is `Job.wait`). Its admission policy
+  is its own: the built-in model runs one generation at a time behind a bounded queue
+  (`jupyter_complete.local.gate.Gate`); an upstream backend bounds its outstanding
+  requests (and lets the engine queue, passing concurrency through).
 - `Job.wait` returns once the job may generate (at once for an upstream backend); the
   exchange sends pings meanwhile and cancels the wait if the client leaves.
 - Iterating a `Job` (``async for delta in job``) yields text deltas (``str``, never a

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .api.backend import Backend
     from .gate import Gate
     from .model import LocalModel
+    from .upstream import UpstreamConfig
 
 log = logging.getLogger("jupyter_complete.local")
 
@@ -325,6 +326,7 @@ def serve(
     refuse_complete_models: Iterable[str] = (),
     limits: HttpLimits | None = None,
     request_limits: RequestLimits | None = None,
+    upstream: UpstreamConfig | None = None,
 ) -> LocalServer:
     """Start the built-in model's server on a background thread.
 
@@ -343,6 +345,10 @@ def serve(
             answers them). For trying out and teaching the switch to the Messages API.
         limits: connection, head, body and time limits (`HttpLimits`; its defaults else).
         request_limits: stop-sequence, prompt-size and turn limits (`RequestLimits`).
+        upstream: take generations from a serving engine instead of a local model
+            (`jupyter_complete.local.upstream.UpstreamConfig`: its URL, protocol, key
+            variable, model name and bound on requests in flight); ``model`` and
+            ``max_queue`` are then unused: the engine queues and batches.
 
     Returns:
         The running `LocalServer`.
@@ -361,11 +367,19 @@ def serve(
             "who can reach it could use it. Pass api_key=... (--api-key, or "
             f"{ENV_SERVER_API_KEY} for the command), or bind 127.0.0.1."
         )
-    owns = not isinstance(model, LocalModel)
-    local = model if isinstance(model, LocalModel) else LocalModel(model)
     http_limits = limits if limits is not None else HttpLimits()
     if limits is None or max_body_bytes != DEFAULT_MAX_BODY_BYTES:
         http_limits.max_body_bytes = max_body_bytes
+    if upstream is not None:
+        from .upstream import UpstreamBackend
+
+        return LocalServer(
+            UpstreamBackend(upstream), host, port, api_key or None, limits=http_limits,
+            request_limits=request_limits, ping_interval=ping_interval,
+            refuse_complete_models=refuse_complete_models,
+        )
+    owns = not isinstance(model, LocalModel)
+    local = model if isinstance(model, LocalModel) else LocalModel(model)
     try:
         return LocalServer(
             ModelBackend(local, max_queue=max_queue), host, port, api_key or None,

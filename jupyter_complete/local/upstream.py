@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from .._constants import HUMAN_PROMPT
 from ..prompt import Conversation
 from .api.backend import BackendError, Final, ModelCard
-from .request import RequestRejected
+from .request import MessagesRequest, RequestRejected
 from .stops import StopMatcher
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from .request import GenerationRequest, MessagesRequest
+    from .request import GenerationRequest
 
 UpstreamAPI = Literal["openai", "anthropic"]
 UPSTREAM_APIS: tuple[UpstreamAPI, ...] = ("openai", "anthropic")
@@ -511,7 +511,7 @@ class UpstreamBackend:
                                       "1970-01-01T00:00:00Z"))
         return cards
 
-    async def count_tokens(self, request: MessagesRequest) -> int:
+    async def count_tokens(self, request: GenerationRequest) -> int:
         """Input tokens as the engine counts them.
 
         ``anthropic``: the engine's ``/v1/messages/count_tokens``. ``openai`` (which has no
@@ -678,7 +678,7 @@ class UpstreamJob:
         echo = PrefillEcho(request.conversation.prefill)
         finish: str | None = None
         engine_stop: str | None = None
-        input_tokens = output_tokens = 0
+        output_tokens = 0
         counted = 0  # text pieces, for engines that report no usage
         try:
             source = EventSource(cast("httpx.Response",
@@ -696,7 +696,7 @@ class UpstreamJob:
                 if piece.error is not None:
                     raise BackendError(f"upstream {piece.error[0]}: {piece.error[1]}")
                 if piece.input_tokens is not None:
-                    input_tokens = self.input_tokens = piece.input_tokens
+                    self.input_tokens = piece.input_tokens
                 if piece.output_tokens is not None:
                     output_tokens = piece.output_tokens
                 if piece.finish is not None:
@@ -704,14 +704,10 @@ class UpstreamJob:
                 if piece.text:
                     counted += 1
                     text = matcher.feed(echo.feed(piece.text))
-                    if matcher.matched is not None:
-                        if text:
-                            yield text
-                        self.final = matched_final(matcher.matched, request, input_tokens,
-                                                   max(output_tokens, counted))
-                        return
                     if text:
                         yield text
+                    if matcher.matched is not None:
+                        break  # closing the response (below) cancels the engine's work
         except httpx.HTTPError as err:
             raise BackendError(f"the upstream engine's stream broke ({type(err).__name__})"
                                ) from err
@@ -720,20 +716,31 @@ class UpstreamJob:
                                ) from err
         finally:
             await self.aclose()
-        tail = matcher.feed(echo.flush())
-        if matcher.matched is not None:
+        if matcher.matched is None:
+            tail = matcher.feed(echo.flush())
+            if matcher.matched is None:
+                tail += matcher.flush()
             if tail:
                 yield tail
-            self.final = matched_final(matcher.matched, request, input_tokens,
-                                       max(output_tokens, counted))
-            return
-        tail += matcher.flush()
-        if tail:
-            yield tail
-        if finish is None:
+        if matcher.matched is None and finish is None:
             raise BackendError("the upstream engine ended its stream without finishing")
-        self.final = final_for(finish, engine_stop, request, input_tokens,
-                               output_tokens or counted)
+        if not self.input_tokens and isinstance(request, MessagesRequest):
+            # Cut short by a stop sequence, or an engine whose stream has no usage; only
+            # the Messages API reports input tokens.
+            self.input_tokens = await self._count_input()
+        outputs = max(output_tokens, counted)
+        if matcher.matched is not None:
+            self.final = matched_final(matcher.matched, request, self.input_tokens, outputs)
+        else:
+            self.final = final_for(finish, engine_stop, request, self.input_tokens, outputs)
+
+    async def _count_input(self) -> int:
+        """Input tokens, asked of the engine, for engines whose stream reports no usage
+        (llama-cpp-python's server); 0 if it cannot say."""
+        try:
+            return await self.backend.count_tokens(self.request)
+        except RequestRejected:
+            return 0
 
     async def aclose(self) -> None:
         """Close the engine's response (the engine cancels the generation) and free the slot."""

@@ -151,6 +151,8 @@ class Exchange:
     method: str
     path: str
     body: dict[str, Any] | None
+    #: The request's headers, names lower-cased.
+    headers: dict[str, str] = field(default_factory=dict)
     #: The engine's response bytes seen so far.
     response: bytearray = field(default_factory=bytearray)
     #: True once our side closed the connection while the engine's response was unfinished.
@@ -235,17 +237,17 @@ class RecordingProxy:
                 while b"\r\n\r\n" in buffer:
                     head, _, rest = buffer.partition(b"\r\n\r\n")
                     lines = head.decode("latin-1").split("\r\n")
-                    length = 0
+                    headers = {}
                     for line in lines[1:]:
                         name, _, value = line.partition(":")
-                        if name.strip().lower() == "content-length":
-                            length = int(value.strip())
+                        headers[name.strip().lower()] = value.strip()
+                    length = int(headers.get("content-length", "0"))
                     if len(rest) < length:
                         break
                     body, buffer = rest[:length], rest[length:]
                     method, path = lines[0].split(" ")[:2]
                     parsed = json.loads(body) if body else None
-                    exchange = Exchange(method, path, parsed)
+                    exchange = Exchange(method, path, parsed, headers)
                     with self._lock:
                         self.exchanges.append(exchange)
                     current.append(exchange)

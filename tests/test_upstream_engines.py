@@ -306,3 +306,58 @@ def test_two_clients_are_served_at_once_by_a_two_slot_engine(llama_server):
         assert b.opened_at < a.finished_at and a.opened_at < b.finished_at  # type: ignore[operator]
     finally:
         f.close()
+
+
+def test_the_command_line_serves_in_front_of_an_engine_with_the_engines_key(engine):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proxy = RecordingProxy(engine.url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
+    env.update({"ENGINE_KEY": "engine-secret-123", "JUPYTER_COMPLETE_SERVER_API_KEY": KEY})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0",
+         "--upstream", proxy.url, "--upstream-key-env", "ENGINE_KEY",
+         "--upstream-model", "smollm2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        reply = requests.post(url + "/v1/complete", timeout=300, json={
+            "model": "whatever-the-notebook-says", "prompt": LONG, "max_tokens_to_sample": 3},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model"] == "smollm2"
+        sent = proxy.requests_to("/v1/chat/completions")[-1]
+        assert sent.body is not None and sent.body["model"] == "smollm2"
+        assert sent.headers["authorization"] == "Bearer engine-secret-123"
+        # Our client's key is ours: it does not travel on to the engine.
+        assert KEY not in json.dumps(sent.headers)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        out, err = proc.communicate(timeout=10)
+        assert "engine-secret-123" not in out + err
+        assert "/v1/complete" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proxy.close()
+
+
+def test_a_missing_engine_key_variable_is_a_one_line_error():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JC_UNSET_ENGINE_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0", "--upstream",
+         "http://127.0.0.1:9", "--upstream-key-env", "JC_UNSET_ENGINE_KEY"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "JC_UNSET_ENGINE_KEY" in done.stderr

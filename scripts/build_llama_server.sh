@@ -25,11 +25,15 @@ if [ -x "$binary" ]; then
   exit 0
 fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# The sources and build tree live next to the binary while it is built, so an interrupted
+# build resumes where it stopped; they are removed once the binary is in place.
+work="$cache/build"
+mkdir -p "$work"
 echo "building llama-server from llama-cpp-python $version's vendored llama.cpp (several minutes)" >&2
-"$py" -m pip download -q --no-binary :all: --no-deps -d "$work" "llama-cpp-python==$version" >&2
-tar -xzf "$work"/llama_cpp_python-"$version".tar.gz -C "$work"
+if [ ! -d "$work/llama_cpp_python-$version" ]; then
+  "$py" -m pip download -q --no-binary :all: --no-deps -d "$work" "llama-cpp-python==$version" >&2
+  tar -xzf "$work"/llama_cpp_python-"$version".tar.gz -C "$work"
+fi
 src="$work/llama_cpp_python-$version/vendor/llama.cpp"
 # A static, self-contained binary: no web UI (nothing fetched at build time), no HTTPS, no
 # tests or examples. LLAMA_CURL is deprecated in this llama.cpp (downloads are off anyway
@@ -43,7 +47,7 @@ nice -n 10 cmake --build "$work/build" --target llama-server -j "${BUILD_JOBS:-2
   >"$work/build.log" 2>&1 || { tail -50 "$work/build.log" >&2; exit 1; }
 built="$(find "$work/build" -type f -name llama-server -perm -u+x | head -1)"
 [ -n "$built" ] || { echo "llama-server not found after the build" >&2; exit 1; }
-mkdir -p "$cache"
 cp "$built" "$binary.tmp"
 mv "$binary.tmp" "$binary"
+rm -rf "$work"
 echo "$binary"

@@ -1,6 +1,7 @@
 """Classroom scale: concurrent streaming clients against three servers, side by side in one run.
 
     python tests/benchmarks/bench_upstream.py [--short | --full] [--rounds N]
+        [--engine llama-server | llama-cpp-python]
 
 Contenders, all serving the same SmolLM2-135M GGUF on this machine:
 
@@ -18,7 +19,9 @@ the level) and p50/p95 time to first text. Goal: (c) >= 90% of (b) at every leve
 above (a) at 8 and 32. Prints figures only; it never fails on a number.
 
 llama-server comes from ``scripts/build_llama_server.sh``'s cache; without it the benchmark
-says so and skips.
+says so and skips. ``--engine llama-cpp-python`` puts llama-cpp-python's OpenAI server in
+(b)'s place instead: it runs one request at a time, so it measures what our server adds in
+front of an engine, not batching.
 """
 
 from __future__ import annotations
@@ -94,6 +97,11 @@ async def _level(kind: str, url: str, body: dict[str, Any], clients: int) -> dic
 
 
 def main() -> int:
+    engine_choice = "llama-server"
+    if "--engine" in sys.argv:  # not a _bench option: take it out before parse_mode
+        at = sys.argv.index("--engine")
+        engine_choice = sys.argv[at + 1]
+        del sys.argv[at:at + 2]
     args = parse_mode("concurrent clients: built-in server vs llama-server vs us in front")
     try:
         import httpx  # noqa: F401
@@ -103,7 +111,7 @@ def main() -> int:
         print(f"skipped: the [local] extra is not installed ({err.name})")
         return 0
     import pytest
-    from fixtures_upstream import start_llama_server
+    from fixtures_upstream import start_llama_cpp_python_server, start_llama_server
 
     from jupyter_complete.local import serve
     from jupyter_complete.local.request import MessagesRequest
@@ -115,9 +123,16 @@ def main() -> int:
     messages = {"model": "smollm2", "max_tokens": MAX_TOKENS, "stream": True,
                 "messages": [{"role": "user", "content": PROMPT}]}
     engine_body = openai_body(MessagesRequest.from_dict(dict(messages)), "smollm2")
+    threads = max(1, (os.cpu_count() or 2) // 2)  # what the built-in model uses
     try:
-        engine = start_llama_server(Path(tempfile.mkdtemp()), parallel=8, ctx_per_slot=1024,
-                                    threads=max(1, (os.cpu_count() or 2) // 2))
+        if engine_choice == "llama-cpp-python":
+            # One request at a time: measures what we add, not batching.
+            engine = start_llama_cpp_python_server(Path(tempfile.mkdtemp()), threads=threads)
+            engine_name = "(b) llama-cpp-python server"
+        else:
+            engine = start_llama_server(Path(tempfile.mkdtemp()), parallel=8,
+                                        ctx_per_slot=1024, threads=threads)
+            engine_name = "(b) llama-server -np 8"
     except (pytest.skip.Exception, pytest.fail.Exception) as err:
         print(f"skipped: {err}")
         return 0
@@ -126,7 +141,7 @@ def main() -> int:
                   upstream=UpstreamConfig(url=engine.url, max_outstanding=max(LEVELS) + 8))
     contenders = {
         "(a) builtin": ("messages", builtin.url, messages),
-        "(b) llama-server -np 8": ("openai", engine.url, engine_body),
+        engine_name: ("openai", engine.url, engine_body),
         "(c) us -> (b)": ("messages", front.url, messages),
     }
     try:

@@ -138,7 +138,9 @@ def start_llama_cpp_python_server(tmp: Path, *, threads: int = 1) -> Engine:
     log = tmp / f"llama-cpp-python-{port}.log"
     args = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-            "--n_threads", str(threads), "--model_alias", "smollm2"]
+            "--n_threads", str(threads), "--model_alias", "smollm2",
+            # Its default cuts a running request short whenever another one arrives.
+            "--interrupt_requests", "false"]
     with open(log, "wb") as sink:
         process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
     return _wait_ready(Engine(f"http://127.0.0.1:{port}", process, log), "/v1/models", 120)

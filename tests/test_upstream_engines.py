@@ -361,3 +361,36 @@ def test_a_missing_engine_key_variable_is_a_one_line_error():
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "JC_UNSET_ENGINE_KEY" in done.stderr
+
+
+def test_an_engine_speaking_the_messages_api_serves_our_text_completions(
+        local_server, local_api_key, monkeypatch):
+    # The engine here is our own built-in server, a real /v1/messages implementation.
+    monkeypatch.setenv("JC_TEST_ENGINE_KEY", local_api_key)
+    engine = Engine(local_server.url, None, None)  # type: ignore[arg-type]
+    f = Front(engine, api="anthropic", key_env="JC_TEST_ENGINE_KEY")
+    try:
+        text, last = _stream(f.sdk(), model="claude-2.1", prompt="Be brief." + LONG,
+                             max_tokens_to_sample=64, temperature=0, top_k=5,
+                             stop_sequences=["e"])
+        assert last.stop_reason == "stop_sequence" and "e" not in text
+        sent = f.sent("/v1/messages")
+        assert sent["system"] == "Be brief." and sent["stream"] is True
+        assert sent["stop_sequences"] == ["e", HUMAN]
+        assert (sent["temperature"], sent["top_k"], sent["max_tokens"]) == (0, 5, 64)
+        assert "top_p" not in sent
+        exchange = f.proxy.requests_to("/v1/messages")[-1]
+        assert exchange.headers["x-api-key"] == local_api_key
+        # The engine named the stop; we report it as the API does.
+        final = f.sdk().completions.create(model="claude-2.1", prompt=LONG,
+                                            max_tokens_to_sample=64, temperature=0,
+                                            stop_sequences=["e"])
+        assert (final.stop_reason, final.stop) == ("stop_sequence", "e")
+        headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+        counted = requests.post(f.url + "/v1/messages/count_tokens", headers=headers, json={
+            "model": "m", "messages": [{"role": "user", "content": "Hi there"}]}, timeout=60)
+        assert counted.status_code == 200, counted.text
+        assert counted.json()["input_tokens"] >= 2
+        assert f.proxy.requests_to("/v1/messages/count_tokens")
+    finally:
+        f.close()

@@ -87,13 +87,18 @@ async def _level(kind: str, url: str, body: dict[str, Any], clients: int) -> dic
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits,
                                  trust_env=False) as client:
         started = time.perf_counter()
-        results = await asyncio.gather(*(_one(client, kind, url, body)
-                                         for _ in range(clients)))
+        outcomes = await asyncio.gather(*(_one(client, kind, url, body)
+                                          for _ in range(clients)), return_exceptions=True)
         wall = time.perf_counter() - started
+    results = [r for r in outcomes if not isinstance(r, BaseException)]
+    failures = [r for r in outcomes if isinstance(r, BaseException)]
+    if failures:
+        print(f"  {url} ({kind}), {clients} clients: {len(failures)} failed: "
+              f"{type(failures[0]).__name__}: {failures[0]}", flush=True)
     ttfts = [r[0] for r in results]
     tokens = sum(r[1] for r in results)
     return {"tok_s": tokens / wall, "p50": percentile(ttfts, 50), "p95": percentile(ttfts, 95),
-            "tokens": tokens}
+            "tokens": tokens, "failed": len(failures)}
 
 
 def main() -> int:
@@ -167,10 +172,12 @@ def main() -> int:
     rows = []
     for level in LEVELS:
         for name in contenders:
+            failed = sum(int(f["failed"]) for f in figures[(name, level)])
             rows.append([level, name, f"{fig(name, level, 'tok_s'):.1f}",
                          f"{fig(name, level, 'p50') * 1000:.0f}",
-                         f"{fig(name, level, 'p95') * 1000:.0f}"])
-    print(table(["clients", "server", "tokens/s", "ttft p50 ms", "ttft p95 ms"], rows))
+                         f"{fig(name, level, 'p95') * 1000:.0f}", failed])
+    print(table(["clients", "server", "tokens/s", "ttft p50 ms", "ttft p95 ms", "failed"],
+                rows))
     print()
     ratio_rows = []
     for level in LEVELS:

@@ -53,7 +53,7 @@ async def _one(client: Any, kind: str, url: str, body: dict[str, Any]) -> tuple[
 
     started = time.perf_counter()
     first: float | None = None
-    tokens = 0
+    tokens = chunks = 0
     path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
     headers = {"anthropic-version": "2023-06-01", "x-api-key": "bench"}
     async with aconnect_sse(client, "POST", url + path, json=body, headers=headers) as source:
@@ -66,8 +66,10 @@ async def _one(client: Any, kind: str, url: str, body: dict[str, Any]) -> tuple[
             data = json.loads(sse.data)
             if kind == "openai":
                 for choice in data.get("choices") or ():
-                    if (choice.get("delta") or {}).get("content") and first is None:
-                        first = time.perf_counter() - started
+                    if (choice.get("delta") or {}).get("content"):
+                        chunks += 1
+                        if first is None:
+                            first = time.perf_counter() - started
                 if data.get("usage"):
                     tokens = data["usage"]["completion_tokens"]
             else:
@@ -77,7 +79,8 @@ async def _one(client: Any, kind: str, url: str, body: dict[str, Any]) -> tuple[
                     tokens = data["usage"]["output_tokens"]
                 if data.get("type") == "error":
                     raise RuntimeError(f"{url}: {data}")
-    return (first if first is not None else time.perf_counter() - started), tokens
+    # An engine whose stream has no usage (llama-cpp-python) sends a chunk per token.
+    return (first if first is not None else time.perf_counter() - started), tokens or chunks
 
 
 async def _level(kind: str, url: str, body: dict[str, Any], clients: int) -> dict[str, float]:

@@ -394,3 +394,55 @@ def test_an_engine_speaking_the_messages_api_serves_our_text_completions(
         assert f.proxy.requests_to("/v1/messages/count_tokens")
     finally:
         f.close()
+
+
+def test_an_engine_that_never_ends_an_event_cannot_make_us_buffer_without_end():
+    import socket
+    import threading
+
+    from jupyter_complete.local import serve
+    from jupyter_complete.local.upstream import MAX_EVENT_CHARS, UpstreamConfig
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    sent = [0]
+    cut = threading.Event()
+
+    def engine() -> None:  # an "engine" streaming one endless event
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                buffer = b""
+                while b"\r\n\r\n" not in buffer:
+                    buffer += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                chunk = b"data: " + b"x" * 65536
+                try:
+                    while sent[0] < 64 * MAX_EVENT_CHARS:
+                        conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        sent[0] += len(chunk)
+                except OSError:
+                    cut.set()  # we closed the connection
+
+    threading.Thread(target=engine, daemon=True).start()
+    port = listener.getsockname()[1]
+    server = serve("127.0.0.1", 0, api_key=KEY,
+                   upstream=UpstreamConfig(url=f"http://127.0.0.1:{port}"))
+    try:
+        reply = requests.post(server.url + "/v1/complete", timeout=120, stream=True, json={
+            "model": "m", "prompt": LONG, "max_tokens_to_sample": 4, "stream": True},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        body = reply.raw.read(1 << 20).decode()
+        assert "event: error" in body and "oversized event" in body
+        # We hung up long before the engine's 64 MB (what it sent meanwhile sat in the
+        # sockets' buffers, not in ours).
+        assert cut.wait(30)
+        assert sent[0] < 32 * MAX_EVENT_CHARS
+    finally:
+        server.close()
+        listener.close()

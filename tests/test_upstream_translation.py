@@ -227,3 +227,15 @@ def test_a_bad_upstream_setting_is_named_in_one_line(kwargs, message):
 
 def test_the_base_url_may_end_in_v1():
     assert UpstreamConfig(url="http://h:1/v1/").base == "http://h:1"
+
+
+def test_the_upstream_module_and_the_package_load_without_the_http_client():
+    import subprocess
+    import sys
+
+    code = ("import sys, jupyter_complete, jupyter_complete.local.upstream, "
+            "jupyter_complete.cli; print(sorted(m for m in ('httpx', 'httpx_sse', 'uvicorn') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

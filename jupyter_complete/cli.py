@@ -59,8 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-body-bytes", type=int, default=HttpLimits.max_body_bytes,
                         help="request body size (default %(default)s, the API's 32 MB); past "
                         "it, 413")
+    limits.add_argument("--max-body-bytes-in-flight", type=int,
+                        default=HttpLimits.max_body_bytes_in_flight,
+                        help="request bodies being read at once, by their Content-Length "
+                        "(default %(default)s); past it, 529")
     limits.add_argument("--max-head-bytes", type=int, default=HttpLimits.max_head_bytes,
                         help="request line and headers (default %(default)s); past it, 431")
+    limits.add_argument("--max-headers", type=int, default=HttpLimits.max_headers,
+                        help="header fields in one request (default %(default)s); past it, 431")
     limits.add_argument("--head-timeout", type=float, default=HttpLimits.head_timeout,
                         help="seconds to send a whole request head (default %(default)s); then "
                         "408")
@@ -81,10 +87,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="turns (messages) in one conversation (default %(default)s); past "
                         "it, 400")
     limits.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                        help="also answer requests whose Host header names NAME (a DNS name "
-                        "this server is reached by; '*' for any); repeatable. By default only "
-                        "the listening address (and localhost on loopback) is answered, so "
-                        "web pages cannot reach the server by DNS rebinding")
+                        help="without --api-key, also answer requests whose Host header names "
+                        "NAME (a DNS name this server is reached by; '*' for any); "
+                        "repeatable. A keyless server answers only its listening address (and "
+                        "localhost on loopback), so web pages cannot reach it by DNS "
+                        "rebinding; with a key, Host is not checked")
+    serve.add_argument("--reuse-cache", action="store_true",
+                       help="reuse the KV cache for the whole prefix a prompt shares with the "
+                       "one before (faster repeats). Only when you alone use the server: "
+                       "with several users, its timing tells one how much of a guessed prompt "
+                       "another sent. Without it, only the chat template's own tokens are "
+                       "reused")
     engine = serve.add_argument_group(
         "upstream", "generate with a serving engine (llama-server, vLLM, Ollama, LiteLLM ...) "
         "instead of a local model: our endpoints stay the same, the engine batches requests")
@@ -116,7 +129,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     limits = HttpLimits(
         max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
-        max_head_bytes=args.max_head_bytes, head_timeout=args.head_timeout,
+        max_body_bytes_in_flight=args.max_body_bytes_in_flight,
+        max_head_bytes=args.max_head_bytes, max_headers=args.max_headers,
+        head_timeout=args.head_timeout,
         body_timeout=args.body_timeout, idle_timeout=args.idle_timeout,
         allowed_hosts=tuple(args.allow_host),
     )
@@ -136,7 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
         key = args.api_key if args.api_key is not None else os.environ.get(ENV_SERVER_API_KEY)
         server = serve(args.host, args.port, args.model_path, key, max_queue=args.max_queue,
                        refuse_complete_models=args.refuse_complete, limits=limits,
-                       request_limits=request_limits, upstream=upstream)
+                       request_limits=request_limits, reuse_cache=args.reuse_cache,
+                       upstream=upstream)
     except (ValueError, OSError, LocalModelUnavailableError) as err:
         print(f"jupyter-complete serve: {err}", file=sys.stderr)
         return 2

@@ -320,8 +320,9 @@ def test_a_reader_that_never_reads_its_cumulative_stream_does_not_hold_the_model
     slow.connect(("127.0.0.1", attack_server.port))
     try:
         slow.sendall(post(body, version="2023-01-01"))
-        assert wait_until(lambda: attack_server.gate.busy, 30)
-        # The text is generated whatever the reader does; the model is then free.
+        time.sleep(0.5)
+        # The text is generated whatever the reader does; the model is then free and the
+        # next request is answered while the slow reader has read nothing.
         assert wait_until(lambda: not attack_server.gate.busy, 120)
         answer = exchange(attack_server.port, post({**VALID, "max_tokens_to_sample": 3}),
                           timeout=60, check_close=0)
@@ -343,6 +344,8 @@ def test_a_repeated_prompt_reuses_only_the_template_s_own_tokens_from_the_cache(
     tokens, public = local_model.render_public(parse(secret))
     other, other_public = local_model.render_public(parse(PROMPT))
     assert public == other_public and tokens[:public] == other[:public]
+    # Someone else's request first: the cache holds at least the template's own tokens.
+    assert exchange(attack_server.port, post(VALID), check_close=0).status == 200
     for _ in range(2):
         evaluated.clear()
         answer = exchange(attack_server.port, post({**VALID, "prompt": secret}), check_close=0)
@@ -350,6 +353,23 @@ def test_a_repeated_prompt_reuses_only_the_template_s_own_tokens_from_the_cache(
         # The prompt is evaluated past the template's own prefix, even when repeated: how
         # long it takes says nothing about what anyone sent before.
         assert evaluated[0] == len(tokens) - public, (evaluated, len(tokens), public)
+
+
+def test_a_client_s_repeated_prompt_on_its_own_connection_reuses_its_own_cache(
+    attack_server: Any, local_model: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    evaluated: list[int] = []
+    real = local_model.llm.eval
+    monkeypatch.setattr(local_model.llm, "eval",
+                        lambda tokens: evaluated.append(len(tokens)) or real(tokens))
+    body = {**VALID, "prompt": "\n\nHuman: my own question, twice\n\nAssistant:"}
+    with connect(attack_server.port) as sock:  # one keep-alive connection
+        for _ in range(2):
+            evaluated.clear()
+            sock.sendall(post(body))
+            assert read(sock, check_close=0).status == 200
+    # The second time the cache holds this client's own prompt: only one token is evaluated.
+    assert evaluated[0] == 1, evaluated
 
 
 # -- connections and descriptors ---------------------------------------------------------------
@@ -374,3 +394,35 @@ def test_connections_past_the_limit_get_a_503_and_the_server_still_answers(
         assert wait_until(lambda: len(server._connections) == 0)
         answer = exchange(server.port, post(VALID), check_close=0)
         assert answer.status == 200
+
+
+def test_key_holders_cannot_hold_more_body_bytes_at_once_than_the_in_flight_limit(
+    local_model: Any,
+) -> None:
+    from jupyter_complete.local import serve
+    from jupyter_complete.local.http.limits import HttpLimits
+
+    limits = HttpLimits(max_body_bytes=1 << 20, max_body_bytes_in_flight=2 << 20,
+                        body_timeout=2)
+    with serve(model=local_model, api_key=ATTACK_KEY, limits=limits) as server:
+        stalled = []
+        try:
+            for _ in range(2):  # two bodies of 1 MiB announced, half sent: 2 MiB in flight
+                sock = connect(server.port)
+                sock.sendall(head(length=1 << 20) + b" " * (1 << 19))
+                stalled.append(sock)
+            time.sleep(0.5)
+            answer = exchange(server.port, head(length=1 << 20), timeout=10, check_close=0)
+            assert_envelope(answer, 529, "overloaded_error", "--max-body-bytes-in-flight")
+            # Small bodies are always read: a normal request is answered meanwhile.
+            assert exchange(server.port, post(VALID), check_close=0).status == 200
+            # The stalled bodies time out (408) and free the budget.
+            for sock in stalled:
+                assert_envelope(read(sock, timeout=30, check_close=0), 408,
+                                "invalid_request_error")
+        finally:
+            for sock in stalled:
+                sock.close()
+        answer = exchange(server.port, head(length=1 << 20) + b" " * (1 << 20), timeout=30,
+                          check_close=0)
+        assert_envelope(answer, 400, "invalid_request_error")  # read and parsed: not JSON

@@ -162,3 +162,31 @@ def test_the_embedded_server_in_a_kernel_withstands_strangers_and_keeps_the_kern
         after = proc_status(pid)
         assert after["Threads"] - before["Threads"] <= 2, (before, after)
         assert after["VmRSS"] - before["VmRSS"] < 64 * 1024, (before, after)
+
+
+def test_the_serve_command_s_limit_flags_reach_the_server() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0",
+         "--max-stop-sequences", "2", "--head-timeout", "1", "--allow-host", "lab.example"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
+        answer = exchange(port, post({**VALID, "stop_sequences": ["a", "b", "c"]}, key=None),
+                          check_close=0)
+        assert_envelope(answer, 400, "invalid_request_error", "--max-stop-sequences")
+        answer = exchange(port, head("GET", "/v1/models", key=None, host="lab.example"),
+                          check_close=0)
+        assert answer.status == 200
+        with connect(port) as sock:
+            started = time.monotonic()
+            assert read(sock, timeout=30).closed
+            assert time.monotonic() - started < 15
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -8,9 +8,16 @@ client's socket, so a slow reader cannot hold the model (what it has not read ye
 most ``max_tokens`` tokens' text). Cancelling a job (the client left, the server closes)
 is seen by the worker before its next token, and the gate goes to the next in line.
 
-The KV cache is reused only for the prompt's leading tokens that hold none of the
-caller's text (`LocalModel.render_public`): reusing a previous caller's prompt would let a
-key holder time how much of a guessed prompt another user sent.
+By default the KV cache is reused only for the prompt's leading tokens that hold none of
+the caller's text (`LocalModel.render_public`), or in full when the cache was last filled
+for a request on the same client connection (`REQUESTER`): that client's own prompt, which
+tells it nothing new. Reusing another caller's prompt would let a key holder time how much
+of a guessed prompt another user sent (a right guess answered in 0.1 s, a wrong one in 4
+s). A connection is one client's (behind a reverse proxy that pools its connections to the
+server, several users may share one: use the default there, never ``reuse_cache``).
+``reuse_cache=True`` reuses the whole common prefix whoever sent it, which is safe only when
+a single party can send requests: the embedded server, whose random key never leaves the
+kernel that started it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .api.backend import BackendError, Final, ModelCard, StopReason
+from .api.backend import REQUESTER, BackendError, Final, ModelCard, StopReason
 from .gate import Gate
 from .generation import STOP_SEQUENCE, Generation
 from .request import GenerationRequest, MessagesRequest, RequestRejected, invalid
@@ -67,11 +74,16 @@ class ModelBackend:
     Args:
         model: the model that generates.
         max_queue: requests that may wait while one generates; past it, 529.
+        reuse_cache: reuse the KV cache for the whole prefix a prompt shares with the last
+            one, not only the chat template's own leading tokens (see the module docstring:
+            only for a server a single party can reach).
     """
 
-    def __init__(self, model: LocalModel, *, max_queue: int = 8) -> None:
+    def __init__(self, model: LocalModel, *, max_queue: int = 8,
+                 reuse_cache: bool = False) -> None:
         self.model = model
         self.gate = Gate(max_queue)
+        self.reuse_cache = reuse_cache
         self._jobs: set[_ModelJob] = set()
         self._jobs_lock = threading.Lock()
 
@@ -106,7 +118,7 @@ class ModelBackend:
         if ticket is None:
             raise RequestRejected(529, "overloaded_error", "Overloaded",
                                   {"x-should-retry": "true"})
-        job = _ModelJob(self, request, tokens, public, ticket)
+        job = _ModelJob(self, request, tokens, None if self.reuse_cache else public, ticket)
         with self._jobs_lock:
             self._jobs.add(job)
         job.start()
@@ -125,10 +137,10 @@ class ModelBackend:
         """Prompt tokens and their public prefix; 400 when too long or refused."""
         model = self.model
         # Past n_ctx tokens of the longest piece, the text cannot fit: refuse it before
-        # tokenising, which costs time and memory in the text's length.
-        budget = model.n_ctx * model.max_token_bytes
+        # tokenising, which costs time and memory in the text's length. (The longest piece
+        # is measured on the first text over n_ctx bytes: shorter ones always pass.)
         size = request.conversation_bytes()
-        if size > budget:
+        if size > model.n_ctx and size > model.n_ctx * model.max_token_bytes:
             raise invalid(f"prompt is too long: {size} bytes cannot fit the model's "
                           f"{model.n_ctx}-token context")
         try:
@@ -148,12 +160,13 @@ class _ModelJob:
     """One request to the built-in model: a worker thread and the queue it fills."""
 
     def __init__(self, backend: ModelBackend, request: GenerationRequest, tokens: list[int],
-                 public: int, ticket: object) -> None:
+                 public: int | None, ticket: object) -> None:
         self._backend = backend
         self._request = request
         self._tokens = tokens
         self._public = public
         self._ticket = ticket
+        self._owner = REQUESTER.get()
         self.input_tokens = len(tokens)
         self.final: Final | None = None
         self._loop = asyncio.get_running_loop()
@@ -183,37 +196,39 @@ class _ModelJob:
                 self._post(_CANCELLED)
                 return
             try:
-                self._generate()
+                outcome = self._generate()
             finally:
                 gate.release()
+            # Only now the end: whoever learns of it (the client, by its answer) finds the
+            # model free.
+            self._post(outcome)
         finally:
             backend._forget(self)
 
-    def _generate(self) -> None:
+    def _generate(self) -> object:
+        """Post the deltas; return what ends the job (`Final`, `_Failed`, `_CANCELLED`)."""
         if self._cancel.is_set():
-            self._post(_CANCELLED)
-            return
+            return _CANCELLED
         self._post(_STARTED)
         r = self._request
         try:
             generation = self._backend.model.generate(
                 self._tokens, max_tokens=r.max_tokens, temperature=r.temperature,
                 top_k=r.top_k, top_p=r.top_p, stop_sequences=r.stop_sequences,
-                reuse_limit=self._public,
+                reuse_limit=self._public, owner=self._owner,
             )
             try:
                 for delta in generation:
                     if self._cancel.is_set():
-                        self._post(_CANCELLED)
-                        return
+                        return _CANCELLED
                     if delta:
                         self._post(delta)
             finally:
                 generation.close()
-            self._post(final_of(generation, self.input_tokens))
+            return final_of(generation, self.input_tokens)
         except Exception as err:  # a model failure: the client gets api_error
             log.exception("generation failed")
-            self._post(_Failed(err))
+            return _Failed(err)
 
     # -- Job ---------------------------------------------------------------------------
     async def _next(self) -> object:

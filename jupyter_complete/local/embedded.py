@@ -62,7 +62,9 @@ def ensure_started() -> tuple[str, str]:
             from .server import serve
 
             key = secrets.token_urlsafe(32)
-            server = serve("127.0.0.1", 0, None, key)
+            # Only this process has the key, so the KV cache may be reused across its
+            # requests (a repeated prompt answers at once) without telling anyone anything.
+            server = serve("127.0.0.1", 0, None, key, reuse_cache=True)
             atexit.register(server.close)
             label = (DEFAULT_MODEL_LABEL if not os.environ.get(ENV_MODEL_PATH)
                      else server.model.name)

@@ -50,6 +50,7 @@ class Generation:
         stop_sequences: tuple[str, ...],
         rng: np.random.Generator,
         reuse_limit: int | None = None,
+        owner: object | None = None,
     ) -> None:
         self.model = model
         self.prompt_tokens = prompt_tokens
@@ -60,6 +61,7 @@ class Generation:
         self.stop_sequences = stop_sequences
         self.rng = rng
         self.reuse_limit = reuse_limit
+        self.owner = owner
         #: Token ids sampled so far (the end-of-turn token is not included).
         self.tokens: list[int] = []
         #: "stop_sequence" or "max_tokens" once finished, else None.
@@ -100,7 +102,7 @@ class Generation:
         matcher = StopMatcher((HUMAN_PROMPT, *self.stop_sequences))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with model.lock:
-            logits = model.prime(self.prompt_tokens, self.reuse_limit)
+            logits = model.prime(self.prompt_tokens, self.reuse_limit, self.owner)
             delta = ""
             for step in range(self.max_tokens):
                 staged = stages(logits, self.temperature, self.top_k, self.top_p)

@@ -127,6 +127,7 @@ class LocalModel:
         self.chat_template: str | None = metadata.get("tokenizer.chat_template") or None
         self._template: Any = None  # the compiled chat template (jinja2), on first use
         self._max_token_bytes: int | None = None
+        self._cache_owner: object | None = None  # whose prompt the KV cache holds (prime)
         self._bos_text = self._piece_text(self.llm.token_bos(), special=True)
         self._eos_text = self._piece_text(self.llm.token_eos(), special=True)
 
@@ -290,16 +291,18 @@ class LocalModel:
         return tokens
 
     # -- evaluation --------------------------------------------------------------------
-    def prime(self, tokens: Sequence[int], reuse_limit: int | None = None
-              ) -> npt.NDArray[np.float32]:
+    def prime(self, tokens: Sequence[int], reuse_limit: int | None = None,
+              owner: object | None = None) -> npt.NDArray[np.float32]:
         """Evaluate ``tokens`` as the whole context; the next-token logits (a live view).
 
         The longest prefix already in llama.cpp's KV cache is reused, so a repeated prompt
-        (or one that extends the last) costs only its new tokens; ``reuse_limit`` caps the
+        (or one that extends the last) costs only its new tokens. ``reuse_limit`` caps the
         reused prefix (the server passes the count `render_public` gives, so how long a
-        request takes never depends on what another caller sent before it). The returned
-        array is overwritten by the next evaluation: copy it to keep it. Hold `lock` around
-        the prime/advance sequence.
+        request takes never depends on what another caller sent before it), unless the
+        cache was last filled for the same ``owner`` (an opaque token: the server passes
+        one per client connection), whose own prompt it then holds. The returned array is
+        overwritten by the next evaluation: copy it to keep it. Hold `lock` around the
+        prime/advance sequence.
         """
         if not tokens:
             raise ValueError("cannot evaluate an empty prompt")
@@ -314,8 +317,9 @@ class LocalModel:
             common = int(differ[0]) if differ.shape[0] else n
             # At least one token must be evaluated, to produce fresh logits.
             common = min(common, len(tokens) - 1)
-            if reuse_limit is not None:
+            if reuse_limit is not None and (owner is None or owner is not self._cache_owner):
                 common = min(common, reuse_limit)
+            self._cache_owner = owner
             memory = self._lib.llama_get_memory(llm.ctx)
             if common > 0 and not self._lib.llama_memory_seq_rm(memory, 0, common, -1):
                 common = 0  # the cache cannot be cut there (recurrent models): start over
@@ -362,10 +366,11 @@ class LocalModel:
         stop_sequences: Iterable[str] = (),
         rng: np.random.Generator | None = None,
         reuse_limit: int | None = None,
+        owner: object | None = None,
     ) -> Generation:
         """A `Generation`: iterate it for text deltas, one per sampled token.
 
-        ``reuse_limit``: at most this many prompt tokens come from the KV cache (`prime`).
+        ``reuse_limit``, ``owner``: how much of the KV cache may be reused (`prime`).
         """
         from .generation import Generation
 
@@ -373,6 +378,7 @@ class LocalModel:
             self, list(prompt_tokens), max_tokens=max_tokens, temperature=temperature,
             top_k=top_k, top_p=top_p, stop_sequences=tuple(stop_sequences),
             rng=rng if rng is not None else np.random.default_rng(), reuse_limit=reuse_limit,
+            owner=owner,
         )
 
     def close(self) -> None:

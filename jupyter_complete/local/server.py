@@ -326,6 +326,7 @@ def serve(
     refuse_complete_models: Iterable[str] = (),
     limits: HttpLimits | None = None,
     request_limits: RequestLimits | None = None,
+    reuse_cache: bool = False,
     upstream: UpstreamConfig | None = None,
 ) -> LocalServer:
     """Start the built-in model's server on a background thread.
@@ -345,6 +346,10 @@ def serve(
             answers them). For trying out and teaching the switch to the Messages API.
         limits: connection, head, body and time limits (`HttpLimits`; its defaults else).
         request_limits: stop-sequence, prompt-size and turn limits (`RequestLimits`).
+        reuse_cache: reuse the KV cache for the whole prefix a prompt shares with the one
+            before (faster repeats). Only for a server a single party can use: with several
+            users, timing it tells one how much of a guessed prompt another sent. Off, only
+            the chat template's own leading tokens are reused.
         upstream: take generations from a serving engine instead of a local model
             (`jupyter_complete.local.upstream.UpstreamConfig`: its URL, protocol, key
             variable, model name and bound on requests in flight); ``model`` and
@@ -382,7 +387,8 @@ def serve(
     local = model if isinstance(model, LocalModel) else LocalModel(model)
     try:
         return LocalServer(
-            ModelBackend(local, max_queue=max_queue), host, port, api_key or None,
+            ModelBackend(local, max_queue=max_queue, reuse_cache=reuse_cache), host, port,
+            api_key or None,
             limits=http_limits, request_limits=request_limits, ping_interval=ping_interval,
             refuse_complete_models=refuse_complete_models, owns_model=owns,
         )

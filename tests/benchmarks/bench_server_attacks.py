@@ -9,6 +9,9 @@ model, a key) and samples its /proc status every 20 ms while the attack runs:
 - ``huge heads``: 30 connections send header lines until the server refuses.
 - ``slowloris``: 1000 connections each send part of a head and wait.
 - ``idle``: 1000 idle connections; how long a real client then waits for an answer.
+- ``huge prompts`` (with the key): four prompts of 8 MB (full: 16 MB) at once.
+- ``many stops`` (with the key): 512,000 stop sequences (full: 1,024,000); how long a
+  small request queued behind them waits.
 
 Run it on this tree, or side by side with another (``--compare /path/to/old/tree``, e.g. an
 export of the main branch) to print both and the ratios. Figures, never assertions.
@@ -17,6 +20,7 @@ export of the main branch) to print both and the ratios. Figures, never assertio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -162,7 +166,42 @@ def attack_idle(port: int, scale: int) -> None:  # noqa: ARG001
         sock.close()
 
 
+def attack_huge_prompts(port: int, scale: int) -> None:
+    """A key holder: 4 requests at once, each a prompt of ``scale / 16`` MB."""
+    text = "word " * ((scale << 20) // 16 // 5)
+    body = json.dumps({"model": "m", "prompt": f"\n\nHuman: {text}\n\nAssistant:",
+                       "max_tokens_to_sample": 1}).encode()
+
+    def one() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+            sock.sendall(request(body=body, headers="connection: close\r\n"))
+            with contextlib.suppress(OSError):
+                while sock.recv(65536):
+                    pass
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+
+
+def attack_many_stops(port: int, scale: int) -> None:
+    """A key holder: ``scale * 4000`` stop sequences; how long a 3-token request waits."""
+    stops = [f"zz{i}" for i in range(scale * 4000)]
+    body = json.dumps({"model": "m", "prompt": "\n\nHuman: Tell a story.\n\nAssistant:",
+                       "max_tokens_to_sample": 20, "stop_sequences": stops}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=300) as hog:
+        hog.sendall(request(body=body, headers="connection: close\r\n"))
+        time.sleep(0.5)
+        took = answer_time(port, timeout=300)
+        print(f"    a 1-token request behind {len(stops):,} stop sequences waited {took:.2f} s",
+              flush=True)
+
+
 CASES: dict[str, Callable[[int, int], None]] = {
+    "huge prompts": attack_huge_prompts,
+    "many stops": attack_many_stops,
     "negative chunk": attack_negative_chunk,
     "big bodies": attack_big_bodies,
     "huge heads": attack_huge_heads,

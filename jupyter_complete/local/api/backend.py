@@ -43,6 +43,7 @@ changes.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
@@ -51,6 +52,13 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ..request import GenerationRequest, MessagesRequest
+
+#: An opaque token for the client connection the request being admitted came on (one
+#: object per connection, never reused), set by the HTTP layer around `Backend.admit`; None
+#: outside a request. A backend with a cache shared by all callers may use it to reuse only
+#: what the same client put there (the built-in model's KV cache). Others ignore it.
+REQUESTER: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "jupyter_complete_requester", default=None)
 
 #: Why a generation ended, in the Messages API's terms (``/v1/complete`` maps ``end_turn`` to
 #: ``stop_sequence`` with the stop ``"\n\nHuman:"``, as the Text Completions API reports it).
@@ -145,4 +153,4 @@ class Backend(Protocol):
         """Stop every job and free the backend (the server is closing)."""
 
 
-__all__ = ["Backend", "BackendError", "Final", "Job", "ModelCard", "StopReason"]
+__all__ = ["REQUESTER", "Backend", "BackendError", "Final", "Job", "ModelCard", "StopReason"]

@@ -25,9 +25,9 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from ..api.backend import Backend
+from ..api.backend import REQUESTER, Backend
 from ..api.encoders import CompleteEncoder, Encoder, MessagesEncoder, error_body, new_id
 from ..api.exchange import ClientGone, Exchange
 from ..api.rules import RequestLimits
@@ -42,6 +42,7 @@ from ..request import (
 )
 from .hosts import HostCheck
 from .limits import HttpLimits
+from .protocol import CONNECTION_KEY
 
 log = logging.getLogger("jupyter_complete.local")
 
@@ -51,6 +52,9 @@ _COUNT = "/v1/messages/count_tokens"
 _MODELS = "/v1/models"
 #: Bodies at least this long are parsed in a worker thread, off the event loop.
 _THREAD_PARSE_BYTES = 256 * 1024
+#: Bodies up to this size are always read (connections bound them); larger ones count
+#: against ``max_body_bytes_in_flight``.
+_SMALL_BODY = 64 * 1024
 
 
 def _rejection(status: int, error_type: str, message: str, **headers: str) -> RequestRejected:
@@ -117,6 +121,7 @@ class ApiApp:
         self.stats = stats
         self.ping_interval = ping_interval
         self.refuse_complete_models = frozenset(refuse_complete_models)
+        self._in_flight = 0  # bytes of bodies being read or parsed (max_body_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,13 +129,28 @@ class ApiApp:
         self.stats.add("requests")
         rid = new_id("req_")
         request = Request(scope, receive)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self._handle(request, rid, send)
+            await self._handle(request, rid, tracked)
         except ClientDisconnect:  # it left before its body was in: no one to answer
             self.stats.add("disconnected")
         except RequestRejected as rejection:
             self.stats.add("overloaded" if rejection.status == 529 else "rejected")
             await self._error(request, send, rid, rejection)
+        except Exception as err:
+            # A fault of ours (a backend's bug): the API's 500, if the answer has not begun.
+            self.stats.add("failed")
+            if started:
+                raise
+            log.exception("request failed")
+            await self._error(request, send, rid, RequestRejected(
+                500, "api_error", f"Internal server error ({type(err).__name__})"))
 
     async def _error(self, request: Request, send: Send, rid: str,
                      rejection: RequestRejected) -> None:
@@ -217,9 +237,22 @@ class ApiApp:
         encoder_type = _GENERATE.get(path)
         versions = encoder_type.versions if encoder_type else MESSAGES_VERSIONS
         version = check_version(request.headers.getlist("anthropic-version"), versions)
-        raw = await self._read_body(request)
-        body = await (asyncio.to_thread(load_object, raw) if len(raw) >= _THREAD_PARSE_BYTES
-                      else _now(load_object(raw)))
+        declared = request.headers.get("content-length")
+        # Over max_body_bytes is a 413 (from _read_body), whatever else is in flight.
+        reserved = min(self.limits.max_body_bytes,
+                       self.limits.max_body_bytes if declared is None else int(declared))
+        if reserved > _SMALL_BODY and (
+                self._in_flight + reserved > self.limits.max_body_bytes_in_flight):
+            raise _rejection(529, "overloaded_error",
+                             "Too many large request bodies at once; retry shortly "
+                             "(--max-body-bytes-in-flight)", **{"x-should-retry": "true"})
+        self._in_flight += reserved
+        try:
+            raw = await self._read_body(request)
+            body = await (asyncio.to_thread(load_object, raw)
+                          if len(raw) >= _THREAD_PARSE_BYTES else _now(load_object(raw)))
+        finally:
+            self._in_flight -= reserved
         if encoder_type is None:
             counted = count_tokens_request(body)
             self.request_limits.check(counted)
@@ -232,6 +265,7 @@ class ApiApp:
         if encoder_type is CompleteEncoder and validated.model in self.refuse_complete_models:
             raise invalid(f"{validated.model} does not support the Text Completions API; use "
                           "the Messages API")
+        REQUESTER.set(request.scope.get("state", {}).get(CONNECTION_KEY))
         job = await self.backend.admit(validated)
         encoder = encoder_type(self.backend.model_name(validated.model), version,
                                job.input_tokens)

@@ -12,6 +12,7 @@ DEFAULT_MAX_HEADERS = 100
 DEFAULT_HEAD_TIMEOUT = 20.0
 DEFAULT_BODY_TIMEOUT = 60.0
 DEFAULT_IDLE_TIMEOUT = 120.0
+DEFAULT_MAX_BODY_BYTES_IN_FLIGHT = 4 * DEFAULT_MAX_BODY_BYTES
 
 
 @dataclasses.dataclass
@@ -28,6 +29,10 @@ class HttpLimits:
         max_headers: header fields in one request; past it, 431.
         max_body_bytes: request body; past it, 413, decided from ``Content-Length`` before
             any of the body is read, or as a chunked body arrives.
+        max_body_bytes_in_flight: bodies over 64 KiB being read or parsed at once, counted
+            by their ``Content-Length`` (a chunked body counts as ``max_body_bytes``); a
+            request that would pass it gets 529 ``overloaded_error`` before its body is read, so key
+            holders together cannot hold more memory than this in request bodies.
         head_timeout: seconds a client has to send a whole request head, from the moment
             it connects (or sends the first byte after a keep-alive pause); then 408.
         body_timeout: seconds a client has to send the whole body once its head is in;
@@ -44,6 +49,7 @@ class HttpLimits:
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
     head_timeout: float = DEFAULT_HEAD_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT

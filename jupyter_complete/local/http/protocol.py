@@ -75,12 +75,18 @@ class _Connection(h11.Connection):
             raise
 
 
+#: The key, in each request's ``scope["state"]``, of a token unique to its connection.
+CONNECTION_KEY = "jupyter_complete.connection"
+
+
 class ApiProtocol(H11Protocol):
     """One HTTP/1.1 connection (see the module docstring). ``limits`` comes from the app."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.logger = http_log
+        # Each request's scope["state"] is a copy of this: a token of this connection alone.
+        self.app_state = {**self.app_state, CONNECTION_KEY: object()}
         app: Any = self.config.app
         self.limits: HttpLimits = app.limits
         self.conn = _Connection(h11.SERVER, self.limits.max_head_bytes)
@@ -234,4 +240,4 @@ class ApiProtocol(H11Protocol):
         self.transport.close()
 
 
-__all__ = ["ApiProtocol", "raw_error"]
+__all__ = ["CONNECTION_KEY", "ApiProtocol", "raw_error"]

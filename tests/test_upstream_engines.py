@@ -446,3 +446,61 @@ def test_an_engine_that_never_ends_an_event_cannot_make_us_buffer_without_end():
     finally:
         server.close()
         listener.close()
+
+
+@pytest.mark.parametrize(("status", "expected_status", "expected_type"), [
+    (503, 529, "overloaded_error"),
+    (429, 429, "rate_limit_error"),
+    (500, 500, "api_error"),
+])
+def test_an_engines_refusal_reaches_the_client_with_the_apis_status_and_type(
+        status, expected_status, expected_type):
+    import http.server
+    import threading
+
+    from jupyter_complete.local import serve
+    from jupyter_complete.local.upstream import UpstreamConfig
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["content-length"]))
+            body = json.dumps({"error": {"code": status, "message": "engine says no",
+                                         "type": "unavailable_error"}}).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("retry-after", "2")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    engine = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=engine.serve_forever, daemon=True).start()
+    server = serve("127.0.0.1", 0, api_key=KEY, upstream=UpstreamConfig(
+        url=f"http://127.0.0.1:{engine.server_address[1]}"))
+    headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+    body = {"model": "m", "prompt": LONG, "max_tokens_to_sample": 4}
+    try:
+        single = requests.post(server.url + "/v1/complete", json=body, headers=headers,
+                               timeout=60)
+        assert single.status_code == expected_status
+        assert single.json()["type"] == "error"
+        assert single.json()["error"] == {"type": expected_type, "message": "engine says no"}
+        if expected_status in (429, 529):
+            assert single.headers["x-should-retry"] == "true"
+            assert single.headers["retry-after"] == "2"
+        streamed = requests.post(server.url + "/v1/complete", json={**body, "stream": True},
+                                 headers=headers, timeout=60)
+        assert "event: error" in streamed.text
+        assert f'"type": "{expected_type}"' in streamed.text.replace('":"', '": "')
+        # Both requests gave their place back.
+        assert wait_for(lambda: server.backend.outstanding == 0, timeout=10)
+    finally:
+        server.close()
+        engine.shutdown()
+        engine.server_close()

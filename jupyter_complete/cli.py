@@ -1,8 +1,10 @@
 """``jupyter-complete``: command-line entry point.
 
 ``jupyter-complete serve [--host H] [--port P] [--model-path GGUF] [--api-key KEY]
-[--threads N] [--refuse-complete MODEL]`` runs the built-in ``/v1/complete`` and
-``/v1/messages`` server in the foreground and prints its URL on the first line of stdout (so
+[--threads N] [--refuse-complete MODEL] [--upstream URL [--upstream-api openai|anthropic]
+[--upstream-key-env NAME] [--upstream-model NAME] [--max-upstream N]]`` runs the
+``/v1/complete`` and ``/v1/messages`` server (the built-in model, or a serving engine at
+``--upstream``) in the foreground and prints its URL on the first line of stdout (so
 scripts can read it), until Ctrl-C. The key may come from ``JUPYTER_COMPLETE_SERVER_API_KEY``
 instead of ``--api-key``, which other users of the machine can read in ``ps``.
 """
@@ -110,6 +112,24 @@ def _parser() -> argparse.ArgumentParser:
                        "with several users, its timing tells one how much of a guessed prompt "
                        "another sent. Without it, only the chat template's own tokens are "
                        "reused")
+    engine = serve.add_argument_group(
+        "upstream", "generate with a serving engine (llama-server, vLLM, Ollama, LiteLLM ...) "
+        "instead of a local model: our endpoints stay the same, the engine batches requests")
+    engine.add_argument("--upstream", metavar="URL", default=None,
+                        help="the engine's base URL (http://127.0.0.1:8080); --model-path and "
+                        "--max-queue are then unused")
+    engine.add_argument("--upstream-api", choices=("openai", "anthropic"), default="openai",
+                        help="the protocol to speak to it: openai (/v1/chat/completions, the "
+                        "default) or anthropic (/v1/messages)")
+    engine.add_argument("--upstream-key-env", metavar="NAME", default=None,
+                        help="the environment variable holding the engine's API key (sent only "
+                        "to the --upstream URL)")
+    engine.add_argument("--upstream-model", metavar="NAME", default=None,
+                        help="the model name to ask the engine for (default: the name each "
+                        "request gives)")
+    engine.add_argument("--max-upstream", type=int, default=64, metavar="N",
+                        help="requests in flight to the engine at once (default %(default)s); "
+                        "past it, 529 overloaded_error")
     serve.add_argument("--refuse-complete", action="append", default=[], metavar="MODEL",
                        help="answer /v1/complete for MODEL with 400 \"MODEL does not support the "
                        "Text Completions API; use the Messages API\", as newer models do "
@@ -135,11 +155,18 @@ def _serve(args: argparse.Namespace) -> int:
         max_prompt_bytes=args.max_prompt_bytes, max_turns=args.max_turns,
     )
     try:
+        upstream = None
+        if args.upstream is not None:
+            from .local.upstream import UpstreamConfig
+
+            upstream = UpstreamConfig(url=args.upstream, api=args.upstream_api,
+                                      key_env=args.upstream_key_env, model=args.upstream_model,
+                                      max_outstanding=args.max_upstream)
         key = args.api_key if args.api_key is not None else os.environ.get(ENV_SERVER_API_KEY)
         server = serve(args.host, args.port, args.model_path, key, max_queue=args.max_queue,
                        refuse_complete_models=args.refuse_complete, limits=limits,
                        request_limits=request_limits, reuse_cache=args.reuse_cache,
-                       n_threads=args.threads)
+                       n_threads=args.threads, upstream=upstream)
     except (ValueError, OSError, LocalModelUnavailableError) as err:
         print(f"jupyter-complete serve: {err}", file=sys.stderr)
         return 2
@@ -149,8 +176,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(server.url, flush=True)
-    print(f"serving {server.model.name} at {server.url}/v1/complete and /v1/messages "
-          "(Ctrl-C to stop)",
+    source = (f"{upstream.base} ({upstream.api})" if upstream is not None
+              else server.model.name)
+    print(f"serving {source} at {server.url}/v1/complete and /v1/messages (Ctrl-C to stop)",
           file=sys.stderr, flush=True)
     server.serve_until_interrupted()
     return 0

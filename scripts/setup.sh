@@ -29,6 +29,11 @@ if [ "$mode" = test ]; then
   # cannot share .venv with anthropic<1, which the Text Completions peer tests need, so it
   # goes into its own directory; tests/test_local_messages.py runs it with PYTHONPATH there.
   .venv/bin/python -m pip install -q --target .peer/anthropic-current "anthropic>=1"
+  # The second real engine for the --upstream tests and benchmark (llama-cpp-python's
+  # OpenAI server comes with the test extra): llama.cpp's llama-server, built once from the
+  # llama.cpp that llama-cpp-python vendors and cached outside the repository (5-10 minutes
+  # the first time, seconds after).
+  bash scripts/build_llama_server.sh
 else
   .venv/bin/python -m pip install -q -e ".[local]" jupyterlab nbclient ipykernel
 fi

@@ -2,5 +2,5 @@
 
 pytest_plugins = [
     "fixtures_replay", "fixtures_local", "fixtures_faults", "fixtures_kernel", "fixtures_panel",
-    "fixtures_browser", "fixtures_attacks",
+    "fixtures_browser", "fixtures_attacks", "fixtures_upstream",
 ]

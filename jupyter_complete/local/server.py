@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .api.backend import Backend
     from .gate import Gate
     from .model import LocalModel
+    from .upstream import UpstreamConfig
 
 log = logging.getLogger("jupyter_complete.local")
 
@@ -327,6 +328,7 @@ def serve(
     request_limits: RequestLimits | None = None,
     reuse_cache: bool = False,
     n_threads: int | None = None,
+    upstream: UpstreamConfig | None = None,
 ) -> LocalServer:
     """Start the built-in model's server on a background thread.
 
@@ -352,6 +354,10 @@ def serve(
         n_threads: CPU threads for a model this call loads (ignored when ``model`` is a
             `LocalModel`); default ``JUPYTER_COMPLETE_THREADS``, else measured while it runs
             (`ThreadTuner`).
+        upstream: take generations from a serving engine instead of a local model
+            (`jupyter_complete.local.upstream.UpstreamConfig`: its URL, protocol, key
+            variable, model name and bound on requests in flight); ``model`` and
+            ``max_queue`` are then unused: the engine queues and batches.
 
     Returns:
         The running `LocalServer`.
@@ -370,11 +376,19 @@ def serve(
             "who can reach it could use it. Pass api_key=... (--api-key, or "
             f"{ENV_SERVER_API_KEY} for the command), or bind 127.0.0.1."
         )
-    owns = not isinstance(model, LocalModel)
-    local = model if isinstance(model, LocalModel) else LocalModel(model, n_threads=n_threads)
     http_limits = limits if limits is not None else HttpLimits()
     if limits is None or max_body_bytes != DEFAULT_MAX_BODY_BYTES:
         http_limits.max_body_bytes = max_body_bytes
+    if upstream is not None:
+        from .upstream import UpstreamBackend
+
+        return LocalServer(
+            UpstreamBackend(upstream), host, port, api_key or None, limits=http_limits,
+            request_limits=request_limits, ping_interval=ping_interval,
+            refuse_complete_models=refuse_complete_models,
+        )
+    owns = not isinstance(model, LocalModel)
+    local = model if isinstance(model, LocalModel) else LocalModel(model, n_threads=n_threads)
     try:
         return LocalServer(
             ModelBackend(local, max_queue=max_queue, reuse_cache=reuse_cache), host, port,

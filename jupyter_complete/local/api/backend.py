@@ -22,6 +22,10 @@ URL`` puts our endpoints. Everything a backend must do is here:
   stop sequence or part of one). When the iteration ends, `Job.final` is the `Final`
   record. A failure mid-generation raises `BackendError` (its message is safe to show the
   client; the exchange turns it into an ``api_error`` event or a 500) or any exception.
+  `Job.wait` (or the iteration) may also raise `RequestRejected` when the backend's source
+  refuses the request (an upstream engine's 429 or 503): the client gets its status, type
+  and headers (a 529 ``overloaded_error`` says to retry), or its type as an error event
+  once the stream has started.
 - `Job.aclose` stops the work at once and frees what the job holds (its place in the
   queue, the model, the upstream connection); idempotent, and always called, also when the
   client has left or the server closes. Jobs are async context managers that call it.

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import Literal, Protocol
 
+from ..request import RequestRejected
 from .backend import BackendError, Job
 from .encoders import Encoder, error_body
 
@@ -99,6 +100,10 @@ class Exchange:
             await job.wait()
             text = "".join([delta async for delta in job])
             assert job.final is not None
+        except RequestRejected as err:  # the backend's source refused (an upstream's 429 ...)
+            body = json.dumps(error_body(err.error_type, err.message, self.request_id)).encode()
+            await self._answer(err.status, body, err.headers)
+            return "failed"
         except Exception as err:  # a model failure: 500 api_error, as the real API would
             message = _message(err)
             body = json.dumps(error_body("api_error", message, self.request_id)).encode()
@@ -107,8 +112,9 @@ class Exchange:
         await self._answer(200, json.dumps(self.encoder.body(text, job.final)).encode())
         return "completed"
 
-    async def _answer(self, status: int, body: bytes) -> None:
-        await self.peer.start(status, {"content-type": "application/json",
+    async def _answer(self, status: int, body: bytes,
+                      headers: Mapping[str, str] | None = None) -> None:
+        await self.peer.start(status, {**(headers or {}), "content-type": "application/json",
                                        "content-length": str(len(body))})
         await self.peer.send(body, last=True)
 
@@ -125,6 +131,9 @@ class Exchange:
             await self._relay()
         except ClientGone:
             raise
+        except RequestRejected as err:  # the backend's source refused: its type, as an event
+            await peer.send(encoder.error(err.error_type, err.message), last=True)
+            return "failed"
         except Exception as err:  # a model failure mid-stream: the protocol's error event
             await peer.send(encoder.error("api_error", _message(err)), last=True)
             return "failed"

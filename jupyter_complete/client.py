@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from functools import cached_property
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import requests
 
@@ -35,6 +35,9 @@ from .errors import (
 )
 from .settings import check_params
 from .streaming import CompletionStream
+
+if TYPE_CHECKING:
+    from ._models import Models
 
 log = logging.getLogger("jupyter_complete")
 if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
@@ -235,6 +238,13 @@ class Client:
         """``client.completions.create(...)``."""
         return Completions(self)
 
+    @cached_property
+    def models(self) -> Models:
+        """``client.models.list()``: the endpoint's models (``GET /v1/models``)."""
+        from ._models import Models  # small; imported when first listed
+
+        return Models(self)
+
     def _url(self, path: str) -> str:
         # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does.
         return self.base_url.rstrip("/") + path
@@ -314,6 +324,8 @@ class Client:
     ) -> Completion:
         data = self._json_object(response)
         result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
+        if isinstance(data.get("usage"), dict):  # reported by some servers; not in the spec
+            result.usage = {k: v for k, v in data["usage"].items() if isinstance(v, int)}
         result.elapsed = time.monotonic() - started
         result.params = params
         return result

@@ -22,6 +22,27 @@ from .settings import CompletionSettings, slider_spec
 #: Label width shared by every control, so the sliders line up.
 LABEL_WIDTH = "7em"
 
+#: The widest a slider grows; narrower outputs shrink it (the panel works from 400 px up).
+SLIDER_WIDTH = "30em"
+
+#: Styles shared by the panel and the explorer, sent once in a hidden widget (`style_widget`).
+#: An unset optional setting (``.jc-off``) greys its track and handle and says "off" in place
+#: of the value, so an unchecked top_k does not look like an active 40.
+CSS = (
+    "<style>"
+    ".jc-off .noUi-target,.jc-off .noUi-handle,.jc-off .slider-container{opacity:.3}"
+    ".jc-off.widget-slider::after{content:'off';font-size:var(--jp-widgets-font-size,13px);"
+    "color:var(--jp-ui-font-color2,#777);font-style:italic;margin-left:8px;"
+    "align-self:center;flex:0 0 auto}"
+    ".jc-wrap{flex-wrap:wrap!important}"
+    "</style>"
+)
+
+
+def style_widget() -> Any:
+    """A hidden HTML widget carrying `CSS` (a ``<style>`` applies even when hidden)."""
+    return widgets.HTML(CSS, layout=widgets.Layout(display="none"))
+
 
 class Binding:
     """Keeps setting ``name`` and some widgets equal; `unbind` ends it."""
@@ -75,9 +96,15 @@ class Binding:
             w.unobserve(self._widget_changed, names="value")
 
 
-def make_slider(name: str) -> Any:
-    """A slider for setting ``name``, with bounds, step, label and tooltip from `slider_spec`."""
+def make_slider(name: str, *, maximum: float | None = None) -> Any:
+    """A slider for setting ``name``, with bounds, step, label and tooltip from `slider_spec`.
+
+    ``maximum`` narrows the slider's range (values beyond it widen the slider when set, see
+    `bind_slider`); the width shrinks with the output, up to `SLIDER_WIDTH`.
+    """
     spec = slider_spec(name)
+    if maximum is not None:
+        spec["max"] = maximum
     trait = CompletionSettings.class_traits()[name]
     cls = widgets.FloatSlider if isinstance(trait, Float) else widgets.IntSlider
     extra: dict[str, Any] = {}
@@ -88,7 +115,8 @@ def make_slider(name: str) -> Any:
         min=spec["min"], max=spec["max"], step=spec["step"],
         description=spec["description"], tooltip=spec["tooltip"],
         continuous_update=False,  # the settings change on release, not on every pixel
-        style={"description_width": LABEL_WIDTH}, layout=widgets.Layout(width="30em"),
+        style={"description_width": LABEL_WIDTH},
+        layout=widgets.Layout(width="100%", max_width=SLIDER_WIDTH, min_width="0"),
         **extra,
     )
 
@@ -105,7 +133,9 @@ def make_optional_slider(name: str, tooltip: str) -> tuple[Any, Any]:
         layout=widgets.Layout(width=LABEL_WIDTH, margin="2px 6px 2px 2px"),
     )
     slider.description = ""
-    slider.layout.width = f"calc(30em - {LABEL_WIDTH})"
+    slider.layout.width = "auto"
+    slider.layout.flex = "1 1 auto"
+    slider.layout.max_width = f"calc({SLIDER_WIDTH} - {LABEL_WIDTH})"
     return slider, check
 
 
@@ -158,11 +188,26 @@ def bind_optional(
             slider.value = value
             check.value = True
         slider.disabled = value is None
+        # Visibly off: no value shown, track greyed, "off" written (see CSS).
+        slider.readout = value is not None
+        if value is None:
+            slider.add_class("jc-off")
+        else:
+            slider.remove_class("jc-off")
 
     def read() -> Any:
         return _slider_value(slider) if check.value else None
 
     return Binding(settings, name, [check, slider], show, read)
+
+
+def bind_int_box(settings: CompletionSettings, name: str, box: Any) -> Binding:
+    """Two-way link between an integer setting and a number box (for exact values)."""
+
+    def show(value: Any) -> None:
+        box.value = value
+
+    return Binding(settings, name, [box], show, lambda: int(box.value))
 
 
 def bind_text(settings: CompletionSettings, name: str, box: Any) -> Binding:

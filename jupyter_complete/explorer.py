@@ -39,7 +39,9 @@ from .controls import (
     close_tree,
     make_optional_slider,
     make_slider,
+    style_widget,
 )
+from .record import LiveRecord, bundle, live_class
 from .sampling import Stages, entropy_bits, sample, stages
 from .settings import CompletionSettings
 
@@ -81,7 +83,33 @@ _CSS = """<style>
 .jc-explorer tr.jc-x-cut td{color:var(--jp-ui-font-color3,#aaa)}
 .jc-explorer tr.jc-x-cut code{text-decoration:line-through}
 .jc-explorer td.jc-x-why{text-align:left}
+.jc-explorer .jc-x-note{color:var(--jp-ui-font-color2,#666);font-size:12px;margin:2px 0}
+.jc-explorer .jc-x-legend{font-size:12px;margin:2px 0 4px 0}
+.jc-explorer .jc-x-legend span.jc-x-sw{display:inline-block;width:18px;height:10px;
+ vertical-align:middle;margin:0 4px 0 10px}
+.jc-explorer .jc-x-ended{border-left:4px solid #2171b5;padding:4px 8px;margin:4px 0;
+ background:var(--jp-layout-color2,#f3f6fa)}
 </style>"""
+
+#: What the chart's parts mean, shown above it (and in the saved record).
+LEGEND = (
+    '<div class="jc-x-legend"><b>How to read the bars:</b>'
+    '<span class="jc-x-sw" style="background:#c6dbef"></span>after temperature'
+    '<span class="jc-x-sw" style="background:#2171b5;height:5px"></span>final: what '
+    "<b>Sample</b> draws from (after top_k and top_p). <i>model</i> = the model's own "
+    "probability; greyed, struck-out rows can no longer be drawn.</div>"
+)
+
+#: Says why the prompt view does not show the chat template by default.
+TEMPLATE_NOTE = (
+    "The model reads this prompt inside its chat template: a default system prompt and "
+    "special tokens (such as <|im_start|>) that mark whose turn it is. "
+    "Tick “show chat template” to see exactly what it reads."
+)
+TEMPLATE_SHOWN = (
+    "What the model reads: your prompt inside its chat template (the system prompt and "
+    "the special tokens were added by the template, not written by you)."
+)
 
 _MODEL_LOCK = threading.Lock()
 _PRIVATE_MODEL: LocalModel | None = None
@@ -213,6 +241,8 @@ class Explorer:
         self._logits: dict[tuple[int, ...], npt.NDArray[np.float32]] = {}
         self._stages_key: tuple[Any, ...] | None = None
         self._stages: Stages | None = None
+        #: The static HTML record shown after the widget (see `jupyter_complete.record`).
+        self.record = LiveRecord("explorer")
         self._set_prompt(prompt)
         self._build()
         self._bindings: list[Binding] = [
@@ -246,6 +276,18 @@ class Explorer:
         self.greedy_button.on_click(lambda _: self.greedy())
         self.undo_button.on_click(lambda _: self.undo())
         self.reset_button.on_click(lambda _: self.reset())
+        #: Off: the prompt as written; on: the chat template the model actually reads.
+        self.template_toggle = widgets.Checkbox(
+            value=False, description="show chat template", indent=False,
+            tooltip="Show the prompt as the model reads it: its chat template, with the "
+            "default system prompt and special tokens",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.template_toggle.layout.display = "" if self.chat else "none"
+        self.template_toggle.observe(lambda _: self._render(), names="value")
+        #: Why the template is hidden (shown while it is).
+        self.template_note = widgets.HTML(
+            f'<div class="jc-x-note">{html.escape(TEMPLATE_NOTE)}</div>' if self.chat else "")
         #: The prompt and the tokens appended so far.
         self.context_view = widgets.HTML()
         #: Survivors of each step and the entropy.
@@ -263,14 +305,49 @@ class Explorer:
             self.sample_button, self.greedy_button, self.undo_button, self.reset_button,
         ])
         #: The whole explorer (what a notebook displays).
+        self.legend = widgets.HTML(LEGEND)
         self.widget = widgets.VBox([
-            widgets.HTML(_CSS), self.context_view, sliders, buttons, self.summary, self.chart,
+            widgets.HTML(_CSS), style_widget(), self.template_note, self.template_toggle,
+            self.context_view, sliders, buttons, self.summary, self.legend, self.chart,
             self.steps_view,
-        ], layout=widgets.Layout(width="100%"))
+        ], layout=widgets.Layout(width="100%", min_width="0"))
         self.widget.add_class("jc-explorer")
+        self.widget.add_class(live_class(self.record.id))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        # The widget, then its static record (kept current; see jupyter_complete.record).
+        self.record.show(self.widget, *self.record_bundle())
+
+    def to_state(self) -> dict[str, Any]:
+        """What the explorer shows, as JSON-safe data (what its record saves).
+
+        Keys: ``prompt``, ``chat``, ``settings`` (temperature, top_k, top_p), ``generated``
+        (token ids), ``text``, ``finished``, ``steps`` (`Step` fields, oldest first).
+        """
+        s = self.settings
+        return {
+            "prompt": self._prompt, "chat": self.chat,
+            "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p},
+            "generated": list(self._generated), "text": self.text, "finished": self.finished,
+            "steps": [dataclasses.asdict(step) for step in self._history],
+        }
+
+    def record_bundle(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """The record's MIME bundle (text/html, text/plain) and metadata, as of now."""
+        body = (
+            f"<div><b>Sampling explorer</b> <span class=\"jc-r-note\">(saved record "
+            f"<code>{html.escape(self.record.id)}</code>)</span></div>"
+            f"{self._context_html(template=False)}{self._summary_html()}"
+            f"{'' if self.finished else LEGEND + self._chart_html(inline=True)}"
+            f"{self._steps_html()}"
+        )
+        plain = f"Sampling explorer: {self._prompt!r} + {self.text!r}"
+        if self.finished:
+            plain += " (the model ended its answer)"
+        return bundle(self.record.id, "explorer", body, plain, self.to_state())
 
     def __repr__(self) -> str:
         return (f"<Explorer {len(self._generated)} tokens generated, "
@@ -455,32 +532,67 @@ class Explorer:
 
     def _render(self) -> None:
         # Assigning an equal string is not a change: nothing is sent for unchanged parts.
-        self.context_view.value = self._context_html()
+        template = bool(self.template_toggle.value) if hasattr(self, "template_toggle") else False
+        self.context_view.value = self._context_html(template=template)
+        if self.chat:
+            note = TEMPLATE_SHOWN if template else TEMPLATE_NOTE
+            self.template_note.value = f'<div class="jc-x-note">{html.escape(note)}</div>'
+
         self.summary.value = self._summary_html()
-        self.chart.value = self._chart_html()
-        self.steps_view.value = self._steps_html()
         done = self.finished
+        # After the end token the distribution means nothing (the server stops there).
+        self.chart.value = "" if done else self._chart_html()
+        self.legend.layout.display = "none" if done else ""
+        self.steps_view.value = self._steps_html()
         self.sample_button.disabled = done
         self.greedy_button.disabled = done
+        why = "The model ended its answer; Undo or Reset to go on"
+        self.sample_button.tooltip = why if done else (
+            "Draw the next token by its final probability and append it")
+        self.greedy_button.tooltip = why if done else (
+            "Append the likeliest token (what temperature 0 does)")
         self.undo_button.disabled = not self._generated
         self.reset_button.disabled = not self._generated
+        try:
+            self.record.update(*self.record_bundle())
+        except Exception:  # noqa: BLE001 - the live explorer must keep working without it
+            import logging
 
-    def _context_html(self) -> str:
+            logging.getLogger("jupyter_complete").exception("explorer record update failed")
+
+    def _context_html(self, *, template: bool = True) -> str:
         model = self.model
-        shown = model.llm.detokenize(self._prompt_tokens, special=True).decode(
-            "utf-8", errors="replace")
+        if template or not self.chat:
+            shown = model.llm.detokenize(self._prompt_tokens, special=True).decode(
+                "utf-8", errors="replace")
+        else:
+            shown = self._prompt
         if len(shown) > PROMPT_TAIL:
             shown = "…" + shown[-PROMPT_TAIL:]
         parts = [f'<span class="jc-x-prompt">{html.escape(shown)}</span>']
         last = len(self._generated) - 1
+        if not template and self.chat and not shown.endswith((" ", "\n")):
+            shown += "\n"  # the answer starts on its own line, as the assistant turn does
+            parts[0] = f'<span class="jc-x-prompt">{html.escape(shown)}</span>'
         for i, token in enumerate(self._generated):
             css = "jc-x-gen jc-x-last" if i == last else "jc-x-gen"
-            parts.append(f'<span class="{css}">{html.escape(model.token_text(token))}</span>')
+            text = model.token_text(token)
+            if not template and model.is_end(token):
+                text = " ⏹ end of answer"
+            parts.append(f'<span class="{css}">{html.escape(text)}</span>')
         # column-reverse keeps a scrolled box pinned to its end: the newest token stays in view.
         return (f'<div class="jc-x-scroll"><div class="jc-x-context">{"".join(parts)}</div>'
                 "</div>")
 
     def _summary_html(self) -> str:
+        if self.finished:
+            end = self.model.token_text(self._generated[-1])
+            return (
+                '<div class="jc-x-summary jc-x-ended"><b>The model ended its answer here.</b> '
+                f"It chose <code>{html.escape(end)}</code>, its end-of-turn token, so the "
+                "server would stop too. Sample and Greedy are off; <b>Undo</b> takes the end "
+                "token back (to see what else could have come), <b>Reset</b> starts over.</div>"
+            )
         st = self.stages
         s = self.settings
         n = st.raw.shape[0]
@@ -500,7 +612,7 @@ class Explorer:
             f"bits)</div>"
         )
 
-    def _chart_html(self) -> str:
+    def _chart_html(self, *, inline: bool = False) -> str:
         rows = ['<tr><th>#</th><th class="jc-x-tok">token</th><th></th><th>model</th>'
                 "<th>after T</th><th>final</th><th></th></tr>"]
         shown_final = 0.0
@@ -508,11 +620,23 @@ class Explorer:
             shown_final += c.final
             why = "" if c.cut_by is None else f"cut by {c.cut_by}"
             css = ' class="jc-x-cut"' if c.cut_by else ""
+            if inline:  # the saved record has no stylesheet of the widget's
+                bar = (
+                    '<div style="position:relative;width:220px;height:12px;background:#f0f0f0">'
+                    '<div style="position:absolute;left:0;top:0;height:100%;background:#c6dbef;'
+                    f'width:{100 * c.tempered:.1f}%"></div><div style="position:absolute;left:0;'
+                    f'top:25%;height:50%;background:#2171b5;width:{100 * c.final:.1f}%"></div>'
+                    "</div>"
+                )
+            else:
+                bar = (
+                    f'<div class="jc-x-bar"><div class="jc-x-t" style="width:'
+                    f'{100 * c.tempered:.1f}%"></div><div class="jc-x-f" style="width:'
+                    f'{100 * c.final:.1f}%"></div></div>'
+                )
             rows.append(
                 f"<tr{css}><td>{c.rank}</td><td class=\"jc-x-tok\"><code>{_show(c.text)}</code>"
-                f'</td><td><div class="jc-x-bar"><div class="jc-x-t" style="width:'
-                f'{100 * c.tempered:.1f}%"></div><div class="jc-x-f" style="width:'
-                f'{100 * c.final:.1f}%"></div></div></td><td>{_pct(c.raw)}</td>'
+                f"</td><td>{bar}</td><td>{_pct(c.raw)}</td>"
                 f"<td>{_pct(c.tempered)}</td><td>{_pct(c.final)}</td>"
                 f'<td class="jc-x-why">{why}</td></tr>'
             )

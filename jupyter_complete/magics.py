@@ -39,6 +39,7 @@ from .errors import APIError, CompleteError, InvalidParameterError, OneLineTrace
 from .settings import CompletionSettings, check_params
 
 if TYPE_CHECKING:
+    from .chat import Chat
     from .client import Api, Client
     from .completion import Completion
 
@@ -127,9 +128,10 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         "when ANTHROPIC_API_KEY is set, else the built-in local model.",
     ).tag(config=True)
     format = Enum(
-        ("text", "markdown"), default_value="text",
-        help="How the answer is shown: 'text' as it streams, or 'markdown', rendered once "
-        "when the stream ends.",
+        ("text", "markdown", "code"), default_value="text",
+        help="How the answer is shown: 'text' as it streams, 'markdown', rendered once "
+        "when the stream ends, or 'code': as text, and its fenced code (else the whole "
+        "answer) goes into a new cell below, not run.",
     ).tag(config=True)
     stream = Bool(
         True, help="Stream the answer as it is generated (False: wait for the whole answer)."
@@ -158,6 +160,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         CompleteError.show_traceback = self.show_traceback
         self._client: Client | None = None
         self._client_key: tuple[Any, ...] | None = None
+        #: The named conversations of ``--chat`` (`jupyter_complete.chat.Chat`), by name.
+        self.chats: dict[str, Chat] = {}
 
     @observe("show_traceback")
     def _show_traceback_changed(self, change: dict[str, Any]) -> None:
@@ -186,7 +190,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             "action": "store_true", "help": "Wait for the whole answer. [CompleteMagics.stream]",
         }),
         (("-f", "--format"), {
-            "choices": ("text", "markdown"), "help": f"{format.help} [CompleteMagics.format]",
+            "choices": ("text", "markdown", "code"),
+            "help": f"{format.help} [CompleteMagics.format]",
         }),
         (("-o", "--output"), {
             "metavar": "NAME",
@@ -206,6 +211,27 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             "help": "Open the tuning panel (sliders, Run/Stop) on this prompt instead of "
             "sending it; with -o NAME the panel goes to NAME.",
         }),
+        (("--chat",), {
+            "nargs": "?", "const": "default", "metavar": "NAME",
+            "help": "Continue the conversation NAME (default: 'default'): its earlier turns "
+            "go into the prompt and this answer is added when it ends. The conversation is "
+            "in _chat; %%complete --chat NAME alone returns it. An interrupted answer is added "
+            "only by %%complete --keep NAME (or chat.keep()). In %%complete (line) form, give "
+            "NAME before the text.",
+        }),
+        (("--reset",), {
+            "nargs": "?", "const": "default", "metavar": "NAME",
+            "help": "Forget the conversation NAME (default: 'default') and send nothing.",
+        }),
+        (("--keep",), {
+            "nargs": "?", "const": "default", "metavar": "NAME",
+            "help": "Add the interrupted (unfinished) answer of conversation NAME as its last "
+            "turn, and send nothing.",
+        }),
+        (("--models",), {
+            "action": "store_true",
+            "help": "List the models the endpoint offers (GET /v1/models) and send nothing.",
+        }),
         (("text",), {
             "nargs": argparse.REMAINDER,
             "help": "%%complete only: the prompt, the rest of the line (%%%%complete takes the "
@@ -216,7 +242,7 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
     @_with_options(OPTIONS)
     @_no_var_expand
     @_line_cell_magic
-    def complete(self, line: str, cell: str | None = None) -> None:
+    def complete(self, line: str, cell: str | None = None) -> Any:
         """Send a prompt to a /v1/complete endpoint and stream the answer into the output.
 
         %%complete [options]   sends the cell below the magic line;
@@ -268,6 +294,9 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             Once upon a time
         """
         args, text = self._parse(line)
+        handled, value = self._chat_commands(args, text, cell)
+        if handled:
+            return value  # a Chat (bare %complete --chat), else None
         if cell is None:
             body = text
             empty = "%complete: no prompt. Usage: %complete [options] text (see %complete?)."
@@ -296,7 +325,11 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         if args.panel:
             self._open_panel(body.removesuffix("\n"), client, settings, args.output)
             return
-        wire_prompt = prompts.build(body, system=settings.system, raw=args.raw)
+        chat = None
+        if args.chat is not None:
+            chat, wire_prompt = self._chat_prompt(args, body, client, settings)
+        else:
+            wire_prompt = prompts.build(body, system=settings.system, raw=args.raw)
         self._send(
             client, wire_prompt, settings,
             streaming=self.stream and not args.no_stream,
@@ -304,6 +337,7 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             api=cast("Api", args.api or self.api),  # argparse choices / the Enum trait
             output=args.output,
             raw=bool(args.raw),
+            chat=(chat, body) if chat is not None else None,
         )
 
     # -- parsing -------------------------------------------------------------------------
@@ -381,11 +415,16 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
     def _send(
         self, client: Client, wire_prompt: str, settings: CompletionSettings, *,
         streaming: bool, fmt: str, api: Api, output: str | None, raw: bool,
+        chat: tuple[Chat, str] | None = None,
     ) -> None:
         from .completion import Completion
         from .render import StreamRenderer, provenance, publish_footer, replace_with_markdown
 
         params: dict[str, Any] = {**settings.request_params(), "api": api}
+        if fmt != "markdown" and self._renders_html():
+            from .notebook import wrap_marker
+
+            wrap_marker()  # the streamed text wraps at word boundaries, not mid-word
         renderer = StreamRenderer()
         result: Completion
         stream = None
@@ -413,6 +452,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         except APIError as err:
             if err.partial is not None:
                 self._store(err.partial, output)
+                if chat is not None:
+                    _after_answer(chat, err.partial)
             raise  # after `finally` has shown the partial text, above the error line
         finally:
             renderer.close(end_line=True)
@@ -424,16 +465,91 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             result, prompt=wire_prompt, endpoint=endpoint,
             system=settings.system, format=fmt, raw=raw, stream=streaming,
         )
+        if chat is not None:
+            record["chat"] = chat[0].name
+            _after_answer(chat, result)
         if fmt == "markdown" and result.completion and self._renders_markdown():
             replace_with_markdown(result.completion)
         publish_footer(result, record)
+        if fmt == "code" and result.completion and not result.interrupted:
+            from .notebook import code_of
+
+            # A payload in the execute reply: the front end adds a cell below, not run.
+            self.shell.set_next_input(code_of(result.completion), replace=False)
         if result.interrupted:
             raise StreamInterrupted(len(result.completion))
+
+    # -- conversations, models -------------------------------------------------------------
+    def _chat_commands(
+        self, args: argparse.Namespace, text: str, cell: str | None
+    ) -> tuple[bool, Any]:
+        """``--models``, ``--reset``, ``--keep`` and a bare ``%complete --chat``: (done, value)."""
+        from .chat import Chat
+
+        if args.models:
+            self._list_models(args.base_url)
+            return True, None
+        if args.reset is not None:
+            self.chats.pop(args.reset, None)
+            from .notebook import notice
+
+            notice(f"conversation {args.reset!r} cleared")
+            return True, None
+        if args.keep is not None:
+            chat = self.chats.get(args.keep)
+            if chat is None:
+                raise UsageError(f"--keep: there is no conversation {args.keep!r}.")
+            try:
+                chat.keep()
+            except LookupError as err:
+                raise UsageError(f"--keep: {err}.") from None
+            from .notebook import notice
+
+            notice(f"conversation {args.keep!r}: the unfinished answer is now turn "
+                   f"{len(chat)}")
+            return True, None
+        if args.chat is not None and cell is None and not text.strip():
+            chat = self.chats.setdefault(args.chat, Chat(args.chat))
+            self.shell.user_ns["_chat"] = chat
+            return True, chat
+        return False, None
+
+    def _chat_prompt(
+        self, args: argparse.Namespace, body: str, client: Client, settings: CompletionSettings
+    ) -> tuple[Chat, str]:
+        from .chat import Chat, context_for
+        from .notebook import notice
+
+        if args.raw:
+            raise UsageError("--chat builds the Human/Assistant turns itself; drop --raw.")
+        if prompts.has_turns(body):
+            raise UsageError(
+                "--chat: write only your next message; the conversation supplies the "
+                "Human:/Assistant: turns (edit _chat.turns to change them)."
+            )
+        chat = self.chats.setdefault(args.chat, Chat(args.chat))
+        self.shell.user_ns["_chat"] = chat
+        built = chat.build(body, system=settings.system, max_tokens=settings.max_tokens,
+                           context_tokens=context_for(client))
+        message = built.notice(chat.name)
+        if message:
+            notice(message)
+        return chat, built.prompt
+
+    def _list_models(self, base_url: str | None) -> None:
+        from .notebook import show_models
+
+        client = self._get_client(base_url)
+        show_models(client.models.list(), client.base_url)
 
     def _store(self, completion: Completion, output: str | None) -> None:
         self.shell.user_ns["_completion"] = completion
         if output:
             self.shell.user_ns[output] = completion
+
+    def _renders_html(self) -> bool:
+        types = getattr(self.shell.display_formatter, "active_types", None) or []
+        return "text/html" in types
 
     def _renders_markdown(self) -> bool:
         # Terminal IPython shows only text/plain: there the streamed text is the final form.
@@ -475,6 +591,11 @@ _LONG_OPTIONS = tuple(
     name for names, _ in CompleteMagics.OPTIONS for name in names if name.startswith("--")
 )
 _NUMBER_RE = re.compile(r"-\.?\d")
+# Options whose value may be left out (nargs="?"): --chat, --reset, --keep.
+_OPTIONAL_VALUE_OPTIONS = frozenset(
+    name for names, keywords in CompleteMagics.OPTIONS
+    if keywords.get("nargs") == "?" for name in names
+)
 
 
 def _split_line(line: str) -> tuple[list[str], str]:
@@ -491,9 +612,28 @@ def _split_line(line: str) -> tuple[list[str], str]:
             return [w.group() for w in words[:i]], line[words[i].end() :].lstrip()
         if not word.startswith("-") or word == "-" or _NUMBER_RE.match(word):
             break  # "-1 is negative?" starts the text, as argparse would read it
+        if word in _OPTIONAL_VALUE_OPTIONS:
+            # --chat [NAME]: a following option is not its value (argparse agrees).
+            following = words[i + 1].group() if i + 1 < len(words) else "-"
+            i += 1 if following.startswith("-") and not _NUMBER_RE.match(following) else 2
+            continue
         i += 2 if _takes_next_word(word) else 1
     text = line[words[i].start() :] if i < len(words) else ""
     return [w.group() for w in words[:i]], text
+
+
+def _after_answer(chat: tuple[Chat, str], result: Completion) -> None:
+    """Add a finished answer to the conversation; hold an unfinished one for ``--keep``."""
+    conversation, human = chat
+    if result.stop_reason is not None and not result.interrupted:
+        conversation.add(human, result.completion)
+    else:
+        conversation.hold(human, result.completion)
+        if result.completion:
+            from .notebook import notice
+
+            notice(f"conversation {conversation.name!r}: this unfinished answer was not added;"
+                   f" %complete --keep {conversation.name} adds it")
 
 
 def _takes_next_word(word: str) -> bool:

@@ -176,15 +176,31 @@ def footer_text(completion: Completion) -> str:
     elif not completion.interrupted:
         parts.append("no stop reason")
     parts.append(f"{len(completion.completion):,} chars")
-    usage = completion.usage or {}
-    if "input_tokens" in usage and "output_tokens" in usage:
-        # Only the Messages API reports token counts; /v1/complete never did.
-        parts.append(f"{usage['input_tokens']:,} in / {usage['output_tokens']:,} out tokens")
+    tokens = tokens_text(completion.usage)
+    if tokens:
+        parts.append(tokens)
     if completion.time_to_first_token is not None:
         parts.append(f"first token {completion.time_to_first_token:.2f} s")
     if completion.elapsed is not None:
         parts.append(f"total {completion.elapsed:.2f} s")
     return " · ".join(parts)
+
+
+def tokens_text(usage: dict[str, int] | None) -> str | None:
+    """``12 in / 34 out tokens`` from what the server reported (either count alone too).
+
+    The Messages API reports ``usage``; the Text Completions spec has no such field, but a
+    server may add one. None when neither count was reported.
+    """
+    usage = usage or {}
+    inp, out = usage.get("input_tokens"), usage.get("output_tokens")
+    if inp is not None and out is not None:
+        return f"{inp:,} in / {out:,} out tokens"
+    if out is not None:
+        return f"{out:,} tokens out"
+    if inp is not None:
+        return f"{inp:,} tokens in"
+    return None
 
 
 def provenance(
@@ -275,4 +291,5 @@ __all__ = [
     "publish_footer",
     "replace_with_markdown",
     "safe_url",
+    "tokens_text",
 ]

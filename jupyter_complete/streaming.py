@@ -215,6 +215,10 @@ class CompletionStream:
         if name == "completion":
             obj = self._load(data)
             delta = Completion.from_wire(obj, request_id=self.request_id)
+            if isinstance(obj.get("usage"), dict):
+                # Not in the spec's CompletionResponse, but some servers report it.
+                self._usage = {**(self._usage or {}), **{
+                    k: v for k, v in obj["usage"].items() if isinstance(v, int)}}
             self._model = delta.model or self._model
             self._id = delta.id or self._id
             self._add_text(delta.completion)

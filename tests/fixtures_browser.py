@@ -59,6 +59,8 @@ class JupyterLab:
     token: str
     root: Path
     log: Path
+    #: "lab" (JupyterLab) or "notebook" (Notebook 7).
+    app: str = "lab"
 
     @property
     def base(self) -> str:
@@ -87,7 +89,8 @@ class JupyterLab:
         """Open notebook ``name`` and wait until its kernel is idle."""
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-        page.goto(f"{self.base}/lab/tree/{name}?token={self.token}")
+        where = "lab/tree" if self.app == "lab" else "notebooks"
+        page.goto(f"{self.base}/{where}/{name}?token={self.token}")
         page.wait_for_selector(".jp-Notebook", timeout=90_000)
         # Even with a kernelspec, a "Select Kernel" dialog sometimes opens while the kernel
         # list is still loading; it would swallow every click, so accept it (python3).
@@ -95,8 +98,37 @@ class JupyterLab:
             page.locator(".jp-Dialog .jp-mod-accept").click(timeout=5_000)
         except PlaywrightTimeout:
             pass  # no dialog: the kernel started on its own
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                               timeout=90_000)
+        if self.app == "lab":
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=90_000)
+        else:
+            self.wait_kernels_idle()
+
+    def api(self, method: str, path: str) -> Any:
+        """Call the server's REST API (``/api/...``); the decoded JSON answer, or None."""
+        request = urllib.request.Request(
+            f"{self.base}{path}", method=method,
+            headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def wait_kernels_idle(self, timeout: float = 90) -> None:
+        """Wait until every kernel of the server reports ``idle`` (and at least one runs)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            kernels = self.api("GET", "/api/kernels")
+            if kernels and all(k["execution_state"] == "idle" for k in kernels):
+                return
+            time.sleep(0.5)
+        raise TimeoutError("the kernel did not become idle")
+
+    def shutdown_kernels(self) -> None:
+        """Stop every session and kernel (what closing the notebook and its kernel does)."""
+        for session in self.api("GET", "/api/sessions") or []:
+            self.api("DELETE", f"/api/sessions/{session['id']}")
+        for kernel in self.api("GET", "/api/kernels") or []:
+            self.api("DELETE", f"/api/kernels/{kernel['id']}")
 
 
 def run_all_cells(page: Any) -> None:
@@ -108,8 +140,15 @@ def run_all_cells(page: Any) -> None:
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     """JupyterLab on 127.0.0.1 (free port, random token, temporary root, own config dirs)."""
+    yield from start_jupyter(tmp_path_factory, "lab")
+
+
+def start_jupyter(tmp_path_factory: pytest.TempPathFactory, app: str) -> Iterator[JupyterLab]:
+    """Start ``jupyter lab`` (``app="lab"``) or Notebook 7 (``"notebook"``); stop it after."""
     require_browser()
-    base = tmp_path_factory.mktemp("lab")
+    if app == "notebook":
+        pytest.importorskip("notebook", reason="needs the notebook package (Notebook 7)")
+    base = tmp_path_factory.mktemp(app)
     root, config, runtime, settings, workspaces = (
         base / name for name in ("root", "config", "runtime", "settings", "workspaces"))
     for folder in (root, config, runtime, settings, workspaces):
@@ -122,13 +161,14 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
     env = {k: v for k, v in os.environ.items()
            if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")}
     env.update(JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(runtime))
-    lab = JupyterLab(_free_port(), secrets.token_hex(16), root, base / "lab.log")
+    lab = JupyterLab(_free_port(), secrets.token_hex(16), root, base / f"{app}.log", app)
+    module, cls = ("jupyterlab", "LabApp") if app == "lab" else ("notebook", "JupyterNotebookApp")
     with lab.log.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={lab.port}",
+            [sys.executable, "-m", module, "--no-browser", f"--port={lab.port}",
              "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={lab.token}",
-             f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-             f"--LabApp.workspaces_dir={workspaces}", "--allow-root"],
+             f"--ServerApp.root_dir={root}", f"--{cls}.user_settings_dir={settings}",
+             f"--{cls}.workspaces_dir={workspaces}", "--allow-root"],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
         )
     try:
@@ -152,6 +192,12 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab
             proc.kill()
             proc.wait(5)
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def jupyter_notebook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """Notebook 7 (``jupyter notebook``) on 127.0.0.1, set up like `jupyter_lab`."""
+    yield from start_jupyter(tmp_path_factory, "notebook")
 
 
 @pytest.fixture

@@ -17,7 +17,10 @@ def test_the_built_in_local_model_answers_through_the_magic_with_no_key_set() ->
             "%%complete -n 24 -t 0 -o reply\nWhat is the capital of France?", timeout=300
         )
         assert run.status == "ok", run.error_text
-        assert "using the built-in local model" in run.stream_text("stderr")
+        # The start-up notice is a grey note (a display), not stderr (styled as an error).
+        notes = [m["content"]["data"].get("text/plain", "") for m in run.displays()]
+        assert any("using the built-in local model" in n for n in notes)
+        assert "using the built-in local model" not in run.stream_text("stderr")
         text = run.stream_text()
         assert text.strip() and text.endswith("\n")
         meta = run.completion_metadata()
@@ -29,7 +32,8 @@ def test_the_built_in_local_model_answers_through_the_magic_with_no_key_set() ->
         again = kernel.execute("%complete -n 8 -t 0 Say hi.", timeout=120)
         assert again.status == "ok", again.error_text
         assert again.stream_text().strip()
-        assert "using the built-in local model" not in again.stream_text("stderr")
+        assert not any("using the built-in local model" in m["content"]["data"].get(
+            "text/plain", "") for m in again.displays())
 
         # The server's random key was used for both requests but never shown.
         wire = b"".join(r.raw for r in kernel.sniffer.records)

@@ -32,6 +32,7 @@ from fixtures_replay import (
 from jupyter_complete import Client, CompletionSettings
 from jupyter_complete.errors import InvalidParameterError
 from jupyter_complete.panel import COLUMNS, Panel, parse_compare
+from jupyter_complete.panel._panel import MAX_TOKENS_SLIDER
 from jupyter_complete.prompt import build
 from jupyter_complete.settings import slider_spec
 
@@ -69,7 +70,10 @@ def test_sliders_take_bounds_step_and_help_from_the_settings_declaration() -> No
         ("top_p", panel.top_p_slider), ("max_tokens", panel.max_tokens_slider),
     ]:
         spec = slider_spec(name)
-        assert (slider.min, slider.max, slider.step) == (spec["min"], spec["max"], spec["step"])
+        # max tokens: the slider covers 1 to 300 (easy to set the usual values); the number
+        # box beside it takes anything up to the setting's own range.
+        top = MAX_TOKENS_SLIDER if name == "max_tokens" else spec["max"]
+        assert (slider.min, slider.max, slider.step) == (spec["min"], top, spec["step"])
         assert slider.tooltip == spec["tooltip"]
     assert panel.temperature_slider.description == slider_spec("temperature")["description"]
     # top_k and top_p carry their label on the enable checkbox.
@@ -381,7 +385,8 @@ def test_compare_temperatures_runs_each_and_shows_columns(replay: ReplayServer,
     assert "temperature 0.5" in columns[1].head.value and "top_k –" in columns[1].head.value
     assert "max_tokens" in columns[2].foot.value
     assert panel.compare_grid.box.layout.display == ""
-    assert "repeat(3," in panel.compare_grid.box.layout.grid_template_columns
+    # Side by side while each gets 12em, wrapped onto rows in a narrow output.
+    assert "repeat(auto-fit" in panel.compare_grid.box.layout.grid_template_columns
     records = [r for r in panel.history if r["kind"] == "compare"]
     assert [(r["group"], r["temperature"], r["text"]) for r in records] == [
         (1, 0.0, "red"), (1, 0.5, "green"), (1, 1.0, "blue")]

@@ -10,7 +10,6 @@ import atexit
 import importlib.util
 import os
 import secrets
-import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -43,7 +42,8 @@ def ensure_started() -> tuple[str, str]:
     """Start the in-process server once (thread-safe); return ``(base_url, api_key)``.
 
     It listens on 127.0.0.1 on a free port and requires a random key, so other local users
-    cannot borrow it. The first start writes one line to stderr saying which model answers.
+    cannot borrow it. The first start shows one line saying which model answers (a grey note
+    in a notebook, stderr in a terminal: `jupyter_complete.notebook.notice`).
 
     Raises:
         LocalModelUnavailableError: the ``[local]`` extra is not installed (or the model
@@ -66,10 +66,12 @@ def ensure_started() -> tuple[str, str]:
             atexit.register(server.close)
             label = (DEFAULT_MODEL_LABEL if not os.environ.get(ENV_MODEL_PATH)
                      else server.model.name)
-            # A plain line on stderr (not logging): it must show even with logging unset.
-            sys.stderr.write(f"using the built-in local model {label}; set ANTHROPIC_API_KEY "
-                             "to use Claude\n")
-            sys.stderr.flush()
+            # Not logging: it must show even with logging unset. In a notebook a grey note
+            # (it is information, not an error); in a terminal a line on stderr.
+            from ..notebook import notice
+
+            notice(f"using the built-in local model {label}; set ANTHROPIC_API_KEY "
+                   "to use Claude")
             _server, _key = server, key
         assert _key is not None
         return _server.url, _key

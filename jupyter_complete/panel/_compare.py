@@ -68,6 +68,11 @@ class Column:
     """One answer of a compare: a title with its parameters, the streamed text, a status."""
 
     def __init__(self, title: str, settings: dict[str, Any]) -> None:
+        #: The column's label (``compare 2 · temperature 0.5``).
+        self.title = title
+        self.settings = dict(settings)
+        self.status = "waiting"
+        self.error: str | None = None
         self.view = StreamView(max_height="20em")
         self.head = widgets.HTML(
             f"<b>{html.escape(title)}</b><br><small>{html.escape(params_line(settings))}</small>"
@@ -89,7 +94,18 @@ class Column:
         """Stop came before this column's turn."""
         self._foot("not run (stopped)")
 
+    def to_state(self) -> dict[str, Any]:
+        """The column as JSON-safe data (for the panel's record)."""
+        return {"title": self.title, "settings": self.settings, "text": self.view.text,
+                "status": self.status, "error": self.error}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Show a saved column's text and status (`to_state`)."""
+        self.view.set_text(str(state.get("text") or ""))
+        self._foot(str(state.get("status") or ""), state.get("error"))
+
     def _foot(self, text: str, error: str | None = None) -> None:
+        self.status, self.error = text, error
         note = (
             f'<br><span style="color:var(--jp-error-color1,#c62828)">{html.escape(error)}</span>'
             if error else ""
@@ -112,12 +128,24 @@ class CompareGrid:
             [], layout=widgets.Layout(display="none", width="100%", grid_gap="8px")
         )
 
-    def reset(self, columns: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> list[Column]:
-        """Replace the columns by fresh ones for ``columns`` (from `plan`)."""
+    def reset(
+        self, columns: list[tuple[str, dict[str, Any], dict[str, Any]]], group: int | None = None
+    ) -> list[Column]:
+        """Replace the columns by fresh ones for ``columns`` (from `plan`).
+
+        With ``group``, each title starts with ``compare N ·`` so every answer says where it
+        comes from.
+        """
         old = self.columns
-        self.columns = [Column(title, settings) for title, _, settings in columns]
+        prefix = f"compare {group} · " if group is not None else ""
+        self.columns = [
+            Column(title if title.startswith("compare ") else prefix + title, settings)
+            for title, _, settings in columns
+        ]
         self.box.children = [c.box for c in self.columns]
-        self.box.layout.grid_template_columns = f"repeat({len(columns)}, minmax(0, 1fr))"
+        # Side by side while each column gets 12em; narrower outputs wrap them onto rows.
+        self.box.layout.grid_template_columns = (
+            "repeat(auto-fit, minmax(min(12em, 100%), 1fr))" if len(columns) > 1 else "1fr")
         self.box.layout.display = ""
         for column in old:
             column.close()
@@ -135,4 +163,5 @@ def result_status(result: RunResult) -> str:
     return status_line(
         result.outcome, stop_reason=result.stop_reason, chars=len(result.text),
         time_to_first_token=result.time_to_first_token, elapsed=result.elapsed,
+        usage=result.usage,
     )

@@ -24,12 +24,22 @@ def status_line(
     chars: int = 0,
     time_to_first_token: float | None = None,
     elapsed: float | None = None,
+    usage: dict[str, int] | None = None,
 ) -> str:
-    """``done · stop_sequence · 1,234 chars · first token 0.31 s · total 2.04 s``."""
+    """``done · stop_sequence · 1,234 chars · first token 0.31 s · total 2.04 s``.
+
+    With ``usage`` (token counts the server reported), ``12 in / 34 out tokens`` follows the
+    characters.
+    """
+    from ..render import tokens_text
+
     parts = [state]
     if stop_reason:
         parts.append(stop_reason)
     parts.append(f"{chars:,} chars")
+    tokens = tokens_text(usage)
+    if tokens:
+        parts.append(tokens)
     if time_to_first_token is not None:
         parts.append(f"first token {time_to_first_token:.2f} s")
     if elapsed is not None:
@@ -118,6 +128,23 @@ class History:
             }
             self._records.append(record)
             return dict(record)
+
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Replace the records by saved ones (`records` of another history, e.g. a record's).
+
+        Missing keys become None; the run numbers are kept; the next compare gets a group
+        number after the largest saved one.
+        """
+        rows = []
+        for saved in records:
+            row = {name: saved.get(name) for name in COLUMNS}
+            row["stop_sequences"] = list(saved.get("stop_sequences") or [])
+            row["chars"] = len(row["text"] or "") if row["chars"] is None else row["chars"]
+            row["text"] = row["text"] or ""
+            rows.append(row)
+        with self._lock:
+            self._records = rows
+            self._groups = max([r["group"] or 0 for r in rows], default=0)
 
     def __len__(self) -> int:
         return len(self._records)

@@ -16,6 +16,7 @@ from .. import prompt as prompts
 from ..controls import (
     LABEL_WIDTH,
     Binding,
+    bind_int_box,
     bind_optional,
     bind_slider,
     bind_stops,
@@ -23,21 +24,29 @@ from ..controls import (
     close_tree,
     make_optional_slider,
     make_slider,
+    style_widget,
 )
+from ..record import LiveRecord, find_record, live_class
 from ..render import DEFAULT_INTERVAL
 from ..settings import CompletionSettings
 from ._compare import Column, CompareGrid, parse_compare, plan, result_status
-from ._history import History, record_status, status_line
+from ._history import History, params_line, record_status, status_line
+from ._record import panel_bundle
 from ._runner import StopSignal, stream_once
 from ._textview import StreamView
 
 if TYPE_CHECKING:
+    from ..chat import Chat
     from ..client import Client
 
 log = logging.getLogger("jupyter_complete")
 
 #: Seconds between two updates of the live status line (the text has its own interval).
 STATUS_INTERVAL = 0.25
+
+#: The max tokens slider's range (1 to this); the number box beside it takes any value, and a
+#: larger value widens the slider. The demos use 25 to 120.
+MAX_TOKENS_SLIDER = 300
 
 class Panel:
     """A panel for tuning a prompt: sliders, Run/Stop with streamed output, compare, history.
@@ -55,6 +64,10 @@ class Panel:
         client: the `Client` to use; None means ``Client()`` (the environment's endpoint, or
             the built-in local model), created when the first request is sent.
         settings: the settings to show and change; None means fresh `CompletionSettings`.
+        chat: a `jupyter_complete.chat.Chat` (e.g. ``%complete --chat`` 's ``_chat``): each
+            run sends its earlier turns before the prompt, and a finished answer becomes its
+            next turn (a stopped one waits in ``chat.pending``). Compare uses the turns but
+            adds nothing.
         update_interval: seconds between two updates of the streamed text.
 
     The parts are attributes, for tests and for rearranging: ``prompt_box``, ``system_box``,
@@ -79,6 +92,7 @@ class Panel:
         client: Client | None = None,
         settings: CompletionSettings | None = None,
         *,
+        chat: Chat | None = None,
         update_interval: float = DEFAULT_INTERVAL,
     ) -> None:
         if update_interval <= 0:
@@ -86,6 +100,8 @@ class Panel:
         #: The settings the controls are linked to.
         self.settings = settings if settings is not None else CompletionSettings()
         self.update_interval = float(update_interval)
+        #: A `jupyter_complete.chat.Chat` the runs continue (None: each run stands alone).
+        self.chat = chat
         self._client = client
         self._client_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -93,12 +109,18 @@ class Panel:
         self._signal: StopSignal | None = None
         self._job: threading.Thread | None = None
         self._history = History()
+        self._status_text = ""
+        self._error_text: str | None = None
+        self._answer_label_text = ""
+        #: The static HTML record shown after the widget (see `jupyter_complete.record`).
+        self.record = LiveRecord("panel")
         self._build(prompt)
         self._bindings: list[Binding] = [
             bind_slider(self.settings, "temperature", self.temperature_slider),
             bind_optional(self.settings, "top_k", self.top_k_check, self.top_k_slider),
             bind_optional(self.settings, "top_p", self.top_p_check, self.top_p_slider),
             bind_slider(self.settings, "max_tokens", self.max_tokens_slider),
+            bind_int_box(self.settings, "max_tokens", self.max_tokens_box),
             bind_text(self.settings, "model", self.model_box),
             bind_text(self.settings, "system", self.system_box),
             bind_stops(self.settings, self.stop_box),
@@ -119,16 +141,22 @@ class Panel:
             layout=widgets.Layout(width="100%"),
         )
         self.temperature_slider = make_slider("temperature")
-        self.max_tokens_slider = make_slider("max_tokens")
+        self.max_tokens_slider = make_slider("max_tokens", maximum=MAX_TOKENS_SLIDER)
+        self.max_tokens_box = widgets.BoundedIntText(
+            value=self.settings.max_tokens, min=1, max=10**9,
+            tooltip="max tokens, exactly (any value; the slider covers 1 to "
+            f"{MAX_TOKENS_SLIDER})", layout=widgets.Layout(width="6em", flex="0 0 auto"),
+        )
         self.top_k_slider, self.top_k_check = self._optional_slider("top_k")
         self.top_p_slider, self.top_p_check = self._optional_slider("top_p")
         self.model_box = widgets.Text(
             description="model", placeholder="server default", tooltip=traits["model"].help,
-            style=label_style, layout=widgets.Layout(width="24em"),
+            style=label_style, layout=widgets.Layout(width="100%", max_width="24em"),
         )
         self.stop_box = widgets.TagsInput(
             value=[], allow_duplicates=False, placeholder="stop sequence (\\n = newline)",
-            tooltip=traits["stop_sequences"].help, layout=widgets.Layout(width="auto"),
+            tooltip=traits["stop_sequences"].help,
+            layout=widgets.Layout(width="auto", flex="1 1 auto", min_width="0"),
         )
         self.run_button = widgets.Button(
             description="Run", icon="play", button_style="primary",
@@ -150,6 +178,8 @@ class Panel:
         )
         self.status = widgets.HTML()
         self.error = widgets.HTML()
+        #: Says which run the output holds (and, during a compare, that it is the earlier one).
+        self.answer_label = widgets.HTML()
         self.output = StreamView(placeholder="The answer streams here.")
         #: The answers of the last compare, side by side.
         self.compare_grid = CompareGrid()
@@ -167,30 +197,46 @@ class Panel:
         self.load_button.on_click(lambda _: self._load_clicked())
         self._set_status("idle")
 
+        # Rows wrap instead of clipping: from about 400 px wide the panel stacks its parts.
+        def row(children: list[Any], **layout: str) -> Any:
+            box = widgets.HBox(children, layout=widgets.Layout(
+                flex_flow="row wrap", width="100%", min_width="0", **layout))
+            box.add_class("jc-wrap")
+            return box
+
+        def grow(**layout: str) -> Any:
+            return widgets.Layout(min_width="0", **layout)
+
         sliders = widgets.VBox([
             self.temperature_slider,
-            widgets.HBox([self.top_k_check, self.top_k_slider]),
-            widgets.HBox([self.top_p_check, self.top_p_slider]),
-            self.max_tokens_slider,
-        ])
+            widgets.HBox([self.top_k_check, self.top_k_slider], layout=grow(width="100%")),
+            widgets.HBox([self.top_p_check, self.top_p_slider], layout=grow(width="100%")),
+            widgets.HBox([self.max_tokens_slider, self.max_tokens_box],
+                         layout=grow(width="100%", align_items="center")),
+        ], layout=grow(flex="1 1 22em", max_width="36em"))
         stops = widgets.HBox([
-            widgets.Label("stop", layout=widgets.Layout(width=LABEL_WIDTH)), self.stop_box,
-        ], layout=widgets.Layout(width="100%"))
-        side = widgets.VBox([self.model_box, stops], layout=widgets.Layout(flex="1 1 auto"))
-        buttons = widgets.HBox([
+            widgets.Label("stop", layout=widgets.Layout(width=LABEL_WIDTH, flex="0 0 auto")),
+            self.stop_box,
+        ], layout=grow(width="100%"))
+        side = widgets.VBox([self.model_box, stops], layout=grow(flex="1 1 16em"))
+        buttons = row([
             self.run_button, self.stop_button, self.compare_button, self.compare_values,
         ])
-        history = widgets.HBox([self.history_select, self.load_button])
+        self.history_select.layout = widgets.Layout(flex="1 1 20em", min_width="0")
+        history = row([self.history_select, self.load_button])
         #: The whole panel (what a notebook displays).
         self.widget = widgets.VBox([
-            self.prompt_box, self.system_box, widgets.HBox([sliders, side]), buttons,
-            self.status, self.error, self.output.box, self.compare_grid.box, history,
-        ], layout=widgets.Layout(width="100%"))
+            style_widget(), self.prompt_box, self.system_box, row([sliders, side]), buttons,
+            self.status, self.error, self.answer_label, self.output.box, self.compare_grid.box,
+            history,
+        ], layout=widgets.Layout(width="100%", min_width="0"))
         # CSS classes for styling and for browser tests to find the parts.
         for part, name in ((self.widget, "jc-panel"), (self.output.box, "jc-output"),
                            (self.status, "jc-status"), (self.error, "jc-error"),
+                           (self.answer_label, "jc-answer-label"),
                            (self.compare_grid.box, "jc-compare"),
-                           (self.history_select, "jc-history")):
+                           (self.history_select, "jc-history"),
+                           (self.widget, live_class(self.record.id))):
             part.add_class(name)
 
     def _optional_slider(self, name: str) -> tuple[Any, Any]:
@@ -200,8 +246,98 @@ class Panel:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
+    def _ipython_display_(self) -> None:
+        # The widget, then its static record (kept current; see jupyter_complete.record).
+        self.record.show(self.widget, *self.record_bundle())
+
     def __repr__(self) -> str:
         return f"<Panel {self.state}, {len(self._history)} runs>"
+
+    # -- the static record ---------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """What the panel shows, as JSON-safe data (what its record saves; see `from_record`).
+
+        Keys: ``prompt``, ``settings`` (`CompletionSettings.to_dict`), ``history`` (the
+        records of `history`), ``output`` (``text``, ``label``, ``status``, ``error``) and
+        ``compare`` (one dict per column: ``title``, ``settings``, ``text``, ``status``,
+        ``error``; empty before the first compare).
+        """
+        return {
+            "prompt": str(self.prompt_box.value),
+            "settings": self.settings.to_dict(),
+            "history": self._history.records(),
+            "output": {"text": self.output.text, "label": self._answer_label_text,
+                       "status": self._status_text, "error": self._error_text},
+            "compare": [column.to_state() for column in self.compare_grid.columns],
+        }
+
+    def record_bundle(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """The record's MIME bundle (text/html, text/plain) and metadata, as of now."""
+        return panel_bundle(self.record.id, self.to_state())
+
+    def _refresh_record(self) -> None:
+        try:
+            self.record.update(*self.record_bundle())
+        except Exception:  # noqa: BLE001 - the live panel must keep working without it
+            log.exception("panel record update failed")
+
+    @classmethod
+    def from_record(
+        cls, state: dict[str, Any], client: Client | None = None, **kwargs: Any
+    ) -> Panel:
+        """A live panel showing a saved record's state (`to_state`'s dict).
+
+        The prompt, settings, history, last answer and compare columns come back; nothing is
+        re-run. ``client`` and ``kwargs`` are as for `Panel`. Raises ValueError for a dict
+        that is not a panel state.
+        """
+        if not isinstance(state, dict) or "settings" not in state or "prompt" not in state:
+            raise ValueError("from_record() takes a panel state: a dict with 'prompt' and "
+                             "'settings' (Panel.to_state(), or a record's metadata 'state')")
+        settings = CompletionSettings()
+        for name, value in state["settings"].items():
+            if name in (*CompletionSettings.PARAMS, "system"):
+                setattr(settings, name, value)
+        panel = cls(str(state["prompt"]), client=client, settings=settings, **kwargs)
+        panel._history.restore(state.get("history") or [])
+        options = panel._history.options()
+        panel.history_select.options = options
+        if options:
+            panel.history_select.value = options[0][1]
+        panel.load_button.disabled = not options
+        output = state.get("output") or {}
+        if output.get("text"):
+            panel.output.set_text(str(output["text"]))
+        panel._set_answer_label(str(output.get("label") or ""))
+        panel._set_status(str(output.get("status") or "idle"))
+        panel._show_error(output.get("error"))
+        columns = state.get("compare") or []
+        if columns:
+            views = panel.compare_grid.reset(
+                [(c["title"], {}, c["settings"]) for c in columns])
+            for view, column in zip(views, columns, strict=True):
+                view.restore(column)
+        return panel
+
+    @classmethod
+    def restore(
+        cls, record_id: str | None = None, notebook: str | None = None,
+        client: Client | None = None, **kwargs: Any,
+    ) -> Panel:
+        """Rebuild a panel from its record in the saved notebook (`from_record`).
+
+        ``record_id``: the id shown under the record (None: the last panel record in the
+        file). ``notebook``: the .ipynb path; None means the notebook this kernel runs
+        (``__session__``). Save the notebook first: the file is what is read. Raises
+        `LookupError` when no such record is saved, `FileNotFoundError` when the notebook
+        cannot be found.
+        """
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        namespace = shell.user_ns if shell is not None else None
+        state = find_record("panel", record_id, notebook, namespace)
+        return cls.from_record(state, client=client, **kwargs)
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -232,13 +368,22 @@ class Panel:
                 self._client = Client()
             return self._client
 
+    def _set_answer_label(self, text: str) -> None:
+        self._answer_label_text = text
+        self.answer_label.value = "" if not text else (
+            '<span style="font-size:90%;font-weight:600">'
+            f"{html.escape(text)}</span>"
+        )
+
     def _set_status(self, text: str) -> None:
+        self._status_text = text
         self.status.value = (
             '<span style="color:var(--jp-ui-font-color2,#666);font-size:90%">'
             f"{html.escape(text)}</span>"
         )
 
     def _show_error(self, text: str | None) -> None:
+        self._error_text = text or None
         self.error.value = "" if not text else (
             f'<div style="color:var(--jp-error-color1,#c62828)">⚠ {html.escape(text)}</div>'
         )
@@ -269,6 +414,7 @@ class Panel:
         with self._lock:
             self._state = state
             self._signal = None
+        self._refresh_record()
 
     def _start(self, target: Callable[..., None], *args: Any) -> None:
         def guarded() -> None:
@@ -308,6 +454,24 @@ class Panel:
             return None
         return text
 
+    def _wire(self, text: str) -> tuple[str | None, str]:
+        """The wire prompt for ``text`` (continuing `chat` if set) and a note on dropped turns."""
+        if self.chat is None:
+            return prompts.build(text, system=self.settings.system), ""
+        from ..chat import context_for
+
+        if prompts.has_turns(text):
+            self._show_error("With a chat, write only the next message: the chat supplies the "
+                             "Human:/Assistant: turns.")
+            return None, ""
+        built = self.chat.build(text, system=self.settings.system,
+                                max_tokens=self.settings.max_tokens,
+                                context_tokens=context_for(self._get_client()))
+        note = f" · chat {self.chat.name!r}, {built.sent} earlier turns"
+        if built.dropped:
+            note += f" ({built.dropped} oldest left out to fit the context)"
+        return built.prompt, note
+
     # -- run / stop --------------------------------------------------------------------
     def run(self) -> None:
         """Send the prompt with the current settings; the answer streams into the output.
@@ -320,11 +484,14 @@ class Panel:
             return
         settings = self.settings.to_dict()
         params = self.settings.request_params()
-        wire = prompts.build(text, system=self.settings.system)
+        wire, note = self._wire(text)
+        if wire is None:
+            return
         signal = self._begin()
         if signal is None:
             return
         self.output.clear(placeholder=False)
+        self._set_answer_label(f"run #{len(self._history) + 1} · {params_line(settings)}{note}")
         self._set_status(status_line("running"))
         self._start(self._run_job, signal, wire, text, params, settings)
 
@@ -344,6 +511,11 @@ class Panel:
         )
         self._history.add(kind="run", prompt=text, settings=settings, result=result,
                           started=started)
+        if self.chat is not None:
+            if result.outcome == "done":
+                self.chat.add(text, result.text)
+            else:
+                self.chat.hold(text, result.text)
         self._set_status(result_status(result))
         self._show_error(result.error)
         self._end(result.outcome)
@@ -383,12 +555,18 @@ class Panel:
         text = self._prompt_or_error()
         if text is None:
             return
-        wire = prompts.build(text, system=self.settings.system)
+        wire, _ = self._wire(text)
+        if wire is None:
+            return
         signal = self._begin()
         if signal is None:
             return
         group = self._history.new_group()
-        views = self.compare_grid.reset(columns)
+        if self.output.text:
+            self._set_answer_label(
+                f"earlier answer ({self._answer_label_text or 'loaded'}); "
+                f"compare {group} is below")
+        views = self.compare_grid.reset(columns, group=group)
         self._set_status(f"compare {group} · running 1 of {len(columns)}")
         self._start(self._compare_job, signal, wire, text, columns, views, group)
 
@@ -453,8 +631,10 @@ class Panel:
                      "stop_sequences", "system"):
             setattr(self.settings, name, record[name])
         self.output.set_text(record["text"])
+        self._set_answer_label(f"run #{record['run']} (loaded) · {params_line(record)}")
         self._set_status(f"{record_status(record)} · loaded run #{record['run']}")
         self._show_error(record["error"])
+        self._refresh_record()
         return record
 
     def _load_clicked(self) -> None:

@@ -73,6 +73,8 @@ class RunResult:
     model: str | None = None
     time_to_first_token: float | None = None
     elapsed: float | None = None
+    #: Token counts, when the server reported them.
+    usage: dict[str, int] | None = None
 
 
 def stream_once(
@@ -132,6 +134,7 @@ def stream_once(
             else None
         ),
         model=snap.model if snap is not None else None,
+        usage=snap.usage if snap is not None else None,
         time_to_first_token=snap.time_to_first_token if snap is not None else None,
         elapsed=(
             snap.elapsed if snap is not None and snap.elapsed is not None

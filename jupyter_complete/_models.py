@@ -1,0 +1,126 @@
+"""``client.models.list()``: the models an endpoint offers (``GET /v1/models``).
+
+The response shape is the Anthropic API's: ``{"data": [{"type": "model", "id": ...,
+"display_name": ..., "created_at": ...}, ...], "has_more": bool, "first_id", "last_id"}``,
+paged with ``limit`` (1 to 1000) and ``after_id``. Every page read is bounded
+(`MAX_PAGE_BYTES`), and so is the number of pages (`MAX_PAGES`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from .errors import APIConnectionError, APIResponseValidationError, APITimeoutError
+
+if TYPE_CHECKING:
+    from .client import Client
+
+#: Largest page body read, in bytes (a page of 1000 models is about 150 KB).
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+#: Most pages followed before stopping (with ``limit=1000``, a million models).
+MAX_PAGES = 1000
+#: Models asked for per page (the API's largest ``limit``).
+PAGE_LIMIT = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """One model an endpoint offers (the API's ``ModelInfo``)."""
+
+    id: str
+    display_name: str | None = None
+    #: RFC 3339 time the model was released, as the server sent it.
+    created_at: str | None = None
+    type: str = "model"
+
+
+class Models:
+    """``client.models``: ``list()`` the endpoint's models."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> list[Model]:
+        """Every model the endpoint lists, in its order (all pages).
+
+        Raises the typed `APIStatusError` subclass for an error status (`NotFoundError`
+        when the server has no ``/v1/models``), `APIConnectionError` / `APITimeoutError`
+        when it cannot be reached, `APIResponseValidationError` for a body that is not
+        the API's shape or is larger than `MAX_PAGE_BYTES`.
+        """
+        from .client import _KeyAuth, _reason, _status_error, _without_frames
+
+        client = self._client
+        url = client._url("/v1/models")
+        session = client._get_session()
+        auth = _KeyAuth(client._key) if client._key is not None else None
+        models: list[Model] = []
+        after: str | None = None
+        for _ in range(MAX_PAGES):
+            params: dict[str, Any] = {"limit": PAGE_LIMIT}
+            if after:
+                params["after_id"] = after
+            try:
+                response = session.get(
+                    url, params=params, headers=client._headers({}), auth=auth, stream=True,
+                    timeout=(client.connect_timeout, client.timeout),
+                )
+                with response:
+                    if response.status_code >= 400:
+                        raise _status_error(response)
+                    body = _read_bounded(response, url)
+            except requests.Timeout as err:
+                raise APITimeoutError(f"No answer from {url} within the timeout"
+                                      ) from _without_frames(err)
+            except requests.RequestException as err:
+                raise APIConnectionError(f"Could not connect to {url} ({_reason(err)})"
+                                         ) from _without_frames(err)
+            page = _parse_page(body, url)
+            models.extend(page)
+            data = json.loads(body)
+            if not data.get("has_more") or not page:
+                break
+            after = data.get("last_id") or page[-1].id
+        return models
+
+
+def _read_bounded(response: requests.Response, url: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > MAX_PAGE_BYTES:
+            raise APIResponseValidationError(
+                f"GET {url}: the answer is larger than {MAX_PAGE_BYTES:,} bytes; not read")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_page(body: bytes, url: str) -> list[Model]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise APIResponseValidationError(f"GET {url}: the answer is not JSON") from None
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise APIResponseValidationError(
+            f"GET {url}: the answer has no \"data\" list of models")
+    out = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            out.append(Model(
+                id=item["id"],
+                display_name=item.get("display_name") if isinstance(
+                    item.get("display_name"), str) else None,
+                created_at=item.get("created_at") if isinstance(
+                    item.get("created_at"), str) else None,
+                type=str(item.get("type") or "model"),
+            ))
+    return out
+
+
+__all__ = ["MAX_PAGE_BYTES", "Model", "Models"]

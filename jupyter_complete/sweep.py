@@ -367,12 +367,30 @@ class SpreadResult:
     def to_dict(self) -> dict[str, Any]:
         """Everything as JSON-safe data (the figures included, under ``stats``)."""
         return {
-            "prompt": self.prompt, "parameter": self.parameter, "values": list(self.values),
+            "prompt": self.prompt, "wire_prompt": self.wire_prompt,
+            "parameter": self.parameter, "values": list(self.values),
             "n": self.n, "params": dict(self.params), "concurrency": self.concurrency,
             "elapsed": self.elapsed, "stopped_by": self.stopped_by, "error": self.error,
             "partial": self.partial, "samples": [s.to_dict() for s in self.samples],
             "stats": [dataclasses.asdict(st) for st in self.stats],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpreadResult:
+        """A result from `to_dict`'s data (e.g. a saved panel record); raises ValueError
+        for data that is not one."""
+        try:
+            samples = [Sample(**s) for s in data["samples"]]
+            return cls(
+                prompt=str(data["prompt"]), wire_prompt=str(data.get("wire_prompt", "")),
+                parameter=str(data["parameter"]), values=list(data["values"]),
+                n=int(data["n"]), params=dict(data.get("params") or {}), samples=samples,
+                concurrency=int(data.get("concurrency") or 1),
+                elapsed=float(data.get("elapsed") or 0.0), stopped_by=data.get("stopped_by"),
+                error=data.get("error"),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not a spread result ({type(err).__name__}: {err})") from None
 
     def summary_line(self) -> str:
         """``temperature 0.2, 0.6, 1 · 5 samples each · 15 drawn in 9.3 s`` (and why partial)."""

@@ -23,6 +23,7 @@ import dataclasses
 import html
 import importlib
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import prompt as prompts
@@ -78,11 +79,27 @@ def exact_first_tokens(
     # Decode the likeliest first: a distribution with no cut has one entry per vocabulary
     # token, and most of its mass is in the first few hundred.
     kept = kept[np.argsort(-final[kept], kind="stable")]
+    labels = _labels(model)
     out: dict[str, float] = {}
     for token in kept.tolist():
-        label = END_OF_TURN if model.is_end(token) else model.token_text(token)
+        label = labels.get(token)
+        if label is None:
+            label = labels[token] = (END_OF_TURN if model.is_end(token)
+                                     else model.token_text(token))
         out[label] = out.get(label, 0.0) + float(final[token])
     return out
+
+
+_LABELS: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
+
+
+def _labels(model: LocalModel) -> dict[int, str]:
+    """Token -> label, per model, filled as tokens are met (decoding the whole vocabulary
+    costs about a second; a class runs the same model many times)."""
+    cache = _LABELS.get(model)
+    if cache is None:
+        cache = _LABELS[model] = {}
+    return cache
 
 
 def label_of(sample: Sample) -> str:
@@ -105,33 +122,37 @@ class Fit:
     impossible: dict[str, int]
 
 
-def chi_square_fit(counts: dict[str, int], probs: dict[str, float]) -> Fit | None:
+def chi_square_fit(
+    counts: dict[str, int], probs: dict[str, float],
+    ranked: list[tuple[str, float]] | None = None,
+) -> Fit | None:
     """Pearson's test of ``counts`` against ``probs``; None with fewer than two bins.
 
     Each text expected at least `MIN_EXPECTED` times gets its own bin; the rest (and any
     observed text outside ``probs``) share an ``"other"`` bin, merged into the smallest bin
     when it is itself expected fewer than `MIN_EXPECTED` times. A text with probability 0
-    that was observed makes the p-value 0 (it cannot happen under ``probs``).
+    that was observed makes the p-value 0 (it cannot happen under ``probs``). ``ranked`` is
+    ``probs`` sorted by probability, most likely first, when the caller has it already.
     """
     n = sum(counts.values())
     if n == 0:
         return None
+    if ranked is None:
+        ranked = sorted(probs.items(), key=lambda item: -item[1])
     impossible = {t: c for t, c in counts.items() if c and probs.get(t, 0.0) <= 0.0}
     bins: list[tuple[str, int, float]] = []
-    other_obs, other_exp = 0, 0.0
-    for text, p in sorted(probs.items(), key=lambda item: -item[1]):
+    for text, p in ranked:
         expected = p * n
-        if expected >= MIN_EXPECTED:
-            bins.append((text, counts.get(text, 0), expected))
-        else:
-            other_obs += counts.get(text, 0)
-            other_exp += expected
-    other_obs += sum(impossible.values())
+        if expected < MIN_EXPECTED:
+            break  # ranked: every later text is expected less often still
+        bins.append((text, counts.get(text, 0), expected))
+    other_obs = n - sum(obs for _, obs, _ in bins)
+    other_exp = max(0.0, n - sum(exp for _, _, exp in bins))
     if other_exp >= MIN_EXPECTED or (bins == [] and other_exp > 0):
         bins.append(("other", other_obs, other_exp))
-    elif bins and (other_obs or other_exp):
-        label, obs, exp = min(bins, key=lambda b: b[2])
-        i = bins.index((label, obs, exp))
+    elif bins and (other_obs or other_exp > 1e-9):
+        i = min(range(len(bins)), key=lambda j: bins[j][2])
+        label, obs, exp = bins[i]
         bins[i] = (label + " + other", obs + other_obs, exp + other_exp)
     if impossible:
         return Fit(stat=float("inf"), dof=max(1, len(bins) - 1), p_value=0.0, bins=bins,
@@ -146,12 +167,14 @@ def chi_square_fit(counts: dict[str, int], probs: dict[str, float]) -> Fit | Non
 def total_variation(counts: dict[str, int], probs: dict[str, float]) -> float | None:
     """Total variation distance between the observed frequencies and ``probs``:
     ``0.5 * sum(|f(t) - p(t)|)`` over every text either one has (0: identical; 1:
-    disjoint). None before the first sample."""
+    disjoint). None before the first sample. ``probs`` sums to 1, so the texts never observed
+    add exactly the probability the observed ones leave: the work is O(observed texts)."""
     n = sum(counts.values())
     if n == 0:
         return None
-    labels = set(counts) | set(probs)
-    return 0.5 * sum(abs(counts.get(t, 0) / n - probs.get(t, 0.0)) for t in labels)
+    seen = [t for t, c in counts.items() if c]
+    unseen_mass = max(0.0, 1.0 - sum(probs.get(t, 0.0) for t in seen))
+    return 0.5 * (sum(abs(counts[t] / n - probs.get(t, 0.0)) for t in seen) + unseen_mass)
 
 
 @dataclasses.dataclass
@@ -178,6 +201,8 @@ class FirstTokens:
     #: The execution count of the cell whose output holds the live chart (so showing the
     #: result as that cell's value does not draw the chart a second time).
     live_cell: int | None = dataclasses.field(default=None, repr=False, compare=False)
+    _ranked: list[tuple[str, float]] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
 
     @property
     def drawn(self) -> int:
@@ -194,21 +219,28 @@ class FirstTokens:
         """`total_variation` of the counts against the probabilities."""
         return total_variation(self.counts, self.probabilities)
 
+    @property
+    def ranked(self) -> list[tuple[str, float]]:
+        """`probabilities` sorted, likeliest first (computed once)."""
+        if self._ranked is None:
+            self._ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])
+        return self._ranked
+
     def fit(self) -> Fit | None:
         """`chi_square_fit` of the counts against the probabilities."""
-        return chi_square_fit(self.counts, self.probabilities)
+        return chi_square_fit(self.counts, self.probabilities, self.ranked)
 
     def rows(self) -> list[tuple[str, float, int]]:
         """``(text, probability, count)``: the `top` likeliest texts, then any text observed
         outside them (most counted first), then ``("all others", rest, rest count)``."""
-        ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])[: self.top]
+        ranked = self.ranked[: self.top]
         shown = {t for t, _ in ranked}
         rows = [(t, p, self.counts.get(t, 0)) for t, p in ranked]
         extra = sorted(((t, c) for t, c in self.counts.items() if t not in shown and c),
                        key=lambda item: -item[1])[:3]
         rows += [(t, self.probabilities.get(t, 0.0), c) for t, c in extra]
         shown |= {t for t, _ in extra}
-        rest_p = max(0.0, 1.0 - sum(p for t, p in self.probabilities.items() if t in shown))
+        rest_p = max(0.0, 1.0 - sum(self.probabilities.get(t, 0.0) for t in shown))
         rest_c = sum(c for t, c in self.counts.items() if t not in shown)
         if rest_p > 1e-9 or rest_c:
             rows.append(("all others", rest_p, rest_c))

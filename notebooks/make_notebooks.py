@@ -383,13 +383,13 @@ fruit = "Human: Name a fruit.\\nAssistant: My favourite fruit is"
 ## 1. The first token, counted
 
 The prompt ends with the start of the answer ("My favourite fruit is"), so the first token
-the model writes is the fruit. `first_tokens` asks the server for `n` one-token answers and
-redraws the chart as they arrive: the pale bar is the model's probability, the dark bar the
-share of samples that came out as that token. At temperature 1 with no cuts the server
-samples the model's own distribution:
+the model writes continues that sentence. `first_tokens` asks the server for `n` one-token
+answers and redraws the chart as they arrive: the pale bar is the model's probability, the
+dark bar the share of samples that came out as that token. At temperature 1 with no cuts the
+server samples the model's own distribution:
 """),
     code("""
-own = first_tokens(fruit, n=150, temperature=1.0)
+own = first_tokens(fruit, n=100, temperature=1.0)
 """),
     md("""
 The *total variation distance* above the chart is half the summed differences between the
@@ -402,7 +402,7 @@ more of the mass, the rare ones almost vanish. The model's column changes, and t
 follow it:
 """),
     code("""
-cool = first_tokens(fruit, n=150, temperature=0.5)
+cool = first_tokens(fruit, n=100, temperature=0.5)
 """),
     code("""
 for label, result in (("temperature 1.0", own), ("temperature 0.5", cool)):
@@ -416,7 +416,7 @@ probabilities add up to top_p, and renormalises them. Everything outside gets pr
 and the server never returns it: count how many different first tokens came back.
 """),
     code("""
-nucleus = first_tokens(fruit, n=150, temperature=1.0, top_p=0.5)
+nucleus = first_tokens(fruit, n=100, temperature=1.0, top_p=0.5)
 """),
     code("""
 print(f"tokens that can be drawn: {len(nucleus.probabilities)} with top_p 0.5, "
@@ -437,7 +437,7 @@ kernel's stop button ends a sweep early and keeps what was drawn.
 """),
     code("""
 by_temperature = spread("Write one short sentence about the sea.", n=4,
-                        temperature=[0.2, 0.6, 1.0], max_tokens=24)
+                        temperature=[0.2, 0.6, 1.0], max_tokens=20)
 by_temperature
 """),
     md("""
@@ -446,7 +446,7 @@ for top_p, at temperature 1:
 """),
     code("""
 by_top_p = spread("Write one short sentence about the sea.", n=4,
-                  top_p=[0.2, 0.6, 1.0], temperature=1.0, max_tokens=24)
+                  top_p=[0.2, 0.6, 1.0], temperature=1.0, max_tokens=20)
 by_top_p
 """),
     md("""

@@ -30,7 +30,7 @@ from fixtures_replay import (
     sse_script,
 )
 
-PNG_RE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+PNG_RE = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 def _client(replay: ReplayServer) -> str:

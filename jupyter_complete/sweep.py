@@ -568,9 +568,10 @@ def stats_table_html(parameter: str, stats: Sequence[SettingStats]) -> str:
                  length, reasons, _seconds(st.time_to_first_token))
         rows.append("<tr>" + "".join(f'<td style="{_CELL}">{html.escape(c)}</td>'
                                      for c in cells)
-                    + f'<td style="{_CELL}">{common or "–"}</td></tr>')
-    return ('<table style="border-collapse:collapse;font-size:12px;margin-top:4px">'
-            + "".join(rows) + "</table>")
+                    + f'<td style="{_CELL};min-width:16em">{common or "–"}</td></tr>')
+    # In a box that scrolls sideways: a narrow output area never clips the answers.
+    return ('<div style="overflow-x:auto;max-width:100%"><table style="border-collapse:'
+            'collapse;font-size:12px;margin-top:4px">' + "".join(rows) + "</table></div>")
 
 
 def _answers_html(result: SpreadResult) -> str:

@@ -36,9 +36,10 @@ def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
         "temperature=0.8)",
     ])
     jupyter_lab.open(page, name)
+    page.keyboard.press("Control+b")  # close the file browser: the width a reader would give
     run_all_cells(page)
     # The progress bar is a widget with counts and elapsed time while the sweep runs.
-    page.wait_for_selector(".widget-progress", timeout=180_000)
+    page.wait_for_selector(".widget-hprogress", timeout=180_000)
     page.wait_for_selector("text=/spread temperature: \\d+ of 12 samples/", timeout=180_000)
     result = page.locator(".jc-spread")
     result.wait_for(timeout=300_000)
@@ -50,15 +51,19 @@ def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
     assert "12 of 12 drawn" in text and "distinct-1" in text
     # The progress widget was replaced by a static line.
     page.wait_for_function(
-        "() => document.querySelectorAll('.widget-progress').length === 0", timeout=10_000)
+        "() => document.querySelectorAll('.widget-hprogress').length === 0", timeout=10_000)
     page.mouse.move(0, 0)
     SPREAD_SHOT.parent.mkdir(exist_ok=True)
     result.screenshot(path=str(SPREAD_SHOT))
 
     chart = page.locator(".jc-first-tokens")
-    chart.wait_for(timeout=120_000)
+    chart.first.wait_for(timeout=120_000)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.jc-first-tokens')].some("
         "el => el.innerText.includes('120 of 120 samples'))", timeout=300_000)
+    # The chart is redrawn in place while samples arrive; once the cell is done it stays.
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=120_000)
+    assert chart.count() == 1
     chart.first.screenshot(path=str(FIRST_TOKENS_SHOT))
     print(json.dumps({"screenshots": [str(SPREAD_SHOT), str(FIRST_TOKENS_SHOT)]}))

@@ -35,6 +35,10 @@ CSS = (
     "color:var(--jp-ui-font-color2,#777);font-style:italic;margin-left:8px;"
     "align-self:center;flex:0 0 auto}"
     ".jc-wrap{flex-wrap:wrap!important}"
+    # The tags box's text input is sized by its placeholder; let it shrink with the row.
+    ".jc-panel .jupyter-widget-tagsinput{min-width:0;overflow:hidden}"
+    ".jc-panel .jupyter-widget-tagsinput .widget-text,"
+    ".jc-panel .jupyter-widget-taginput{min-width:0;max-width:100%;box-sizing:border-box}"
     "</style>"
 )
 
@@ -110,15 +114,17 @@ def make_slider(name: str, *, maximum: float | None = None) -> Any:
     extra: dict[str, Any] = {}
     if cls is widgets.FloatSlider:
         extra["readout_format"] = f".{_decimals(spec['step'])}f"
-    return cls(
+    slider = cls(
         value=spec["default_on"] if spec["default_on"] is not None else spec["min"],
         min=spec["min"], max=spec["max"], step=spec["step"],
         description=spec["description"], tooltip=spec["tooltip"],
         continuous_update=False,  # the settings change on release, not on every pixel
         style={"description_width": LABEL_WIDTH},
-        layout=widgets.Layout(width="100%", max_width=SLIDER_WIDTH, min_width="0"),
+        layout=widgets.Layout(width="auto", max_width=SLIDER_WIDTH, min_width="0"),
         **extra,
     )
+    slider.add_class(f"jc-slider-{name}")  # for styling and browser tests
+    return slider
 
 
 def make_optional_slider(name: str, tooltip: str) -> tuple[Any, Any]:

@@ -578,7 +578,7 @@ class Explorer:
             css = "jc-x-gen jc-x-last" if i == last else "jc-x-gen"
             text = model.token_text(token)
             if not template and model.is_end(token):
-                text = " ⏹ end of answer"
+                text = " [end of answer]"
             parts.append(f'<span class="{css}">{html.escape(text)}</span>')
         # column-reverse keeps a scrolled box pinned to its end: the newest token stays in view.
         return (f'<div class="jc-x-scroll"><div class="jc-x-context">{"".join(parts)}</div>'

@@ -292,6 +292,19 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
 
             %%complete --panel
             Once upon a time
+
+            %%complete --chat
+            And what about its moons?
+
+            %complete --reset
+
+            %%complete -f code
+            Write a function that reverses a string.
+
+            %complete --models
+
+        --chat continues the conversation 'default' (or NAME); --reset forgets it; --keep
+        adds an answer that broke off. -f code puts the answer's code into a new cell below.
         """
         args, text = self._parse(line)
         handled, value = self._chat_commands(args, text, cell)
@@ -323,7 +336,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             raise UsageError(empty)
         client = self._get_client(args.base_url)
         if args.panel:
-            self._open_panel(body.removesuffix("\n"), client, settings, args.output)
+            self._open_panel(body.removesuffix("\n"), client, settings, args.output,
+                             self._chat_for(args.chat))
             return
         chat = None
         if args.chat is not None:
@@ -484,7 +498,6 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         self, args: argparse.Namespace, text: str, cell: str | None
     ) -> tuple[bool, Any]:
         """``--models``, ``--reset``, ``--keep`` and a bare ``%complete --chat``: (done, value)."""
-        from .chat import Chat
 
         if args.models:
             self._list_models(args.base_url)
@@ -508,16 +521,14 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             notice(f"conversation {args.keep!r}: the unfinished answer is now turn "
                    f"{len(chat)}")
             return True, None
-        if args.chat is not None and cell is None and not text.strip():
-            chat = self.chats.setdefault(args.chat, Chat(args.chat))
-            self.shell.user_ns["_chat"] = chat
-            return True, chat
+        if args.chat is not None and cell is None and not text.strip() and not args.panel:
+            return True, self._chat_for(args.chat)
         return False, None
 
     def _chat_prompt(
         self, args: argparse.Namespace, body: str, client: Client, settings: CompletionSettings
     ) -> tuple[Chat, str]:
-        from .chat import Chat, context_for
+        from .chat import context_for
         from .notebook import notice
 
         if args.raw:
@@ -527,14 +538,24 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
                 "--chat: write only your next message; the conversation supplies the "
                 "Human:/Assistant: turns (edit _chat.turns to change them)."
             )
-        chat = self.chats.setdefault(args.chat, Chat(args.chat))
-        self.shell.user_ns["_chat"] = chat
+        chat = self._chat_for(args.chat)
+        assert chat is not None
         built = chat.build(body, system=settings.system, max_tokens=settings.max_tokens,
                            context_tokens=context_for(client))
         message = built.notice(chat.name)
         if message:
             notice(message)
         return chat, built.prompt
+
+    def _chat_for(self, name: str | None) -> Chat | None:
+        """The conversation ``name`` (created if new, and put in ``_chat``); None for None."""
+        from .chat import Chat
+
+        if name is None:
+            return None
+        chat = self.chats.setdefault(name, Chat(name))
+        self.shell.user_ns["_chat"] = chat
+        return chat
 
     def _list_models(self, base_url: str | None) -> None:
         from .notebook import show_models
@@ -557,7 +578,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         return "text/markdown" in types
 
     def _open_panel(
-        self, body: str, client: Client, settings: CompletionSettings, output: str | None
+        self, body: str, client: Client, settings: CompletionSettings, output: str | None,
+        chat: Chat | None = None,
     ) -> None:
         try:
             # Imported by name: the panel (and ipywidgets) load only when asked for.
@@ -566,7 +588,7 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             raise UsageError(f"--panel is not available here: {err}") from None
         from IPython import display
 
-        panel = panel_module.Panel(prompt=body, client=client, settings=settings)
+        panel = panel_module.Panel(prompt=body, client=client, settings=settings, chat=chat)
         if output:
             self.shell.user_ns[output] = panel
         show: Any = display.display  # untyped in IPython

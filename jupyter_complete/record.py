@@ -105,11 +105,18 @@ class LiveRecord:
         self._shown = False
 
     def show(self, widget: Any, data: dict[str, str], metadata: dict[str, Any]) -> None:
-        """Display ``widget`` and, right after it, the record (with this display id)."""
+        """Display ``widget`` and, right after it, the record (with this display id).
+
+        The widget's text/plain is a short line instead of ipywidgets' repr of the widget
+        tree (which nbconvert, nbviewer and GitHub would print, having no widget model).
+        """
         from IPython import display
 
         show: Any = display.display  # untyped in IPython
-        show(widget)
+        view = dict(widget._repr_mimebundle_())
+        view["text/plain"] = (f"[{self.kind} widget {self.id}: live in a running kernel; "
+                              "its saved record follows]")
+        show(view, raw=True)
         show(data, raw=True, metadata=metadata, display_id=self.display_id)
         self._shown = True
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from fixtures_panel import HoldingReplayServer, paced_script, wait_until
 
+from jupyter_complete import Client
 from jupyter_complete.chat import Chat, Turn, estimate_tokens
 from jupyter_complete.notebook import code_of
+from jupyter_complete.panel import Panel
 from jupyter_complete.prompt import parse
 
 
@@ -75,3 +78,34 @@ def test_the_code_of_an_answer_is_its_fenced_blocks_else_the_whole_answer() -> N
     assert code_of("Sure:\n```py\ndef f():\n    return 1\n") == "def f():\n    return 1"
     # A longer fence is closed only by one at least as long.
     assert code_of("````\n```\ninner\n```\n````") == "```\ninner\n```"
+
+
+def test_a_panel_given_a_chat_continues_it_and_keeps_a_stopped_answer_aside(
+    holding_replay: HoldingReplayServer,
+) -> None:
+    server = holding_replay
+    chat = Chat("panel", [("My name is Ada.", " Hello Ada!")])
+    server.enqueue(paced_script([" You", " are Ada."]),
+                   paced_script([" Still", " going"], hold=True))
+    panel = Panel("What is my name?", chat=chat,
+                  client=Client(base_url=server.url, api_key="k", max_retries=0))
+    try:
+        panel.run()
+        assert panel.wait(30)
+        sent = server.received[0].json["prompt"]
+        assert sent == ("\n\nHuman: My name is Ada.\n\nAssistant: Hello Ada!"
+                        "\n\nHuman: What is my name?\n\nAssistant:")
+        assert [t.assistant for t in chat] == [" Hello Ada!", " You are Ada."]
+        assert panel.to_state()["output"]["label"].endswith("chat 'panel': 1 earlier turn")
+        panel.prompt_box.value = "And now?"
+        panel.run()
+        assert wait_until(lambda: "Still going" in panel.text, 30)
+        panel.stop()
+        assert panel.wait(30)
+        assert len(chat) == 2 and chat.pending == Turn("And now?", " Still going")
+        panel.prompt_box.value = "Human: typed\nAssistant:"
+        panel.run()
+        assert "write only the next message" in panel.error.value
+    finally:
+        panel.close()
+        assert panel.wait(5)

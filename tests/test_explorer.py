@@ -401,3 +401,51 @@ def test_the_explorer_draws_its_bars_and_steps_in_jupyterlab(jupyter_lab, browse
         timeout=30_000)
     if os.environ.get("JUPYTER_COMPLETE_SCREENSHOT"):
         page.locator(".jc-explorer").screenshot(path=os.environ["JUPYTER_COMPLETE_SCREENSHOT"])
+
+
+# -- template, end of answer, legend, record (issue 16) -----------------------------------
+class EndingModel(FakeModel):
+    """Like FakeModel, but the end token is the likeliest after two generated tokens."""
+
+    def next_logits(self, tokens: Sequence[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        logits = super().next_logits(tokens)
+        if len(tokens) >= 5:  # three prompt tokens, then two generated
+            logits = logits.copy()
+            logits[self.END] = 10.0
+        return logits
+
+
+def test_the_explorer_shows_the_prompt_as_written_until_the_template_toggle(make_explorer):
+    ex = make_explorer("Name a <fruit>.", FakeModel())
+    assert "Name a &lt;fruit&gt;." in ex.context_view.value
+    assert "<s>" not in html.unescape(ex.context_view.value)
+    assert "chat template" in ex.template_note.value
+    ex.template_toggle.value = True
+    assert html.unescape(ex.context_view.value).count("<s>") == 1  # the rendered tokens
+    assert "What the model reads" in ex.template_note.value
+    plain = make_explorer("x", FakeModel(), chat=False)
+    assert plain.template_toggle.layout.display == "none"
+
+
+def test_when_the_model_ends_its_answer_the_explorer_says_so_and_hides_the_chart(
+    make_explorer,
+):
+    ex = make_explorer("Hi", EndingModel())
+    assert "How to read the bars" in ex.legend.value and "after temperature" in ex.legend.value
+    ex.step(10, greedy=True)
+    assert ex.finished and len(ex.generated) == 3
+    assert "The model ended its answer here" in ex.summary.value
+    assert ex.chart.value == "" and ex.legend.layout.display == "none"
+    assert ex.sample_button.disabled and "ended its answer" in ex.sample_button.tooltip
+    assert "[end of answer]" in ex.context_view.value
+    data, meta = ex.record_bundle()
+    assert "The model ended its answer here" in data["text/html"]
+    assert "jc-x-chart" not in data["text/html"]  # no distribution after the end token
+    state = meta["jupyter_complete"]["state"]
+    assert state["finished"] and state["generated"] == ex.generated
+    assert len(state["steps"]) == 3 and state["steps"][0]["how"] == "greedy"
+    ex.undo()
+    assert ex.chart.value and ex.legend.layout.display == ""
+    data, _ = ex.record_bundle()
+    assert "jc-x-chart" in data["text/html"] and "How to read the bars" in data["text/html"]
+    assert f"jc-live-{ex.record.id}" in ex.widget._dom_classes

@@ -197,3 +197,13 @@ def test_streamed_text_is_marked_to_wrap_at_word_boundaries(
     run = kernel.execute(chat_cell(kreplay, "Say.", "-f markdown"))
     assert not any("jc-wrap-marker" in m["content"]["data"].get("text/html", "")
                    for m in run.displays())
+
+
+def test_chat_with_panel_opens_a_panel_that_continues_the_conversation(
+    kernel: KernelHandle, kreplay: ReplayServer
+) -> None:
+    run = kernel.execute(chat_cell(kreplay, "Hello", "--chat tutor --panel -o p"))
+    assert run.status == "ok", run.error_text
+    got = kernel.execute("print(p.chat is _chat, p.chat.name)\np.close()")
+    assert got.stream_text().strip() == "True tutor"
+    assert not kreplay.received  # opening the panel sends nothing

@@ -144,17 +144,18 @@ class Panel:
         traits = CompletionSettings.class_traits()
         label_style = {"description_width": LABEL_WIDTH}
         self.prompt_box = widgets.Textarea(
-            value=prompt, rows=5, layout=widgets.Layout(width="100%"),
+            value=prompt, rows=5, layout=widgets.Layout(width="auto"),
             placeholder="Prompt. Plain text is sent as a Human turn; Human:/Assistant: turns "
             "are kept.",
         )
         self.system_box = widgets.Text(
             description="system", placeholder="optional system prompt",
             tooltip=traits["system"].help, style=label_style,
-            layout=widgets.Layout(width="100%"),
+            layout=widgets.Layout(width="auto"),
         )
         self.temperature_slider = make_slider("temperature")
         self.max_tokens_slider = make_slider("max_tokens", maximum=MAX_TOKENS_SLIDER)
+        self.max_tokens_slider.layout.flex = "1 1 auto"
         self.max_tokens_box = widgets.BoundedIntText(
             value=self.settings.max_tokens, min=1, max=10**9,
             tooltip="max tokens, exactly (any value; the slider covers 1 to "
@@ -164,11 +165,11 @@ class Panel:
         self.top_p_slider, self.top_p_check = self._optional_slider("top_p")
         self.model_box = widgets.Text(
             description="model", placeholder="server default", tooltip=traits["model"].help,
-            style=label_style, layout=widgets.Layout(width="100%", max_width="24em"),
+            style=label_style, layout=widgets.Layout(width="auto", max_width="24em"),
         )
         self.stop_box = widgets.TagsInput(
-            value=[], allow_duplicates=False, placeholder="stop sequence (\\n = newline)",
-            tooltip=traits["stop_sequences"].help,
+            value=[], allow_duplicates=False, placeholder="stop sequence",
+            tooltip=traits["stop_sequences"].help + " Type \\n for a newline, \\t for a tab.",
             layout=widgets.Layout(width="auto", flex="1 1 auto", min_width="0"),
         )
         self.run_button = widgets.Button(
@@ -506,7 +507,8 @@ class Panel:
         built = self.chat.build(text, system=self.settings.system,
                                 max_tokens=self.settings.max_tokens,
                                 context_tokens=context_for(self._get_client()))
-        note = f" · chat {self.chat.name!r}, {built.sent} earlier turns"
+        turns = "s" if built.sent != 1 else ""
+        note = f" · chat {self.chat.name!r}: {built.sent} earlier turn{turns}"
         if built.dropped:
             note += f" ({built.dropped} oldest left out to fit the context)"
         return built.prompt, note

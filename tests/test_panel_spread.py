@@ -124,7 +124,12 @@ def test_stop_during_samples_keeps_what_was_drawn_and_says_partial(
     holding_replay.enqueue(answer("one"), paced_script(["tw"], hold=True), answer("never"))
     panel = make_panel(holding_replay)
     panel.spread(top_k=[1, 40], n=2, concurrency=1)
-    assert wait_until(lambda: holding_replay.holding.is_set())
+
+    def tw_arrived() -> bool:
+        sweep = panel._sweep
+        return sweep is not None and any(s.text == "tw" for s in list(sweep._open))
+
+    assert wait_until(lambda: holding_replay.holding.is_set() and tw_arrived(), timeout=20)
     panel.stop_button.click()
     assert panel.wait(5)
     assert holding_replay.peer_closed.wait(5)

@@ -370,10 +370,11 @@ def test_stop_mid_sweep_keeps_every_sample_drawn_and_the_partial_text(
             seen.append(p.latest.text)
 
     def stop_once_the_third_streams() -> None:
+        # Stop once "thr" has reached the client (its stream is open and holds the text).
         deadline = time.monotonic() + 20
-        while len(replay.received) < 3 and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not any(
+                stream.text == "thr" for stream in list(sweep._open)):
             time.sleep(0.01)
-        time.sleep(0.2)  # let "thr" arrive
         sweep.stop()
 
     threading.Thread(target=stop_once_the_third_streams, daemon=True).start()

@@ -13,6 +13,9 @@ Contenders, run interleaved in one process (`_bench.interleaved`):
   slots serving the same GGUF, behind ``serve(upstream=...)`` (our protocol in front of a
   concurrent engine); run when the binary (``scripts/build_llama_server.sh``) and the
   upstream backend are there;
+* ``paced engine via --upstream, 1 / 4 / 15 at once``: the paced engine below speaking
+  OpenAI's chat protocol, behind ``serve(upstream=...)`` (when the tree has it), so the
+  requests go through our server's concurrency, as with a real engine;
 * ``paced engine, 1 / 4 / 15 at once``: a loopback server that streams ``max_tokens``
   tokens per request at a fixed pace (``TOKENS_PER_S`` per stream, about the built-in
   model's single-stream rate) and serves every connection in its own thread, like a
@@ -54,10 +57,14 @@ TOKENS_PER_S = 60.0
 
 
 class PacedEngine:
-    """Streams ``max_tokens_to_sample`` tokens per request, one every 1/rate seconds, each
-    connection in its own thread (so streams run side by side)."""
+    """Streams the requested number of tokens, one every 1/rate seconds, each connection in
+    its own thread (so streams run side by side). ``protocol`` ``"complete"``: our
+    ``/v1/complete`` (``max_tokens_to_sample``); ``"openai"``: ``/v1/chat/completions``
+    chunks (``max_tokens``), the shape llama-server and vLLM stream, for ``serve(upstream=)``.
+    """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, protocol: str = "complete") -> None:
+        self.protocol = protocol
         self.interval = 1.0 / rate
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -87,8 +94,15 @@ class PacedEngine:
             req = read_request(conn)
             if req is None:
                 return
+            if req.method == "GET":  # the upstream backend asks for /v1/models once
+                data = b'{"object": "list", "data": []}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"connection: close\r\ncontent-length: "
+                             + str(len(data)).encode() + b"\r\n\r\n" + data)
+                return
             body = json.loads(req.body)
-            n = int(body.get("max_tokens_to_sample", 16))
+            openai = self.protocol == "openai"
+            n = int(body.get("max_tokens" if openai else "max_tokens_to_sample", 16))
             conn.sendall(head("chunked"))
             start = time.monotonic()
             for i in range(n):
@@ -96,8 +110,12 @@ class PacedEngine:
                 delay = start + (i + 1) * self.interval - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                conn.sendall(frame(completion_event(f" w{i % 7}"), "chunked"))
-            conn.sendall(frame(completion_event("", "max_tokens"), "chunked") + b"0\r\n\r\n")
+                event = (_openai_chunk(f" w{i % 7}", None) if openai
+                         else completion_event(f" w{i % 7}"))
+                conn.sendall(frame(event, "chunked"))
+            last = (_openai_chunk("", "length") + b"data: [DONE]\n\n" if openai
+                    else completion_event("", "max_tokens"))
+            conn.sendall(frame(last, "chunked") + b"0\r\n\r\n")
         except OSError:
             pass
         finally:
@@ -112,6 +130,13 @@ class PacedEngine:
         except OSError:
             pass
         self._sock.close()
+
+
+def _openai_chunk(text: str, finish: str | None) -> bytes:
+    data = {"object": "chat.completion.chunk", "model": "paced",
+            "choices": [{"index": 0, "delta": {"content": text} if text else {},
+                         "finish_reason": finish}]}
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
 def main() -> int:
@@ -153,13 +178,22 @@ def main() -> int:
             lambda: sweep(via, 1, "upstream, 1"))
         contenders["llama-server -np 4 via --upstream, 4 at once"] = (
             lambda: sweep(via, 4, "upstream, 4"))
+    paced_openai, behind = _start_paced_upstream()
+    if behind is not None:
+        via_paced = Client(base_url=behind.url, api_key="bench")
+        for c in (1, 4, 15):
+            label = ("paced engine via --upstream, 1 at a time" if c == 1
+                     else f"paced engine via --upstream, {c} at once")
+            contenders[label] = (
+                lambda c=c: sweep(via_paced, c, f"paced upstream, {c}"))  # type: ignore[misc]
     paced = Client(base_url=engine.url, api_key="bench")
     for c in (1, 4, 15):
         label = "paced engine, 1 at a time" if c == 1 else f"paced engine, {c} at once"
         contenders[label] = lambda c=c: sweep(paced, c, f"paced, {c}")  # type: ignore[misc]
     rounds = interleaved(contenders, args.rounds)
     rows = []
-    families = ("built-in", "paced engine", "llama-server -np 4 via --upstream")
+    families = ("built-in", "paced engine via --upstream", "paced engine",
+                "llama-server -np 4 via --upstream")
     base = {f: median(rounds[f"{f}, 1 at a time"]) if f"{f}, 1 at a time" in rounds else None
             for f in families}
     for name, times in rounds.items():
@@ -178,10 +212,28 @@ def main() -> int:
         server.close()
     if upstream is not None:
         upstream.close()
+    if behind is not None:
+        behind.close()
+    if paced_openai is not None:
+        paced_openai.close()
     if engine_proc is not None:
         engine_proc.terminate()
         engine_proc.wait(15)
     return 0
+
+
+def _start_paced_upstream() -> tuple[PacedEngine | None, Any]:
+    """The paced engine speaking OpenAI's protocol, behind ``serve(upstream=...)``."""
+    try:
+        from jupyter_complete.local.upstream import UpstreamConfig
+
+        from jupyter_complete.local import serve
+    except ImportError:
+        print("(paced engine via --upstream skipped: this tree has no serve(upstream=...))")
+        return None, None
+    engine = PacedEngine(TOKENS_PER_S, "openai")
+    server = serve(api_key="bench", upstream=UpstreamConfig(engine.url))
+    return engine, server
 
 
 def _start_upstream() -> tuple[subprocess.Popen[bytes] | None, Any]:

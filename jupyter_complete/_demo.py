@@ -63,9 +63,12 @@ class CellReport:
 
     @property
     def is_completion(self) -> bool:
-        """A ``%%complete``/``%complete`` cell that sends a prompt (not ``--panel``)."""
+        """A ``%%complete``/``%complete`` cell that sends a prompt (not ``--panel``, nor a
+        command that sends nothing: ``--reset``, ``--keep``, ``--models``)."""
         first = self.source.lstrip().split("\n", 1)[0]
-        return first.startswith(("%%complete", "%complete")) and "--panel" not in first
+        words = first.split()
+        return first.startswith(("%%complete", "%complete")) and not any(
+            w in words for w in ("--panel", "--reset", "--keep", "--models"))
 
     @property
     def is_answer(self) -> bool:

@@ -13,7 +13,9 @@ the output by its id, whatever cell or thread sends it.
 While the live widget is on the page the record would repeat it, so the record carries a CSS
 rule that hides it exactly then: ``body:has(.jc-live-ID) .jc-record-ID {display: none}``. With
 the widget gone (a saved notebook reopened, a closed widget, nbconvert, nbviewer, GitHub, which
-strips styles), the record shows.
+strips styles), the record shows, and a second rule hides the widget's output just before it
+(JupyterLab's "Error displaying widget: model not found"). An untrusted notebook drops
+``<style>`` elements: then both show.
 
 The record's metadata (``{"jupyter_complete": {"record": "panel", "id": ..., "state": {...}}}``)
 holds the widget's state as JSON, so ``Panel.restore(ID)`` in a reopened notebook with a running
@@ -55,6 +57,10 @@ def _style(record_id: str) -> str:
         "<style>"
         f"{live} .jp-OutputArea-child:has(.jc-record-{rid}),{live} .jc-record-{rid}"
         "{display:none}"
+        # No live widget (its model is gone): hide the widget's own output, which says only
+        # "Error displaying widget: model not found", and let the record speak.
+        f".jp-OutputArea-child:has(+ .jp-OutputArea-child .jc-record-{rid})"
+        f":not(:has(.jc-live-{rid})){{display:none}}"
         ".jc-record{font-size:13px;line-height:1.4;max-width:100%;overflow-x:auto}"
         ".jc-record pre{white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;"
         "margin:2px 0;padding:4px 6px;border:1px solid #ddd;max-height:24em;overflow-y:auto}"

@@ -105,6 +105,39 @@ One sentence about {topic}.
     md("The line magic `%complete` sends the rest of its line:"),
     code("%complete -t 0 -n 20 Say hello in French.", "answer"),
     md("""
+## Conversations
+
+`--chat` continues a conversation: the earlier turns go into the prompt as `Human:` and
+`Assistant:` turns, and each answer is added when it ends. `--chat NAME` keeps several apart;
+`%complete --reset` starts over. When the turns outgrow the model's context, the oldest are
+left out of the prompt, with a note.
+"""),
+    code("""
+%%complete --chat -t 0 -n 30
+My name is Ada. Say hello to me.
+""", "answer"),
+    code("""
+%%complete --chat -t 0 -n 30
+What is my name?
+""", "answer"),
+    md("""
+The conversation is a Python object: read or edit `_chat.turns`, or pass it to a panel
+(`Panel("...", chat=_chat)`).
+"""),
+    code("""
+print(len(_chat), "turns")
+_chat.turns[0].human
+"""),
+    code("%complete --reset"),
+    md("""
+`-f code` also puts the answer's code (its fenced blocks, else the whole answer) into a new
+cell below, not run, for you to read before running it.
+"""),
+    code("""
+%%complete -f code -t 0 -n 60
+Write a Python function that reverses a string. Reply with only a code block.
+""", "answer"),
+    md("""
 ## What an error looks like
 
 A value out of range is refused before anything is sent: one line names the option and its

@@ -89,8 +89,10 @@ class JupyterLab:
         """Open notebook ``name`` and wait until its kernel is idle."""
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-        where = "lab/tree" if self.app == "lab" else "notebooks"
-        page.goto(f"{self.base}/{where}/{name}?token={self.token}")
+        # JupyterLab's workspace would reopen the notebooks of earlier tests beside this one
+        # (then ".jp-Notebook" matches a hidden one): ?reset starts from an empty workspace.
+        where, extra = ("lab/tree", "&reset") if self.app == "lab" else ("notebooks", "")
+        page.goto(f"{self.base}/{where}/{name}?token={self.token}{extra}")
         page.wait_for_selector(".jp-Notebook", timeout=90_000)
         # Even with a kernelspec, a "Select Kernel" dialog sometimes opens while the kernel
         # list is still loading; it would swallow every click, so accept it (python3).

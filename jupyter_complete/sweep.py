@@ -652,6 +652,10 @@ class Sweep:
         self._total = len(self._jobs)
         self._cond = threading.Condition()
         self._open: set[CompletionStream] = set()
+        #: Requests sent whose answer has not begun (no response headers yet): job -> sent.
+        #: A stop cannot close them, so it records them as stopped and does not wait.
+        self._connecting: dict[tuple[int, int], float] = {}
+        self._abandoned: set[tuple[int, int]] = set()
         self._samples: list[Sample] = []
         self._running = 0
         self._workers_left = 0
@@ -758,10 +762,16 @@ class Sweep:
     ) -> None:
         while True:
             with self._cond:
-                if not self._latest and self._workers_left:
+                if not self._latest and self._workers_left and not self._only_connecting():
                     self._cond.wait(interval)
                 latest, self._latest = self._latest, []
                 left = self._workers_left
+                if left and self._only_connecting():
+                    # Stopped while requests still wait for their answer to begin: a closed
+                    # stream cannot end that wait (only the server or the read timeout can),
+                    # so keep them as stopped samples and leave their threads to end alone.
+                    latest.extend(self._abandon_connecting())
+                    left = 0
             if on_progress is not None:
                 batch: list[Sample | None] = list(latest) or [None]
                 for sample in batch:
@@ -771,8 +781,27 @@ class Sweep:
                         log.exception("spread progress display failed")
             if not left:
                 for w in workers:
-                    w.join()
+                    if not self._abandoned:
+                        w.join()
                 return
+
+    def _only_connecting(self) -> bool:
+        """(Under the lock) stopped, and every live worker waits for an answer to begin."""
+        return (self._stopped_by is not None and bool(self._connecting)
+                and self._workers_left == len(self._connecting))
+
+    def _abandon_connecting(self) -> list[Sample]:
+        """(Under the lock) the requests still waiting for an answer, as stopped samples."""
+        now = time.monotonic()
+        samples = [
+            Sample(setting=setting, value=self.values[setting], index=index, text="",
+                   outcome="stopped", elapsed=now - sent, started=sent - self._started)
+            for (setting, index), sent in self._connecting.items()
+        ]
+        self._abandoned.update(self._connecting)
+        self._connecting.clear()
+        self._samples.extend(samples)
+        return samples
 
     def _work(self, client: Client) -> None:
         try:
@@ -785,6 +814,8 @@ class Sweep:
                 sample = self._draw(client, setting, index)
                 with self._cond:
                     self._running -= 1
+                    if (setting, index) in self._abandoned:
+                        return  # already kept as stopped; the sweep has ended
                     self._samples.append(sample)
                     self._latest.append(sample)
                     self._cond.notify_all()
@@ -800,8 +831,15 @@ class Sweep:
         sent = time.monotonic()
         stream: CompletionStream | None = None
         error: BaseException | None = None
+        with self._cond:
+            self._connecting[(setting, index)] = sent
         try:
-            stream = client.completions.create(prompt=self.wire_prompt, stream=True, **params)
+            try:
+                stream = client.completions.create(prompt=self.wire_prompt, stream=True,
+                                                   **params)
+            finally:
+                with self._cond:
+                    self._connecting.pop((setting, index), None)
             with self._cond:
                 stopped = self._stopped_by is not None
                 if not stopped:
@@ -827,7 +865,7 @@ class Sweep:
             outcome = "stopped"
         else:
             outcome = "error"
-        if outcome == "error" and _refused(error):
+        if outcome == "error" and _refused(error) and (setting, index) not in self._abandoned:
             # A refusal (bad key, unknown model, bad parameter) would refuse every request.
             with self._cond:
                 if self._fatal is None:

@@ -388,6 +388,47 @@ def test_stop_mid_sweep_keeps_every_sample_drawn_and_the_partial_text(
     assert "Partial result" in result._repr_html_()
 
 
+def test_stop_does_not_wait_for_requests_whose_answer_has_not_begun(
+    replay: ReplayServer,
+) -> None:
+    # A server that takes the requests but sends no response headers (overloaded, or a
+    # queue in front of a busy engine): closing a stream cannot end that wait, so stop must
+    # not join those requests' threads (it hung until the read timeout, 10 minutes).
+    _answers(replay, ["one"])
+    release = threading.Event()
+    holds = [Wait(release, timeout=30) for _ in range(3)]
+    for w in holds:
+        replay.enqueue(Script([w, head(chunked=True), chunk(completion_event("late")),
+                               chunk(final_event()), b"0\r\n\r\n"]))
+    client = Client(base_url=replay.url, api_key="k", max_retries=0)
+    sweep = Sweep(client, "\n\nHuman: x\n\nAssistant:", "temperature", [0.5, 1.0], 2,
+                  {"max_tokens_to_sample": 10}, concurrency=3)
+
+    def stop_once_all_wait() -> None:
+        deadline = time.monotonic() + 20
+        while len(replay.received) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sweep.stop()
+
+    threading.Thread(target=stop_once_all_wait, daemon=True).start()
+    try:
+        result = sweep.run(None, interval=0.05)
+        assert all(w.satisfied is None for w in holds), "stop waited for the server"
+    finally:
+        release.set()
+    assert result.stopped_by == "stopped" and result.partial
+    assert sorted((s.text, s.outcome) for s in result.samples) == [
+        ("", "stopped"), ("", "stopped"), ("", "stopped"), ("one", "done")]
+    # Once the server answers, the abandoned threads end and add nothing to the result.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+            t.name.startswith("jupyter_complete-spread-") for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate()
+                if t.name.startswith("jupyter_complete-spread-")]
+    assert len(sweep.result().samples) == 4
+
+
 def test_a_refused_request_ends_the_sweep_and_raises_when_nothing_was_drawn(
     replay: ReplayServer,
 ) -> None:

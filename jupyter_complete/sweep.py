@@ -18,7 +18,8 @@ not counted):
 
 * **answers**: the distinct texts with their counts, most frequent first (ties in the order
   first drawn). **normalised answers**: the same after `normalize` (whitespace runs collapsed
-  to one space, ends stripped, Unicode case folded), so "Blue." and " blue." count as one.
+  to one space, ends stripped, Unicode canonical caseless match), so "Blue." and " blue."
+  count as one.
 * **distinct**: distinct answers / answers drawn (1.0: every answer differs; 1/n: all the
   same); **distinct_normalized** the same on normalised answers.
 * **distinct-1, distinct-2**: distinct-n as defined by Li et al. (2016), "A Diversity-Promoting
@@ -54,6 +55,7 @@ import statistics
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -99,8 +101,14 @@ _WHY_PARTIAL = {
 
 # -- the figures (pure functions, no I/O) --------------------------------------------------
 def normalize(text: str) -> str:
-    """``text`` with whitespace runs collapsed to one space, ends stripped, case folded."""
-    return " ".join(text.split()).casefold()
+    """``text`` with whitespace runs collapsed to one space, ends stripped, case folded.
+
+    Case folding is Unicode's canonical caseless match (The Unicode Standard, 3.13, D145:
+    NFD, fold, NFD), so "é" typed as one code point and as "e" + a combining accent count
+    as one; the result is given in NFC.
+    """
+    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFD", text).casefold())
+    return unicodedata.normalize("NFC", " ".join(folded.split()))
 
 
 def count_answers(texts: Iterable[str]) -> list[tuple[str, int]]:

@@ -50,6 +50,10 @@ from jupyter_complete.sweep import (
     ("  Blue.\n", "blue."),
     ("A  B\tC\r\nD", "a b c d"),
     ("Straße", "strasse"),  # Unicode case folding, not just lower()
+    # One answer whether the accent is one code point or a combining mark (canonical
+    # caseless match), shown composed.
+    ("Caf\u00e9", "caf\u00e9"),
+    ("CAFE\u0301", "caf\u00e9"),
     ("", ""),
     ("\n\n", ""),
 ])

@@ -974,9 +974,9 @@ def check_sweep(
     for fixed, v in parameter_values.items():
         if fixed != name and v is not None:
             check_params({fixed: v})
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:
         raise InvalidParameterError("n", n, "an integer >= 1 (samples per value)")
-    if n * len(values) > MAX_SAMPLES:
+    if int(n) * len(values) > MAX_SAMPLES:
         raise ValueError(f"spread(): {n} samples x {len(values)} values is more than "
                          f"{MAX_SAMPLES:,} requests; lower n or the number of values.")
     if concurrency is not None and (
@@ -1150,6 +1150,7 @@ def spread(
     """
     parameter, values = check_sweep(
         {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency)
+    n = int(n)  # numpy's integers too: the result holds JSON-safe numbers
     params: dict[str, Any] = settings.request_params() if settings is not None else {}
     fixed = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
     for name, value in fixed.items():

@@ -9,6 +9,7 @@ that a refusal ends the sweep with a one-line error.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -431,6 +432,18 @@ def test_stop_does_not_wait_for_requests_whose_answer_has_not_begun(
     assert not [t for t in threading.enumerate()
                 if t.name.startswith("jupyter_complete-spread-")]
     assert len(sweep.result().samples) == 4
+
+
+def test_n_may_be_a_numpy_integer_and_the_result_stays_json_safe(
+    replay: ReplayServer,
+) -> None:
+    np = pytest.importorskip("numpy")
+    _answers(replay, ["a", "b"])
+    client = Client(base_url=replay.url, api_key="k", max_retries=0)
+    result = spread("x", n=np.int64(1), temperature=[0, 1], client=client, concurrency=1,
+                    progress=False)
+    assert result.drawn == 2 and type(result.n) is int
+    json.dumps(result.to_dict())
 
 
 def test_a_refused_request_ends_the_sweep_and_raises_when_nothing_was_drawn(

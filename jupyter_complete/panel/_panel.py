@@ -669,6 +669,7 @@ class Panel:
         """
         parameter, values = check_sweep(
             {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency)
+        n = int(n)  # numpy's integers too: the record holds JSON-safe numbers
         settings = self.settings.to_dict()
         params = self.settings.request_params()
         params.pop(parameter, None)

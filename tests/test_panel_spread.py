@@ -101,6 +101,32 @@ def test_samples_draws_n_per_value_with_the_panel_settings_and_records_each(
     assert panel.settings.temperature == 1.0
 
 
+def test_a_long_sweep_redraws_its_figures_at_intervals_not_for_every_sample(
+    replay: ReplayServer, make_panel: Any, monkeypatch: Any,
+) -> None:
+    # The live HTML grows with the samples (1 MB for 10,000): drawn per sample, the panel
+    # stayed busy drawing long after the last answer came.
+    from jupyter_complete.panel import _spread
+
+    drawn: list[bool] = []
+    real = _spread.result_html
+
+    def counting(result: Any, *, chart: bool = True) -> str:
+        drawn.append(chart)
+        return real(result, chart=chart)
+
+    monkeypatch.setattr(_spread, "result_html", counting)
+    for _ in range(6):
+        replay.enqueue(answer("red"))
+    panel = make_panel(replay)
+    panel.spread_view.interval = 3600.0
+    panel.spread(temperature=[0.2, 1.0], n=3, concurrency=1)
+    assert panel.wait(20)
+    assert panel.spreads[0].drawn == 6
+    assert drawn == [False, True]  # the first sample, then the final result with its chart
+    assert "6 of 6 drawn" in panel.spread_view.html.value
+
+
 def test_samples_with_bad_values_shows_the_error_and_sends_nothing(
     replay: ReplayServer, make_panel: Any,
 ) -> None:

@@ -9,6 +9,7 @@ samples per value (default `DEFAULT_SAMPLES`). The other settings are the panel'
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import ipywidgets as widgets
@@ -18,6 +19,8 @@ from ._runner import RunResult
 
 #: Samples per value when the box does not say.
 DEFAULT_SAMPLES = 5
+#: Seconds between two redraws of the figures while a sweep runs.
+LIVE_INTERVAL = 0.5
 
 _NAMES = {
     "temperature": "temperature", "temp": "temperature", "t": "temperature",
@@ -86,9 +89,21 @@ class SpreadView:
                                                                   width="100%"))
         #: The result shown (None before the first sweep).
         self.result: SpreadResult | None = None
+        #: Seconds between two redraws of a sweep in progress.
+        self.interval = LIVE_INTERVAL
+        self._drawn_at = float("-inf")
 
     def show(self, result: SpreadResult, *, final: bool) -> None:
-        """Show ``result``; the chart (matplotlib) is drawn only for the ``final`` one."""
+        """Show ``result``; the chart (matplotlib) is drawn only for the ``final`` one.
+
+        A live (not ``final``) result is drawn at most once per `interval` seconds: its
+        HTML grows with the samples (about 1 MB and a second for 10,000), so drawing it for
+        every sample would keep the panel busy long after the sweep ended.
+        """
+        now = time.monotonic()
+        if not final and now - self._drawn_at < self.interval:
+            return
+        self._drawn_at = now
         self.result = result
         self.box.layout.display = ""
         self.html.value = result_html(result, chart=final)

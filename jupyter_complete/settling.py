@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import prompt as prompts
 from .errors import InvalidParameterError
+from .explorer import _pct
+from .explorer import _show as show_token
 from .sampling import chi_square_p_value
 from .settings import check_params
 from .sweep import (
@@ -292,8 +294,7 @@ _TD = "padding:1px 6px;text-align:right;white-space:nowrap"
 def _show(text: str) -> str:
     if text in (END_OF_TURN, "all others"):
         return f"<i>{html.escape(text)}</i>"
-    visible = text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
-    return f"<code>{html.escape(visible) if visible else '∅'}</code>"
+    return f"<code>{show_token(text)}</code>"
 
 
 def _bar(p: float, f: float | None) -> str:
@@ -305,14 +306,6 @@ def _bar(p: float, f: float | None) -> str:
     return ('<div style="position:relative;width:240px;height:14px;background:#f0f0f0">'
             f'<div style="position:absolute;left:0;top:0;height:100%;width:{100 * p:.1f}%;'
             f'background:#c6dbef"></div>{dark}</div>')
-
-
-def _pct(p: float) -> str:
-    if p == 0:
-        return "0"
-    if p < 0.0005:
-        return "&lt;0.1%"
-    return f"{100 * p:.1f}%"
 
 
 def chart_html(ft: FirstTokens) -> str:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from .explorer import Explorer
     from .panel import Panel
     from .settings import CompletionSettings
+    from .settling import FirstTokens, first_tokens
     from .streaming import CompletionStream
+    from .sweep import SpreadResult, spread
 
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY = {
@@ -35,6 +37,10 @@ _LAZY = {
     "CompletionSettings": ".settings",
     "Panel": ".panel",
     "Explorer": ".explorer",
+    "spread": ".sweep",
+    "SpreadResult": ".sweep",
+    "first_tokens": ".settling",
+    "FirstTokens": ".settling",
 }
 
 __all__ = [
@@ -43,10 +49,14 @@ __all__ = [
     "CompletionSettings",
     "CompletionStream",
     "Explorer",
+    "FirstTokens",
     "Panel",
+    "SpreadResult",
     "__version__",
     "errors",
+    "first_tokens",
     "load_ipython_extension",
+    "spread",
     "unload_ipython_extension",
 ]
 

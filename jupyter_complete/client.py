@@ -7,6 +7,7 @@ started in-process on first use.
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import json
 import logging
@@ -493,6 +494,20 @@ class Client:
         time.sleep(seconds)
 
     # -- lifetime ----------------------------------------------------------------------
+    def copy(self) -> Client:
+        """A client for the same endpoint, key and options, with its own connection pool.
+
+        A `requests.Session` is not documented as safe to share between threads, so code
+        that sends requests from several threads at once (`jupyter_complete.spread`) gives
+        each thread its own copy. The copy shares `messages_models` (what ``api="auto"``
+        learned) with this client; closing one does not close the other.
+        """
+        other = copy.copy(self)
+        other.__dict__.pop("completions", None)  # the cached accessor is bound to self
+        other.default_headers = dict(self.default_headers)
+        other._session = None
+        return other
+
     def close(self) -> None:
         """Close pooled connections."""
         if self._session is not None:

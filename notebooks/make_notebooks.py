@@ -1,4 +1,4 @@
-"""Write the three demo notebooks: python notebooks/make_notebooks.py (from anywhere).
+"""Write the demo notebooks: python notebooks/make_notebooks.py (from anywhere).
 
 The notebooks are committed as written here: no outputs, kernelspec python3, and stable cell
 ids (so regenerating them gives the same files). Edit the cells below, not the .ipynb files.
@@ -390,10 +390,127 @@ for c in ex.candidates[:6]:
 ]
 
 
+SPREAD: list[Cell] = [
+    md("""
+# Seeing a setting: many samples
+
+One answer says little about a sampling setting. Ask twice at temperature 1 and you may get
+two different answers; ask twice at 0.2 and you may get the same one. To *see* what a
+setting does, draw many samples and look at how they spread. This notebook does that with
+the built-in model, in two steps:
+
+1. **The first token, counted.** Many one-token answers from the server, counted, next to
+   the model's exact probabilities for that token (the numbers the explorer in
+   `03-how-sampling-works.ipynb` shows). As the samples arrive, the counts settle on the
+   probabilities.
+2. **Whole answers, many per setting.** `spread()` draws several answers at each value of
+   one setting and measures how different they are. It works the same against Claude or
+   any other server, where no probabilities are available and samples are all there is.
+"""),
+    code("""
+from jupyter_complete import first_tokens, spread
+
+fruit = "Human: Name a fruit.\\nAssistant: My favourite fruit is"
+"""),
+    md("""
+## 1. The first token, counted
+
+The prompt ends with the start of the answer ("My favourite fruit is"), so the first token
+the model writes continues that sentence. `first_tokens` asks the server for `n` one-token
+answers and redraws the chart as they arrive: the pale bar is the model's probability, the
+dark bar the share of samples that came out as that token. At temperature 1 with no cuts the
+server samples the model's own distribution:
+"""),
+    code("""
+own = first_tokens(fruit, n=100, temperature=1.0)
+"""),
+    md("""
+The *total variation distance* above the chart is half the summed differences between the
+two columns: 0 would be a perfect match. It shrinks as `n` grows (roughly like
+1/&radic;n), and the chi-square p-value says whether the differences are larger than chance
+would make them.
+
+**Temperature** below 1 sharpens the distribution before the draw: the likely tokens take
+more of the mass, the rare ones almost vanish. The model's column changes, and the counts
+follow it:
+"""),
+    code("""
+cool = first_tokens(fruit, n=100, temperature=0.5)
+"""),
+    code("""
+for label, result in (("temperature 1.0", own), ("temperature 0.5", cool)):
+    rows = result.rows()[:3]
+    shown = ", ".join(f"{text!r} {p:.0%} (seen {count})" for text, p, count in rows)
+    print(f"{label}: {shown}")
+""", "answer"),
+    md("""
+**top_p** (nucleus sampling) keeps only the smallest set of likeliest tokens whose
+probabilities add up to top_p, and renormalises them. Everything outside gets probability 0,
+and the server never returns it: count how many different first tokens came back.
+"""),
+    code("""
+nucleus = first_tokens(fruit, n=100, temperature=1.0, top_p=0.5)
+"""),
+    code("""
+print(f"tokens that can be drawn: {len(nucleus.probabilities)} with top_p 0.5, "
+      f"{len(own.probabilities):,} with no cut")
+print(f"different first tokens seen: {len(nucleus.counts)} with top_p 0.5, "
+      f"{len(own.counts)} with no cut")
+""", "answer"),
+    md("""
+## 2. Whole answers: `spread`
+
+`spread(prompt, n=..., temperature=[...])` draws `n` answers at each value of one setting
+(the others stay fixed) and shows, for each value: the distinct answers and their counts
+(exactly, and after ignoring case and spacing), the *diversity* (distinct answers / n, and
+distinct-1 / distinct-2: the share of distinct words and word pairs among all of them),
+the answer lengths, why the answers stopped, and the time to the first token. The chart
+puts diversity and length against the value. A progress bar shows while it runs; the
+kernel's stop button ends a sweep early and keeps what was drawn.
+"""),
+    code("""
+by_temperature = spread("Write one short sentence about the sea.", n=4,
+                        temperature=[0.2, 0.6, 1.0], max_tokens=20)
+by_temperature
+"""),
+    md("""
+Low temperature: the answers repeat. High temperature: nearly every answer is new. The same
+for top_p, at temperature 1:
+"""),
+    code("""
+by_top_p = spread("Write one short sentence about the sea.", n=4,
+                  top_p=[0.2, 0.6, 1.0], temperature=1.0, max_tokens=20)
+by_top_p
+"""),
+    md("""
+Every sample is kept: `result.frame()` gives them as a pandas DataFrame (one row per
+sample, with its setting, text, stop reason and timings), and `result.stats` the figures.
+"""),
+    code("""
+for st in by_top_p.stats:
+    print(f"top_p {st.value:<4} {len(st.answers)} distinct of {st.drawn}: "
+          f"{st.answers[0][0]!r}")
+""", "answer"),
+    code("""
+by_top_p.frame()[["top_p", "sample", "text", "stop_reason", "time_to_first_token"]]
+"""),
+    md("""
+## Exercises
+
+* Run `first_tokens` with `n=20` and with `n=400`: how close do the columns get?
+* Which top_p gives the same answer every time on this prompt? Which temperature?
+* `spread(..., top_k=[1, 5, 50])`: what does `top_k=1` do, and why is it like temperature 0?
+* Point the notebook at Claude (`ANTHROPIC_API_KEY`) and run part 2 again: `spread` needs no
+  probabilities, only samples.
+"""),
+]
+
+
 NOTEBOOKS: dict[str, list[Cell]] = {
     "01-quickstart.ipynb": QUICKSTART,
     "02-parameter-tuning.ipynb": TUNING,
     "03-how-sampling-works.ipynb": SAMPLING,
+    "04-many-samples.ipynb": SPREAD,
 }
 
 

@@ -24,7 +24,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = test ]; then
-  .venv/bin/python -m pip install -q -e ".[local,test]"
+  .venv/bin/python -m pip install -q -e ".[local,plot,test]"
   # The current official SDK (>= 1, Messages only) as a second peer of the local server. It
   # cannot share .venv with anthropic<1, which the Text Completions peer tests need, so it
   # goes into its own directory; tests/test_local_messages.py runs it with PYTHONPATH there.
@@ -35,5 +35,5 @@ if [ "$mode" = test ]; then
   # the first time, seconds after).
   bash scripts/build_llama_server.sh
 else
-  .venv/bin/python -m pip install -q -e ".[local]" jupyterlab nbclient ipykernel
+  .venv/bin/python -m pip install -q -e ".[local,plot]" jupyterlab nbclient ipykernel
 fi

@@ -20,7 +20,8 @@ import pytest
 from jupyter_complete._demo import RAISES, run_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01-quickstart.ipynb", "02-parameter-tuning.ipynb", "03-how-sampling-works.ipynb"]
+NAMES = ["01-quickstart.ipynb", "02-parameter-tuning.ipynb", "03-how-sampling-works.ipynb",
+         "04-many-samples.ipynb"]
 #: Seconds a single cell may take (the slowest cell here takes a few seconds).
 CELL_TIMEOUT = 120
 

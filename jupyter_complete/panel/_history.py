@@ -69,7 +69,7 @@ def record_status(record: dict[str, Any]) -> str:
 
 def label(record: dict[str, Any]) -> str:
     """The record's line in the history drop-down."""
-    kind = "" if record["kind"] == "run" else f" compare {record['group']}"
+    kind = "" if record["kind"] == "run" else f" {record['kind']} {record['group']}"
     end = record["stop_reason"] or record["outcome"]
     elapsed = "" if record["elapsed"] is None else f" · {record['elapsed']:.1f} s"
     return (

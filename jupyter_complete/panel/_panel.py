@@ -30,10 +30,19 @@ from ..controls import (
 )
 from ..record import LiveRecord, find_record, live_class
 from ..settings import CompletionSettings
+from ..sweep import (
+    DEFAULT_CONCURRENCY,
+    Progress,
+    SpreadResult,
+    Sweep,
+    check_sweep,
+    is_builtin_model,
+)
 from ._compare import Column, CompareGrid, parse_compare, plan, result_status
 from ._history import History, params_line, record_status, status_line
 from ._record import panel_bundle
 from ._runner import UPDATE_INTERVAL, StopSignal, stream_once
+from ._spread import SpreadView, parse_spread, run_result
 from ._textview import StreamView
 
 if TYPE_CHECKING:
@@ -88,8 +97,9 @@ class Panel:
     The parts are attributes, for tests and for rearranging: ``prompt_box``, ``system_box``,
     ``temperature_slider``, ``top_k_check`` and ``top_k_slider``, ``top_p_check`` and
     ``top_p_slider``, ``max_tokens_slider``, ``model_box``, ``stop_box``, ``run_button``,
-    ``stop_button``, ``compare_button``, ``compare_values``, ``status``, ``error``,
-    ``output`` (a `StreamView`), ``compare_grid``, ``history_select``, ``load_button``;
+    ``stop_button``, ``compare_button``, ``compare_values``, ``spread_button``,
+    ``spread_values``, ``status``, ``error``, ``output`` (a `StreamView`), ``compare_grid``,
+    ``spread_view``, ``history_select``, ``load_button``;
     ``widget`` is the whole panel.
 
     Example::
@@ -98,6 +108,7 @@ class Panel:
         panel = Panel("Name three colours.")
         panel                                    # the widget
         panel.compare(temperatures=[0, 0.5, 1])  # three answers side by side
+        panel.spread(temperature=[0.2, 1], n=5)  # five answers per value, measured
         panel.history_frame()                    # every run as a DataFrame
     """
 
@@ -124,6 +135,8 @@ class Panel:
         self._signal: StopSignal | None = None
         self._job: threading.Thread | None = None
         self._history = History()
+        self._sweep: Sweep | None = None
+        self._spreads: list[SpreadResult] = []
         self._status_text = ""
         self._error_text: str | None = None
         self._answer_label_text = ""
@@ -192,6 +205,17 @@ class Panel:
             tooltip="Temperatures to compare, or xN for N samples at these settings",
             layout=widgets.Layout(width="10em"),
         )
+        self.spread_button = widgets.Button(
+            description="Samples", icon="bar-chart",
+            tooltip="n samples per setting: draw n answers at each value of one parameter "
+            "and chart how different they are",
+        )
+        self.spread_values = widgets.Text(
+            value="temperature 0.2, 0.6, 1 x5", placeholder="temperature 0.2, 0.6, 1 x5",
+            tooltip="The parameter (temperature, top_p or top_k), its values, and xN samples "
+            "per value; the other settings are the panel's",
+            layout=widgets.Layout(width="15em"),
+        )
         self.status = widgets.HTML()
         self.error = widgets.HTML()
         #: Says which run the output holds (and, during a compare, that it is the earlier one).
@@ -199,6 +223,8 @@ class Panel:
         self.output = StreamView(placeholder="The answer streams here.")
         #: The answers of the last compare, side by side.
         self.compare_grid = CompareGrid()
+        #: The last "n samples per setting" result: figures, chart, answers.
+        self.spread_view = SpreadView()
         self.history_select = widgets.Dropdown(
             options=[], description="history", style=label_style,
             layout=widgets.Layout(width="100%"),
@@ -210,6 +236,7 @@ class Panel:
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.compare_button.on_click(lambda _: self._compare_clicked())
+        self.spread_button.on_click(lambda _: self._spread_clicked())
         self.load_button.on_click(lambda _: self._load_clicked())
         self._set_status("idle")
 
@@ -237,6 +264,7 @@ class Panel:
         side = widgets.VBox([self.model_box, stops], layout=grow(flex="1 1 16em"))
         buttons = row([
             self.run_button, self.stop_button, self.compare_button, self.compare_values,
+            self.spread_button, self.spread_values,
         ])
         self.history_select.layout = widgets.Layout(flex="1 1 20em", min_width="0")
         history = row([self.history_select, self.load_button])
@@ -244,13 +272,14 @@ class Panel:
         self.widget = widgets.VBox([
             style_widget(), self.prompt_box, self.system_box, row([sliders, side]), buttons,
             self.status, self.error, self.answer_label, self.output.box, self.compare_grid.box,
-            history,
+            self.spread_view.box, history,
         ], layout=widgets.Layout(width="100%", min_width="0"))
         # CSS classes for styling and for browser tests to find the parts.
         for part, name in ((self.widget, "jc-panel"), (self.output.box, "jc-output"),
                            (self.status, "jc-status"), (self.error, "jc-error"),
                            (self.answer_label, "jc-answer-label"),
                            (self.compare_grid.box, "jc-compare"),
+                           (self.spread_view.box, "jc-spread-view"),
                            (self.history_select, "jc-history"),
                            (self.widget, live_class(self.record.id))):
             part.add_class(name)
@@ -276,8 +305,10 @@ class Panel:
         Keys: ``prompt``, ``settings`` (`CompletionSettings.to_dict`), ``history`` (the
         records of `history`), ``output`` (``text``, ``label``, ``status``, ``error``) and
         ``compare`` (one dict per column: ``title``, ``settings``, ``text``, ``status``,
-        ``error``; empty before the first compare).
+        ``error``; empty before the first compare) and ``spread`` (the last "n samples per
+        setting" result, `SpreadResult.to_dict` without its figures; None before the first).
         """
+        shown = self.spread_view.result
         return {
             "prompt": str(self.prompt_box.value),
             "settings": self.settings.to_dict(),
@@ -285,6 +316,8 @@ class Panel:
             "output": {"text": self.output.text, "label": self._answer_label_text,
                        "status": self._status_text, "error": self._error_text},
             "compare": [column.to_state() for column in self.compare_grid.columns],
+            "spread": None if shown is None else {
+                k: v for k, v in shown.to_dict().items() if k != "stats"},
         }
 
     def record_bundle(self) -> tuple[dict[str, str], dict[str, Any]]:
@@ -339,6 +372,11 @@ class Panel:
                         [(str(c["title"]), {}, c["settings"]) for c in columns])
                     for view, column in zip(views, columns, strict=True):
                         view.restore(column)
+            with _state_part("spread"):
+                if state.get("spread"):
+                    restored = SpreadResult.from_dict(state["spread"])
+                    panel._spreads.append(restored)
+                    panel.spread_view.show(restored, final=True)
             with _state_part("state"):
                 panel.record_bundle()  # everything restored can be shown in the record
         except ValueError:
@@ -424,6 +462,7 @@ class Panel:
             self._signal = signal = StopSignal()
         self.run_button.disabled = True
         self.compare_button.disabled = True
+        self.spread_button.disabled = True
         self.load_button.disabled = True
         self.stop_button.disabled = False
         self._show_error(None)
@@ -437,6 +476,7 @@ class Panel:
         self.stop_button.disabled = True
         self.run_button.disabled = False
         self.compare_button.disabled = False
+        self.spread_button.disabled = False
         self.load_button.disabled = not len(self._history)
         with self._lock:
             self._state = state
@@ -555,9 +595,12 @@ class Panel:
             if self._state != "running" or signal is None:
                 return
             self._state = "stopping"
+            sweep = self._sweep
         self.stop_button.disabled = True
         self._set_status("stopping")
         signal.request()
+        if sweep is not None:
+            sweep.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the run in progress to end; True if it did (or none was running)."""
@@ -631,6 +674,97 @@ class Panel:
         except ValueError as err:
             self._show_error(str(err))
 
+    # -- n samples per setting ---------------------------------------------------------
+    def spread(
+        self,
+        temperature: Sequence[float] | None = None,
+        top_p: Sequence[float] | None = None,
+        top_k: Sequence[int] | None = None,
+        *,
+        n: int = 5,
+        concurrency: int | None = None,
+    ) -> None:
+        """n samples per setting: ``n`` answers at each value of one parameter, measured.
+
+        Give one of ``temperature``, ``top_p``, ``top_k`` as a list; every other setting is
+        the panel's. The figures fill in below the panel while the samples arrive, then the
+        chart is drawn (`jupyter_complete.sweep`, the code behind `jupyter_complete.spread`).
+        Every sample is added to `history` (kind ``"spread"``); the result is in `spreads`.
+        Requests run ``concurrency`` at a time (None: 1 on the built-in model, else
+        `~jupyter_complete.sweep.DEFAULT_CONCURRENCY`). Stop ends it, keeping the samples
+        drawn. Returns at once, like `run`; bad values raise ValueError.
+        """
+        parameter, values = check_sweep(
+            {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency)
+        n = int(n)  # numpy's integers too: the record holds JSON-safe numbers
+        settings = self.settings.to_dict()
+        params = self.settings.request_params()
+        params.pop(parameter, None)
+        text = self._prompt_or_error()
+        if text is None:
+            return
+        wire, _ = self._wire(text)
+        if wire is None:
+            return
+        signal = self._begin()
+        if signal is None:
+            return
+        client = self._get_client()
+        if concurrency is None:
+            concurrency = 1 if is_builtin_model(client) else DEFAULT_CONCURRENCY
+        sweep = Sweep(client, wire, parameter, values, n, params, concurrency=concurrency,
+                      prompt=text)
+        with self._lock:
+            self._sweep = sweep
+        group = self._history.new_group()
+        self._set_status(f"spread {group} · starting")
+        self._start(self._spread_job, sweep, text, settings, group)
+
+    def _spread_job(
+        self, sweep: Sweep, text: str, settings: dict[str, Any], group: int
+    ) -> None:
+        def on_progress(p: Progress) -> None:
+            sample = p.latest
+            if sample is not None:
+                started = datetime.datetime.now(datetime.timezone.utc)
+                self._history.add(
+                    kind="spread", group=group, prompt=text,
+                    settings={**settings, sweep.parameter: sample.value},
+                    result=run_result(sample), started=started)
+                self.spread_view.show(sweep.result(), final=False)
+            if self._state == "running":
+                self._set_status(f"spread {group} · {p.finished} of {p.total} samples · "
+                                 f"{p.elapsed:.1f} s")
+
+        result: SpreadResult | None = None
+        error: str | None = None
+        try:
+            result = sweep.run(on_progress)
+        except Exception as err:  # noqa: BLE001 - a refusal before any answer: shown, not raised
+            error = f"{type(err).__name__}: {err}"
+            result = sweep.result()
+        with self._lock:
+            self._sweep = None
+        self._spreads.append(result)
+        self.spread_view.show(result, final=True)
+        outcome = ("error" if error or result.error else
+                   "stopped" if result.stopped_by else "done")
+        self._set_status(f"spread {group} · {result.summary_line()}")
+        self._show_error(error or result.error)
+        self._end(outcome)
+
+    def _spread_clicked(self) -> None:
+        try:
+            spec = parse_spread(str(self.spread_values.value))
+            self.spread(**{spec["parameter"]: spec["values"]}, n=spec["n"])
+        except ValueError as err:
+            self._show_error(str(err))
+
+    @property
+    def spreads(self) -> list[SpreadResult]:
+        """Every "n samples per setting" result of this panel, oldest first."""
+        return list(self._spreads)
+
     # -- history -----------------------------------------------------------------------
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -678,6 +812,7 @@ class Panel:
             binding.unbind()
         self._bindings = []
         self.compare_grid.close()
+        self.spread_view.close()
         self.output.close()
         close_tree(self.widget)
 

@@ -60,6 +60,9 @@ def panel_html(record_id: str, state: dict[str, Any]) -> str:
                 f"<small>{esc(column.get('status') or '')}{error}</small></div>"
             )
         parts.append(f"<div class=\"jc-r-cols\">{''.join(cells)}</div>")
+    spread = state.get("spread")
+    if spread:
+        parts.append(_spread_html(spread))
     history = state.get("history") or []
     if history:
         rows = ["<tr><th>run</th><th>settings and outcome</th><th>answer</th></tr>"]
@@ -75,6 +78,18 @@ def panel_html(record_id: str, state: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _spread_html(data: dict[str, Any]) -> str:
+    """The last "n samples per setting" result: its table and chart (PNG), as `spread` shows
+    it; a note if the saved data cannot be read."""
+    from ..sweep import SpreadResult, result_html
+
+    try:
+        result = SpreadResult.from_dict(data)
+    except ValueError as err:
+        return f"<div class=\"jc-r-note\">(n samples per setting: {esc(str(err))})</div>"
+    return "<div><b>n samples per setting</b></div>" + result_html(result)
+
+
 def panel_plain(record_id: str, state: dict[str, Any]) -> str:
     """The record as text (terminals; front ends without HTML)."""
     out = state.get("output") or {}
@@ -84,6 +99,10 @@ def panel_plain(record_id: str, state: dict[str, Any]) -> str:
         lines.append(str(out["text"]))
     for column in state.get("compare") or []:
         lines.append(f"-- {column['title']}: {column['text']}")
+    spread = state.get("spread")
+    if spread:
+        lines.append(f"-- n samples per setting: {spread.get('parameter')} "
+                     f"{spread.get('values')}, {spread.get('n')} each")
     return "\n".join(lines)
 
 

@@ -205,6 +205,24 @@ def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(
         assert answer.closed
 
 
+def test_a_half_closing_client_that_asks_to_close_the_connection_still_gets_its_answer(
+    attack_server: Any,
+) -> None:
+    # HTTP/1.0 and "Connection: close" are what a one-shot client (nc -N, a script) sends
+    # before shutting down its side; after the request, h11 has that side as MUST_CLOSE.
+    body = {**VALID, "max_tokens_to_sample": 3}
+    closing = post(body, extra={"connection": "close"})
+    http10 = post(body).replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    for request in (closing, http10):
+        with connect(attack_server.port) as sock:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            answer = read(sock, timeout=60)
+        assert answer.status == 200, (request[:40], answer)
+        assert json.loads(answer.body)["stop_reason"] in ("max_tokens", "stop_sequence")
+        assert answer.closed
+
+
 # -- request smuggling -----------------------------------------------------------------------
 
 

@@ -120,8 +120,11 @@ class ApiProtocol(H11Protocol):
     def eof_received(self) -> bool:  # type: ignore[override]
         """The client shut down its sending side: answer what it asked, then close."""
         self._half_closed = True
+        # Their side is DONE after a whole request, or MUST_CLOSE when it also asked to
+        # close the connection (HTTP/1.0, "Connection: close").
         asked = (self.cycle is not None and not self.cycle.response_complete
-                 and self.conn.their_state is h11.DONE and not self._head_started)
+                 and self.conn.their_state in (h11.DONE, h11.MUST_CLOSE)
+                 and not self._head_started)
         if not asked:
             # Nothing asked, or half a head or body that can never be finished.
             self._disarm()

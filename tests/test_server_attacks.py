@@ -223,6 +223,20 @@ def test_a_half_closing_client_that_asks_to_close_the_connection_still_gets_its_
         assert answer.closed
 
 
+@pytest.mark.parametrize("line", [
+    b"x-api-key : " + ATTACK_KEY.encode(),
+    b"x-api-key:" + ATTACK_KEY.encode() + b"\r\nbad line " + ATTACK_KEY.encode(),
+], ids=["space before colon", "no colon"])
+def test_a_malformed_header_is_refused_without_echoing_what_it_held(
+    attack_server: Any, line: bytes,
+) -> None:
+    # The refusal may end up in a notebook's output or a proxy's log: the key must not.
+    request = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n" + line + b"\r\n\r\n"
+    answer = exchange(attack_server.port, request, check_close=0)
+    assert_envelope(answer, 400, "invalid_request_error", "Invalid HTTP request")
+    assert ATTACK_KEY.encode() not in answer.body + answer.rest
+
+
 # -- request smuggling -----------------------------------------------------------------------
 
 

@@ -141,20 +141,20 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from .local.server import serve
 
-    limits = HttpLimits(
-        max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
-        max_body_bytes_in_flight=args.max_body_bytes_in_flight,
-        max_head_bytes=args.max_head_bytes, max_headers=args.max_headers,
-        head_timeout=args.head_timeout,
-        body_timeout=args.body_timeout, idle_timeout=args.idle_timeout,
-        allowed_hosts=tuple(args.allow_host),
-    )
-    request_limits = RequestLimits(
-        max_stop_sequences=args.max_stop_sequences,
-        max_stop_sequence_chars=args.max_stop_sequence_chars,
-        max_prompt_bytes=args.max_prompt_bytes, max_turns=args.max_turns,
-    )
     try:
+        limits = HttpLimits(
+            max_connections=args.max_connections, max_body_bytes=args.max_body_bytes,
+            max_body_bytes_in_flight=args.max_body_bytes_in_flight,
+            max_head_bytes=args.max_head_bytes, max_headers=args.max_headers,
+            head_timeout=args.head_timeout,
+            body_timeout=args.body_timeout, idle_timeout=args.idle_timeout,
+            allowed_hosts=tuple(args.allow_host),
+        )
+        request_limits = RequestLimits(
+            max_stop_sequences=args.max_stop_sequences,
+            max_stop_sequence_chars=args.max_stop_sequence_chars,
+            max_prompt_bytes=args.max_prompt_bytes, max_turns=args.max_turns,
+        )
         upstream = None
         if args.upstream is not None:
             from .local.upstream import UpstreamConfig

@@ -205,6 +205,38 @@ def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(
         assert answer.closed
 
 
+def test_a_half_closing_client_that_asks_to_close_the_connection_still_gets_its_answer(
+    attack_server: Any,
+) -> None:
+    # HTTP/1.0 and "Connection: close" are what a one-shot client (nc -N, a script) sends
+    # before shutting down its side; after the request, h11 has that side as MUST_CLOSE.
+    body = {**VALID, "max_tokens_to_sample": 3}
+    closing = post(body, extra={"connection": "close"})
+    http10 = post(body).replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    for request in (closing, http10):
+        with connect(attack_server.port) as sock:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            answer = read(sock, timeout=60)
+        assert answer.status == 200, (request[:40], answer)
+        assert json.loads(answer.body)["stop_reason"] in ("max_tokens", "stop_sequence")
+        assert answer.closed
+
+
+@pytest.mark.parametrize("line", [
+    b"x-api-key : " + ATTACK_KEY.encode(),
+    b"x-api-key:" + ATTACK_KEY.encode() + b"\r\nbad line " + ATTACK_KEY.encode(),
+], ids=["space before colon", "no colon"])
+def test_a_malformed_header_is_refused_without_echoing_what_it_held(
+    attack_server: Any, line: bytes,
+) -> None:
+    # The refusal may end up in a notebook's output or a proxy's log: the key must not.
+    request = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n" + line + b"\r\n\r\n"
+    answer = exchange(attack_server.port, request, check_close=0)
+    assert_envelope(answer, 400, "invalid_request_error", "Invalid HTTP request")
+    assert ATTACK_KEY.encode() not in answer.body + answer.rest
+
+
 # -- request smuggling -----------------------------------------------------------------------
 
 

@@ -190,3 +190,21 @@ def test_the_serve_command_s_limit_flags_reach_the_server() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("flag", [
+    ["--max-connections", "0"], ["--max-body-bytes", "-3"], ["--head-timeout", "-1"],
+    ["--body-timeout", "nan"], ["--max-headers", "0"], ["--max-prompt-bytes", "0"],
+    ["--max-stop-sequences", "-1"],
+], ids=lambda flag: " ".join(flag))
+def test_the_serve_command_refuses_a_limit_that_cannot_work_in_one_line(flag: list[str]) -> None:
+    # Accepted, such a limit would start a server that refuses every request.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0", *flag],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag[0] in lines[0], done.stderr

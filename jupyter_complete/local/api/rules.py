@@ -20,6 +20,15 @@ DEFAULT_MAX_PROMPT_BYTES = 1024 * 1024
 DEFAULT_MAX_TURNS = 1000
 
 
+def at_least(limits: object, name: str, minimum: int, *, flag: bool = True) -> None:
+    """`ValueError` unless the integer field ``name`` of ``limits`` is at least ``minimum``
+    (``flag``: name the ``jupyter-complete serve`` flag that sets it)."""
+    value = getattr(limits, name)
+    if value < minimum:
+        where = f" (--{name.replace('_', '-')})" if flag else ""
+        raise ValueError(f"{name} must be at least {minimum}{where}, got {value}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestLimits:
     """What one valid request may ask for.
@@ -38,6 +47,13 @@ class RequestLimits:
     max_stop_sequence_chars: int = DEFAULT_MAX_STOP_SEQUENCE_CHARS
     max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
     max_turns: int = DEFAULT_MAX_TURNS
+
+    def __post_init__(self) -> None:
+        """`ValueError` for a limit no request could pass (it names the serve flag)."""
+        at_least(self, "max_stop_sequences", 0)
+        at_least(self, "max_stop_sequence_chars", 0)
+        at_least(self, "max_prompt_bytes", 1)
+        at_least(self, "max_turns", 1)
 
     def check(self, request: GenerationRequest) -> None:
         """Raise `RequestRejected` (400) for the first limit ``request`` exceeds."""
@@ -66,4 +82,5 @@ __all__ = [
     "DEFAULT_MAX_STOP_SEQUENCE_CHARS",
     "DEFAULT_MAX_TURNS",
     "RequestLimits",
+    "at_least",
 ]

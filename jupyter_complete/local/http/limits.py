@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+
+from ..api.rules import at_least
 
 #: The documented request-size limit of the Messages API (32 MB); past it, 413.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -56,6 +59,19 @@ class HttpLimits:
     drain_bytes: int = 1024 * 1024
     drain_timeout: float = 5.0
     allowed_hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """`ValueError` for a limit no request could pass (it names the serve flag)."""
+        for name in ("max_connections", "max_head_bytes", "max_headers", "max_body_bytes",
+                     "max_body_bytes_in_flight"):
+            at_least(self, name, 1)
+        at_least(self, "drain_bytes", 0, flag=False)
+        for name in ("head_timeout", "body_timeout", "idle_timeout", "drain_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                where = "" if name == "drain_timeout" else f" (--{name.replace('_', '-')})"
+                raise ValueError(f"{name} must be a number of seconds above 0{where}, "
+                                 f"got {value}")
 
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HttpLimits"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -50,6 +51,9 @@ http_log.addHandler(logging.NullHandler())
 _PHRASES = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
             414: "URI Too Long", 431: "Request Header Fields Too Large",
             501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+
+#: Where h11's reasons start quoting the request's bytes.
+_QUOTED = re.compile(r":? (?:bytearray\()?b['\"]")
 
 
 def raw_error(status: int, error_type: str, message: str) -> bytes:
@@ -120,8 +124,11 @@ class ApiProtocol(H11Protocol):
     def eof_received(self) -> bool:  # type: ignore[override]
         """The client shut down its sending side: answer what it asked, then close."""
         self._half_closed = True
+        # Their side is DONE after a whole request, or MUST_CLOSE when it also asked to
+        # close the connection (HTTP/1.0, "Connection: close").
         asked = (self.cycle is not None and not self.cycle.response_complete
-                 and self.conn.their_state is h11.DONE and not self._head_started)
+                 and self.conn.their_state in (h11.DONE, h11.MUST_CLOSE)
+                 and not self._head_started)
         if not asked:
             # Nothing asked, or half a head or body that can never be finished.
             self._disarm()
@@ -228,7 +235,9 @@ class ApiProtocol(H11Protocol):
         conn = self.conn
         err = conn.last_error if isinstance(conn, _Connection) else None
         status = err.error_status_hint if err is not None else 400
-        reason = str(err) if err is not None else msg
+        # h11 quotes the offending line ("illegal header line: bytearray(b'...')"), which
+        # may hold the key: the reason stops before the quote.
+        reason = _QUOTED.split(str(err) if err is not None else msg, maxsplit=1)[0]
         if status == 431 and not self._line_done:
             status, reason = 414, "Request line too long"
         if status not in _PHRASES:

@@ -30,8 +30,8 @@ except Exception as err:  # noqa: BLE001 - a version report must not stop the ru
     print(f"llama.cpp system info: unavailable ({err})")
 peer = Path(".peer/anthropic-current")
 current = sorted(peer.glob("anthropic-*.dist-info"))
-current_version = current[0].name.split("-")[1].removesuffix(".dist-info") if current else (
-    "not installed")
+current_version = (current[0].name.removesuffix(".dist-info").split("-")[1] if current
+                   else "not installed")
 print(f"anthropic legacy {version('anthropic')} (.venv), current {current_version} ({peer})")
 for name in ("ipython", "ipykernel", "ipywidgets", "jupyter_client", "jupyterlab", "nbclient",
              "pytest", "playwright", "ruff", "mypy", "numpy"):

@@ -67,11 +67,15 @@ variant_wheel() {
   local variant="$1" args house wheel
   args="$(cmake_args_for "$variant")"
   house="$wheel_cache/$variant"
+  # One build per variant at a time: a second invocation waits for the first's wheel.
+  exec 9>"$wheel_cache/$variant.lock"
+  flock 9
   if [ -f "$house/cmake_args.txt" ] && [ "$(cat "$house/cmake_args.txt")" = "$args" ]; then
     wheel="$(ls "$house"/llama_cpp_python-*.whl 2>/dev/null | head -n 1 || true)"
     if [ -n "$wheel" ]; then
       echo "variant $variant: reusing $wheel (CMAKE_ARGS=\"$args\")" >&2
       echo "$wheel"
+      exec 9>&-
       return
     fi
   fi
@@ -88,6 +92,7 @@ variant_wheel() {
   wheel="$(ls "$house"/llama_cpp_python-*.whl | head -n 1)"
   echo "variant $variant: built $wheel in $(( $(date +%s) - start ))s" >&2
   echo "$wheel"
+  exec 9>&-
 }
 
 # What the llama.cpp in a venv was compiled with; fails when a variant shows a feature it

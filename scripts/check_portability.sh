@@ -16,7 +16,8 @@
 #      near-ties in the model's logits may flip.
 #   C  the normal build, with the test order shuffled by pytest-random-order (`--random-order`:
 #      modules in a random order, and the tests within each; the seed is printed so a failure
-#      can be replayed with `--random-order-seed=N`). Without the option the order is unchanged.
+#      can be replayed with JC_RANDOM_ORDER_SEED=N or `pytest --random-order-seed=N`). Without
+#      the option the suite's order is unchanged.
 #
 # pip's wheel cache would silently hand back the normally built llama-cpp-python, so A and B
 # are built with --no-cache-dir --no-binary llama-cpp-python into a wheelhouse of their own,
@@ -166,7 +167,13 @@ for variant in "${variants[@]}"; do
     "$vpy" -m pip install -q --no-deps "$wheel"
   fi
   pytest_args=()
-  [ "$variant" = C ] && pytest_args=(--random-order)
+  if [ "$variant" = C ]; then
+    # pytest -q hides the plugin's header, so the seed is chosen and printed here.
+    seed="${JC_RANDOM_ORDER_SEED:-$(( RANDOM * 32768 + RANDOM ))}"
+    echo "variant C: test order seed $seed (replay: JC_RANDOM_ORDER_SEED=$seed, or pytest" \
+      "--random-order-seed=$seed)"
+    pytest_args=(--random-order --random-order-seed="$seed")
+  fi
   log="$log_dir/run-$variant.log"
   echo "variant $variant: running scripts/test.sh ${pytest_args[*]:-} in $work/repo (log: $log)"
   start=$(date +%s)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import IPython
 import pytest
 from fixtures_replay import ReplayServer, completion_event, final_event, sse, sse_script
 from IPython.core.error import UsageError
@@ -23,7 +24,9 @@ from jupyter_complete.settings import CompletionSettings
 
 @pytest.fixture(scope="module")
 def ip() -> Iterator[Any]:
-    shell = start_ipython()
+    # start_ipython returns the shell only the first time in a process: another module may
+    # have started it already (whatever order the tests run in).
+    shell = start_ipython() or IPython.get_ipython()
     shell.run_line_magic("load_ext", "jupyter_complete")
     yield shell
     shell.run_line_magic("unload_ext", "jupyter_complete")

@@ -184,8 +184,9 @@ for variant in "${variants[@]}"; do
       && bash scripts/test.sh "${pytest_args[@]}"
   ) >"$log" 2>&1 || rc=$?
   took=$(( $(date +%s) - start ))
-  grep -E "system info|^    |^(=+ )?[0-9]+ (passed|failed)|passed|random-order|Using --random-order-seed" "$log" \
-    | grep -v "^    \." | head -n 20 || true
+  # What was built and the pytest summary line, from the log.
+  grep -E "system info|^    (CPU|[0-9])|^[0-9]+ (passed|failed)|^=+ .*(passed|failed)" "$log" \
+    | head -n 20 || true
   summary+=("variant $variant: rc=$rc in ${took}s ($(( took / 60 )) min) commit $commit")
   if [ "$rc" = 0 ]; then
     rm -rf "$work"

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+bash scripts/versions.sh
 .venv/bin/ruff check jupyter_complete tests
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"

@@ -134,9 +134,27 @@ class JupyterLab:
 
 
 def run_all_cells(page: Any) -> None:
-    """Run > Run All Cells, through the menu (more reliable than Shift+Enter after load)."""
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    """Run > Run All Cells, through the menu (more reliable than Shift+Enter after load).
+
+    On a loaded machine the first click can land while JupyterLab is still settling the
+    notebook's focus, and the command then does nothing (every prompt stays ``[ ]:``). So
+    the run is confirmed by the first cell's prompt changing, and the menu used again if not.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    started = ("() => { const p = document.querySelector('.jp-Notebook .jp-InputPrompt');"
+               " return p !== null && p.textContent.trim() !== '[ ]:'; }")
+    for attempt in range(3):
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")  # close the menu if it is still open
 
 
 @pytest.fixture(scope="module")

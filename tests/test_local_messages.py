@@ -17,13 +17,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from fixtures_local import (
+    COUNT_MESSAGES,
+    COUNT_PREFILL,
+    COUNT_PROMPT,
+    COUNT_QUESTION,
+    DONE_MESSAGES,
+    DONE_PREFILL,
+    DONE_PROMPT,
+    DONE_QUESTION,
+    GREEDY_MARGIN,
     LOCAL_API_KEY,
-    LONG_PROMPT,
     SHORT_PROMPT,
+    assert_clear_greedy_path,
+    assert_ends_its_turn,
+    assert_ran_to_limit,
     assert_stream_fails_keeping_text,
+    cold,
     wait_for,
 )
 
@@ -39,7 +52,6 @@ REFUSAL = f"{NEW_MODEL} does not support the Text Completions API; use the Messa
 PEER_DIR = Path(__file__).resolve().parents[1] / ".peer" / "anthropic-current"
 
 QUESTION = "What is the capital of France?"
-STORY = "Write a long story about a dragon who learns to bake bread."
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -76,17 +88,6 @@ def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
         assert head.startswith("event: ") and data.startswith("data: "), block
         events.append((head[7:], json.loads(data[6:])))
     return events
-
-
-def cold(model: Any) -> None:
-    """Empty the model's KV cache, so the next request evaluates its whole prompt in one go.
-
-    llama.cpp's logits for a prompt evaluated in one batch and for the same prompt as a cached
-    prefix plus the rest differ in the last bits; at a near tie the greedy token differs.
-    Comparing two endpoints' greedy answers needs the same evaluation for both.
-    """
-    with model.lock:
-        model.llm.reset()
 
 
 def rejection(body: dict[str, Any]) -> str:
@@ -204,7 +205,7 @@ def test_a_messages_answer_has_text_usage_and_the_local_model_name(messages_clie
 
 @pytest.mark.local
 def test_a_streamed_messages_answer_arrives_in_pieces_with_usage(messages_client):
-    with messages_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=12,
+    with messages_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=12,
                                             temperature=0, stream=True) as stream:
         events = list(stream)
     final = stream.get_final_completion()
@@ -218,9 +219,10 @@ def test_a_streamed_messages_answer_arrives_in_pieces_with_usage(messages_client
 
 
 @pytest.mark.local
-def test_the_stream_is_the_messages_event_sequence_in_order(local_server):
-    r = requests.post(local_server.url + "/v1/messages", json=mbody(stream=True, max_tokens=6),
-                      headers=HEADERS, timeout=60)
+def test_the_stream_is_the_messages_event_sequence_in_order(local_server, local_model):
+    cold(local_model)  # the same evaluation as the whole answer below (see `cold`)
+    r = requests.post(local_server.url + "/v1/messages", json=mbody(
+        stream=True, max_tokens=6, messages=COUNT_MESSAGES), headers=HEADERS, timeout=60)
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
     names = [name for name, _ in events]
@@ -241,51 +243,58 @@ def test_the_stream_is_the_messages_event_sequence_in_order(local_server):
                for n, d in events if n == "content_block_delta")
     assert events[-2][1] == {"type": "message_delta", "delta": {
         "stop_reason": "max_tokens", "stop_sequence": None}, "usage": {"output_tokens": 6}}
-    whole = post(local_server, mbody(max_tokens=6)).json()
+    cold(local_model)
+    whole = post(local_server, mbody(max_tokens=6, messages=COUNT_MESSAGES)).json()
     streamed = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
     assert whole["content"] == [{"type": "text", "text": streamed}]
 
 
 @pytest.mark.local
 def test_the_whole_answer_is_a_message_object(local_server):
-    data = post(local_server, mbody()).json()
+    data = post(local_server, mbody(messages=COUNT_MESSAGES)).json()
     assert set(data) == {"id", "type", "role", "model", "content", "stop_reason",
                          "stop_sequence", "usage"}
     assert (data["type"], data["role"], data["model"]) == ("message", "assistant",
                                                            LOCAL_MODEL_NAME)
     assert data["id"].startswith("msg_") and len(data["id"]) == len("msg_") + 24
-    assert data["stop_reason"] == "max_tokens" and data["stop_sequence"] is None
-    assert data["usage"]["output_tokens"] == 8
+    assert_ran_to_limit(data["stop_reason"], data["usage"]["output_tokens"], 8,
+                        data["content"][0]["text"])
+    assert data["stop_sequence"] is None
 
 
 @pytest.mark.local
 def test_the_model_ending_its_turn_is_end_turn_which_the_client_maps(
-    local_server, messages_client,
+    local_server, messages_client, local_model,
 ):
-    # The 135M model answers a greeting briefly and ends its turn.
-    data = post(local_server, mbody(max_tokens=100, messages=user("Hi!"))).json()
+    # The prefill is a whole answer: the model ends its turn next, on every build.
+    assert_ends_its_turn(local_model, local_model.render(
+        Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)))
+    data = post(local_server, mbody(max_tokens=100, messages=DONE_MESSAGES)).json()
     assert (data["stop_reason"], data["stop_sequence"]) == ("end_turn", None)
-    assert 0 < data["usage"]["output_tokens"] < 100
-    c = messages_client.completions.create(prompt="\n\nHuman: Hi!\n\nAssistant:",
-                                           max_tokens_to_sample=100, temperature=0)
+    assert data["usage"]["output_tokens"] < 100
+    c = messages_client.completions.create(prompt=DONE_PROMPT, max_tokens_to_sample=100,
+                                           temperature=0)
     assert (c.stop_reason, c.stop) == ("stop_sequence", None)
 
 
 @pytest.mark.local
-def test_a_stop_sequence_is_stop_sequence_naming_it(local_server, messages_client):
-    free = post(local_server, mbody(max_tokens=20, messages=user(STORY))).json()
+def test_a_stop_sequence_is_stop_sequence_naming_it(local_server, messages_client, local_model):
+    cold(local_model)  # each greedy answer below is evaluated the same way (see `cold`)
+    free = post(local_server, mbody(max_tokens=20, messages=COUNT_MESSAGES)).json()
     text = free["content"][0]["text"]
     words = text.split()
     assert len(words) >= 4, text
     stop = " " + words[3]
     expected = text[: text.index(stop)]
-    data = post(local_server, mbody(max_tokens=20, messages=user(STORY),
+    cold(local_model)
+    data = post(local_server, mbody(max_tokens=20, messages=COUNT_MESSAGES,
                                     stop_sequences=[stop])).json()
     assert (data["content"][0]["text"], data["stop_reason"], data["stop_sequence"]) == (
         expected, "stop_sequence", stop)
     for stream in (False, True):
+        cold(local_model)
         c = messages_client.completions.create(
-            prompt=LONG_PROMPT, max_tokens_to_sample=20, temperature=0, stop_sequences=[stop],
+            prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0, stop_sequences=[stop],
             stream=stream)
         if stream:
             c = c.get_final_completion()
@@ -294,9 +303,11 @@ def test_a_stop_sequence_is_stop_sequence_naming_it(local_server, messages_clien
 
 @pytest.mark.local
 def test_the_max_tokens_limit_is_max_tokens(messages_client, local_model):
-    c = messages_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=5,
+    c = messages_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=5,
                                            temperature=0)
-    assert c.stop_reason == "max_tokens" and c.stop is None
+    assert c.usage is not None
+    assert_ran_to_limit(c.stop_reason, c.usage["output_tokens"], 5, c.completion)
+    assert c.stop is None
     assert 1 <= len(local_model.tokenize(c.completion)) <= 5
 
 
@@ -317,14 +328,22 @@ def test_a_final_assistant_message_is_continued_not_repeated(local_server, local
 @pytest.mark.local
 def test_the_system_text_is_the_system_message_of_the_template(local_server, local_model):
     system = "You are a pirate. Always answer like a pirate."
+    cold(local_model)  # compared with `blocks` below: the same evaluation (see `cold`)
     with_system = post(local_server, mbody(max_tokens=16, system=system)).json()
-    without = post(local_server, mbody(max_tokens=16)).json()
     conversation = Conversation(system=system, turns=[("user", QUESTION)], prefill="")
     rendered = local_model.render_text(conversation)
     assert f"system\n{system}" in rendered
     assert with_system["usage"]["input_tokens"] == len(local_model.render(conversation))
-    # and the model reads it: the greedy answer changes.
-    assert with_system["content"][0]["text"] != without["content"][0]["text"]
+    # and the model reads it: its next-token logits move (by ~10 here; one context's logits
+    # differ between evaluation paths by under 1, see GREEDY_MARGIN), whatever the greedy
+    # words happen to be.
+    plain = Conversation(system="", turns=[("user", QUESTION)], prefill="")
+    cold(local_model)
+    read = local_model.next_logits(local_model.render(conversation))
+    cold(local_model)
+    shift = np.abs(read - local_model.next_logits(local_model.render(plain))).max()
+    assert shift > 3 * GREEDY_MARGIN
+    cold(local_model)
     blocks = post(local_server, mbody(max_tokens=16, system=[
         {"type": "text", "text": system}])).json()
     assert blocks["content"] == with_system["content"]
@@ -417,7 +436,7 @@ def test_messages_and_completions_share_one_queue(local_model):
     with (serve(model=local_model, api_key="k", max_queue=0) as server,
           Client(base_url=server.url, api_key="k", max_retries=0) as complete,
           Client(base_url=server.url, api_key="k", max_retries=0, api="messages") as client):
-        busy = complete.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=300,
+        busy = complete.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=300,
                                            stream=True)
         next(iter(busy))  # the model is generating for /v1/complete now
         with pytest.raises(errors.OverloadedError) as info:
@@ -430,7 +449,7 @@ def test_messages_and_completions_share_one_queue(local_model):
 @pytest.mark.local
 def test_a_messages_client_that_disconnects_frees_the_model(local_server, messages_client):
     before = local_server.stats["disconnected"]
-    stream = messages_client.completions.create(prompt=LONG_PROMPT, max_tokens_to_sample=1000,
+    stream = messages_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=1000,
                                                 stream=True)
     next(iter(stream))
     stream.close()
@@ -450,7 +469,7 @@ def test_a_model_failure_mid_stream_is_an_error_event_keeping_the_text(
         assert_stream_fails_keeping_text(client)
         calls.clear()
         raw = requests.post(server.url + "/v1/messages", headers=HEADERS, timeout=60,
-                            json=mbody(max_tokens=20, messages=user(STORY), stream=True))
+                            json=mbody(max_tokens=20, messages=COUNT_MESSAGES, stream=True))
         name, data = sse_events(raw.text)[-1]
         assert (name, data["type"], data["error"]["type"]) == ("error", "error", "api_error")
         assert wait_for(lambda: server.stats["failed"] == 2)
@@ -473,16 +492,20 @@ def test_a_refused_model_gets_the_apis_message_on_complete_only(refusing_server)
 
 @pytest.mark.local
 def test_auto_switches_a_refused_model_to_messages_once_and_says_so(
-    refusing_server, capsys,
+    refusing_server, capsys, local_model,
 ):
     before = refusing_server.stats["rejected"]
     with Client(base_url=refusing_server.url, api_key=LOCAL_API_KEY, max_retries=0,
                 api="auto") as client:
+        # Each greedy answer is evaluated the same way (see `cold`), so they can be compared.
+        cold(local_model)
         first = client.completions.create(prompt=SHORT_PROMPT, model=NEW_MODEL,
                                           max_tokens_to_sample=8, temperature=0, stream=True
                                           ).get_final_completion()
+        cold(local_model)
         second = client.completions.create(prompt=SHORT_PROMPT, model=NEW_MODEL,
                                            max_tokens_to_sample=8, temperature=0)
+        cold(local_model)
         other = client.completions.create(prompt=SHORT_PROMPT, model="claude-2.1",
                                           max_tokens_to_sample=8, temperature=0)
         assert client.messages_models == {NEW_MODEL}
@@ -502,31 +525,31 @@ import anthropic
 
 url, key = sys.argv[1], sys.argv[2]
 question = [{"role": "user", "content": "What is the capital of France?"}]
-story = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
+count, done = json.loads(sys.argv[3]), json.loads(sys.argv[4])
 # This SDK has no temperature argument (newer models take none); the server still reads it.
 greedy = {"temperature": 0}
 out = {"version": anthropic.__version__}
 with anthropic.Anthropic(base_url=url, api_key=key, max_retries=0) as client:
     m = client.messages.create(model="claude-x", max_tokens=8, system="Be brief.",
-                               messages=question, extra_body=greedy)
+                               messages=count, extra_body=greedy)
     out["create"] = m.model_dump(mode="json")
     with client.messages.stream(model="claude-x", max_tokens=8, system="Be brief.",
-                                messages=question, extra_body=greedy) as stream:
+                                messages=count, extra_body=greedy) as stream:
         out["stream_text"] = stream.get_final_text()
         out["stream_message"] = stream.get_final_message().model_dump(mode="json")
     events = list(client.messages.create(model="claude-x", max_tokens=4, messages=question,
                                          stream=True, extra_body=greedy))
     out["events"] = [e.type for e in events]
     out["event_text"] = "".join(e.delta.text for e in events if e.type == "content_block_delta")
-    out["free"] = client.messages.create(model="claude-x", max_tokens=20, messages=story,
+    out["free"] = client.messages.create(model="claude-x", max_tokens=20, messages=count,
                                          extra_body=greedy).content[0].text
     stop = " " + out["free"].split()[3]
-    s = client.messages.create(model="claude-x", max_tokens=20, messages=story,
+    s = client.messages.create(model="claude-x", max_tokens=20, messages=count,
                                stop_sequences=[stop], extra_body=greedy)
     out["stopped"] = [s.content[0].text, s.stop_reason, s.stop_sequence, stop]
-    done = client.messages.create(model="claude-x", max_tokens=100, extra_body=greedy,
-                                  messages=[{"role": "user", "content": "Hi!"}])
-    out["ended"] = [done.stop_reason, done.stop_sequence]
+    ended = client.messages.create(model="claude-x", max_tokens=100, extra_body=greedy,
+                                   messages=done)
+    out["ended"] = [ended.stop_reason, ended.stop_sequence]
     p = client.messages.create(model="claude-x", max_tokens=6, extra_body=greedy, messages=[
         {"role": "user", "content": "Name a colour."},
         {"role": "assistant", "content": "My favourite colour is"}])
@@ -554,7 +577,8 @@ def current_sdk(local_server: Any) -> dict[str, Any]:
                     ".peer/anthropic-current 'anthropic>=1'` from the repository root")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env["PYTHONPATH"] = str(PEER_DIR)  # ahead of site-packages, where anthropic<1 lives
-    run = subprocess.run([sys.executable, "-c", _SDK_SCRIPT, local_server.url, LOCAL_API_KEY],
+    run = subprocess.run([sys.executable, "-c", _SDK_SCRIPT, local_server.url, LOCAL_API_KEY,
+                          json.dumps(COUNT_MESSAGES), json.dumps(DONE_MESSAGES)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
     result: dict[str, Any] = json.loads(run.stdout)
@@ -572,20 +596,28 @@ def test_the_current_sdk_gets_a_message(current_sdk):
     assert m["type"] == "message" and m["role"] == "assistant"
     assert m["id"].startswith("msg_") and m["model"] == LOCAL_MODEL_NAME
     assert m["content"][0]["type"] == "text" and m["content"][0]["text"]
-    assert m["stop_reason"] == "max_tokens" and m["stop_sequence"] is None
-    assert m["usage"]["input_tokens"] > 0 and m["usage"]["output_tokens"] == 8
+    assert_ran_to_limit(m["stop_reason"], m["usage"]["output_tokens"], 8,
+                        m["content"][0]["text"])
+    assert m["stop_sequence"] is None and m["usage"]["input_tokens"] > 0
 
 
 @pytest.mark.local
-def test_the_current_sdk_streams_the_same_text_it_gets_whole(current_sdk, messages_client):
+def test_the_current_sdk_streams_the_same_text_it_gets_whole(
+    current_sdk, messages_client, local_model,
+):
+    # The SDK's two requests meet different cache states (the test cannot empty the cache
+    # between them, see `cold`): comparable because this greedy path has no near tie.
+    assert_clear_greedy_path(local_model, local_model.render(
+        Conversation(system="Be brief.", turns=[("user", COUNT_QUESTION)],
+                     prefill=COUNT_PREFILL)), 8)
     assert current_sdk["stream_text"] == current_sdk["create"]["content"][0]["text"]
     streamed = current_sdk["stream_message"]
     assert streamed["stop_reason"] == "max_tokens"
     assert streamed["usage"] == current_sdk["create"]["usage"]
     # Our client, sending the same conversation through the Messages transport, renders
-    # the same prompt (its text may differ in a near tie: see `cold`).
+    # the same prompt.
     ours = messages_client.completions.create(
-        prompt="Be brief.\n\nHuman: What is the capital of France?\n\nAssistant:",
+        prompt=f"Be brief.\n\nHuman: {COUNT_QUESTION}\n\nAssistant: {COUNT_PREFILL}",
         max_tokens_to_sample=1, temperature=0)
     assert ours.usage is not None
     assert ours.usage["input_tokens"] == current_sdk["create"]["usage"]["input_tokens"]
@@ -601,7 +633,13 @@ def test_the_current_sdk_sees_the_raw_event_sequence(current_sdk):
 
 
 @pytest.mark.local
-def test_the_current_sdk_sees_stop_reasons_and_a_continued_prefill(current_sdk):
+def test_the_current_sdk_sees_stop_reasons_and_a_continued_prefill(current_sdk, local_model):
+    # As above, two greedy answers meet different cache states; and the end of turn is
+    # the clear next token after DONE_MESSAGES on every build.
+    assert_clear_greedy_path(local_model, local_model.render(
+        Conversation(system="", turns=[("user", COUNT_QUESTION)], prefill=COUNT_PREFILL)), 20)
+    assert_ends_its_turn(local_model, local_model.render(
+        Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)))
     text, reason, sequence, stop = current_sdk["stopped"]
     free = current_sdk["free"]
     assert (text, reason, sequence) == (free[: free.index(stop)], "stop_sequence", stop)

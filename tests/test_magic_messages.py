@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 from fixtures_kernel import FAKE_KEY, Execution, KernelHandle
-from fixtures_local import LONG_PROMPT
+from fixtures_local import COUNT_PREFILL, COUNT_QUESTION
 
 pytestmark = pytest.mark.local
 
 NEW_MODEL = "claude-new"
 NOTICE = "using the Messages API"
-STORY = LONG_PROMPT.split("Human: ")[1].split("\n\n")[0]
+#: A cell whose answer runs to any max tokens on every build (see fixtures_local.COUNT_PROMPT).
+COUNT_CELL = f"Human: {COUNT_QUESTION}\nAssistant: {COUNT_PREFILL}"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def run_cell(kernel: KernelHandle, server: Any, options: str, body: str) -> Exec
 
 
 def test_the_messages_transport_streams_into_the_output(server, kernel):
-    run = run_cell(kernel, server, "--api messages -n 120 -t 0 -o reply", STORY)
+    run = run_cell(kernel, server, "--api messages -n 120 -t 0 -o reply", COUNT_CELL)
     text = run.stream_text()
     pieces = [m for m in run.of_type("stream") if m["content"]["name"] == "stdout"]
     # 120 tokens take over a second: the renderer sends several pieces as they arrive.

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from fixtures_browser import JupyterLab, run_all_cells
+from fixtures_local import COUNT_PREFILL, COUNT_QUESTION
 from fixtures_panel import HoldingReplayServer, paced_script
 
 pytestmark = pytest.mark.browser
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "artifacts" / "panel.png"
 README_SCREENSHOT = ROOT / "docs" / "panel.png"
-PROMPT = "Write a long story about a dragon who learns to bake bread."
+#: An answer that runs on (hundreds of tokens) on every build, even sampled at temperature
+#: 0.5, so the panel is still streaming when Stop is clicked (fixtures_local.COUNT_PROMPT).
+PROMPT = f"Human: {COUNT_QUESTION}\nAssistant: {COUNT_PREFILL}"
 
 
 @dataclass

@@ -127,26 +127,37 @@ def model(local_server: Any) -> Any:
     return local_server.model
 
 
-@pytest.fixture(scope="module")
-def logits(model: Any) -> np.ndarray[Any, Any]:
-    """Next-token logits for the prompt exactly as the server renders ``CELL``."""
-    tokens = model.render(prompts.parse(prompts.build(CELL)))
-    return np.asarray(model.next_logits(tokens))
+Samples = tuple[Counter[str], np.ndarray[Any, Any]]
 
 
 @pytest.fixture(scope="module")
 def server_samples(
     local_server: Any, local_api_key: str
-) -> Iterator[Callable[[Case], Counter[str]]]:
-    """``server_samples(case)``: first-token texts from real requests (cached per case)."""
+) -> Iterator[Callable[[Case], Samples]]:
+    """``server_samples(case)``: first-token texts from real requests, and the logits the
+    server sampled them from (cached per case).
+
+    The logits are the model's for the prompt exactly as the server renders ``CELL``, and
+    exactly the ones the server uses: llama.cpp's logits differ in the last bits between
+    evaluation paths (one batch, or the last token on a cached prefix), which could move a
+    token across a top_k or top_p cut. The server re-evaluates the last prompt token on the
+    prefix left in the cache; after evaluating the prompt twice here, every request does
+    the same on the same prefix, so the distribution tested is the one really sampled.
+    """
     import requests
 
-    cache: dict[str, Counter[str]] = {}
+    cache: dict[str, Samples] = {}
     session = requests.Session()
     headers = {"x-api-key": local_api_key, "anthropic-version": "2023-06-01"}
+    model = local_server.model
+    tokens = model.render(prompts.parse(prompts.build(CELL)))
 
-    def collect(case: Case) -> Counter[str]:
+    def collect(case: Case) -> Samples:
         if case.name not in cache:
+            with model.lock:
+                model.llm.reset()
+                model.next_logits(tokens)  # the prefix the server's requests will reuse
+                logits = np.asarray(model.next_logits(tokens))
             t, k, p = case.settings
             body: dict[str, Any] = {"model": "local", "prompt": prompts.build(CELL),
                                     "max_tokens_to_sample": 1, "temperature": t}
@@ -160,7 +171,7 @@ def server_samples(
                                         headers=headers, timeout=60)
                 assert response.status_code == 200, response.text
                 counts[response.json()["completion"]] += 1
-            cache[case.name] = counts
+            cache[case.name] = (counts, logits)
         return cache[case.name]
 
     yield collect
@@ -180,11 +191,11 @@ def report(record_property: Any, label: str, fit: FitResult) -> None:
 @pytest.mark.local
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_the_servers_first_tokens_follow_the_distribution_the_explorer_shows(
-    case: Case, model: Any, logits: Any, server_samples: Any, record_property: Any
+    case: Case, model: Any, server_samples: Any, record_property: Any
 ) -> None:
+    observed, logits = server_samples(case)
     final = stages(logits, *case.settings).final
     probs = text_distribution(model, final)
-    observed = server_samples(case)
     assert sum(observed.values()) == case.samples
     fit = chi_square_fit(observed, probs)
     report(record_property, f"server vs explorer, {case.name}", fit)
@@ -204,10 +215,11 @@ def test_the_servers_first_tokens_follow_the_distribution_the_explorer_shows(
     ids=[f"{c.name} / {w}" for c in CASES for w in c.wrong],
 )
 def test_the_same_samples_reject_a_deliberately_wrong_distribution(
-    case: Case, wrong: str, model: Any, logits: Any, server_samples: Any, record_property: Any
+    case: Case, wrong: str, model: Any, server_samples: Any, record_property: Any
 ) -> None:
+    observed, logits = server_samples(case)
     probs = text_distribution(model, stages(logits, *case.wrong[wrong]).final)
-    fit = chi_square_fit(server_samples(case), probs)
+    fit = chi_square_fit(observed, probs)
     report(record_property, f"negative check, {case.name}, {wrong}", fit)
     assert fit.p_value < FAIL_BELOW, (
         f"the test could not tell the server's distribution from one {wrong}: "

@@ -6,13 +6,14 @@ classes from our server, the server speaks the protocol, not just our client's r
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from typing import Any
 
 import pytest
-from fixtures_local import LOCAL_API_KEY, LONG_PROMPT, SHORT_PROMPT
+from fixtures_local import COUNT_PROMPT, LOCAL_API_KEY, SHORT_PROMPT, cold
 
 from jupyter_complete._constants import LOCAL_MODEL_NAME
 
@@ -47,10 +48,12 @@ def test_the_sdk_raw_response_validates_against_the_published_schema(sdk, spec_v
     spec_validator(raw.http_response.json(), "CompletionResponse")
 
 
-def test_the_sdk_streams_the_same_text_it_gets_whole(sdk):
-    whole = sdk.completions.create(model="claude-2.1", prompt=LONG_PROMPT,
+def test_the_sdk_streams_the_same_text_it_gets_whole(sdk, local_model):
+    cold(local_model)  # both answers evaluated the same way (see `cold`)
+    whole = sdk.completions.create(model="claude-2.1", prompt=COUNT_PROMPT,
                                    max_tokens_to_sample=10, temperature=0)
-    events = list(sdk.completions.create(model="claude-2.1", prompt=LONG_PROMPT,
+    cold(local_model)
+    events = list(sdk.completions.create(model="claude-2.1", prompt=COUNT_PROMPT,
                                          max_tokens_to_sample=10, temperature=0, stream=True))
     assert len(events) >= 3
     assert "".join(e.completion for e in events) == whole.completion
@@ -59,11 +62,13 @@ def test_the_sdk_streams_the_same_text_it_gets_whole(sdk):
     assert events[-1].completion == ""
 
 
-def test_the_sdk_sees_stop_sequences_honoured(sdk):
-    free = sdk.completions.create(model="claude-2.1", prompt=LONG_PROMPT,
+def test_the_sdk_sees_stop_sequences_honoured(sdk, local_model):
+    cold(local_model)  # both answers evaluated the same way (see `cold`)
+    free = sdk.completions.create(model="claude-2.1", prompt=COUNT_PROMPT,
                                   max_tokens_to_sample=16, temperature=0).completion
     stop = free.split()[2]
-    c = sdk.completions.create(model="claude-2.1", prompt=LONG_PROMPT,
+    cold(local_model)
+    c = sdk.completions.create(model="claude-2.1", prompt=COUNT_PROMPT,
                                max_tokens_to_sample=16, temperature=0, stop_sequences=[stop])
     assert c.completion == free[: free.index(stop)]
     assert c.stop_reason == "stop_sequence"
@@ -119,7 +124,7 @@ def test_a_full_queue_raises_the_sdks_overloaded_error(local_model):
 
     with (serve(model=local_model, api_key="k", max_queue=0) as server,
           anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0) as client):
-        busy = client.completions.create(model="x", prompt=LONG_PROMPT,
+        busy = client.completions.create(model="x", prompt=COUNT_PROMPT,
                                          max_tokens_to_sample=200, stream=True)
         next(iter(busy))  # the model is now generating for this stream
         with pytest.raises(anthropic.OverloadedError) as info:
@@ -131,7 +136,7 @@ def test_a_full_queue_raises_the_sdks_overloaded_error(local_model):
 
 def test_an_sdk_stream_closed_early_frees_the_model(local_server, sdk):
     before = local_server.stats["disconnected"]
-    stream = sdk.completions.create(model="x", prompt=LONG_PROMPT, max_tokens_to_sample=1000,
+    stream = sdk.completions.create(model="x", prompt=COUNT_PROMPT, max_tokens_to_sample=1000,
                                     stream=True)
     for _ in zip(range(2), stream, strict=False):
         pass
@@ -150,8 +155,8 @@ def test_the_sdk_retries_a_529_and_then_succeeds(local_model):
     with serve(model=local_model, api_key="k", max_queue=0) as server:
         host, port = server.url.removeprefix("http://").split(":")
         hold = socket.create_connection((host, int(port)))
-        body = (b'{"model":"x","prompt":"\\n\\nHuman: Count to fifty.\\n\\nAssistant:",'
-                b'"max_tokens_to_sample":30}')
+        body = json.dumps({"model": "x", "prompt": COUNT_PROMPT,
+                           "max_tokens_to_sample": 30}).encode()
         hold.sendall(b"POST /v1/complete HTTP/1.1\r\nHost: x\r\nx-api-key: k\r\n"
                      b"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
                      b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)

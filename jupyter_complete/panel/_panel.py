@@ -541,23 +541,32 @@ class Panel:
         return built.prompt, note
 
     # -- run / stop --------------------------------------------------------------------
+    def _prepare(self) -> tuple[str, str, str, StopSignal] | None:
+        """What every kind of run starts with: the prompt, its wire form (and the note on
+        dropped turns), and the running state. None, with the reason shown, when it cannot."""
+        text = self._prompt_or_error()
+        if text is None:
+            return None
+        wire, note = self._wire(text)
+        if wire is None:
+            return None
+        signal = self._begin()
+        if signal is None:
+            return None
+        return text, wire, note, signal
+
     def run(self) -> None:
         """Send the prompt with the current settings; the answer streams into the output.
 
         Returns at once (the request runs on a background thread); `wait` waits for the end.
         Does nothing while another run is in progress.
         """
-        text = self._prompt_or_error()
-        if text is None:
-            return
         settings = self.settings.to_dict()
         params = self.settings.request_params()
-        wire, note = self._wire(text)
-        if wire is None:
+        prepared = self._prepare()
+        if prepared is None:
             return
-        signal = self._begin()
-        if signal is None:
-            return
+        text, wire, note, signal = prepared
         self.output.clear(placeholder=False)
         self._set_answer_label(f"run #{len(self._history) + 1} · {params_line(settings)}{note}")
         self._set_status(status_line("running"))
@@ -623,15 +632,10 @@ class Panel:
         """
         settings = self.settings.to_dict()
         columns = plan(settings, self.settings.request_params(), temperatures, samples)
-        text = self._prompt_or_error()
-        if text is None:
+        prepared = self._prepare()
+        if prepared is None:
             return
-        wire, _ = self._wire(text)
-        if wire is None:
-            return
-        signal = self._begin()
-        if signal is None:
-            return
+        text, wire, _, signal = prepared
         group = self._history.new_group()
         if self.output.text:
             self._set_answer_label(
@@ -700,15 +704,10 @@ class Panel:
         settings = self.settings.to_dict()
         params = self.settings.request_params()
         params.pop(parameter, None)
-        text = self._prompt_or_error()
-        if text is None:
+        prepared = self._prepare()
+        if prepared is None:
             return
-        wire, _ = self._wire(text)
-        if wire is None:
-            return
-        signal = self._begin()
-        if signal is None:
-            return
+        text, wire, _, signal = prepared
         client = self._get_client()
         if concurrency is None:
             concurrency = 1 if is_builtin_model(client) else DEFAULT_CONCURRENCY

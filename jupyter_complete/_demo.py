@@ -68,7 +68,8 @@ class CellReport:
         first = self.source.lstrip().split("\n", 1)[0]
         words = first.split()
         return first.startswith(("%%complete", "%complete")) and not any(
-            w in words for w in ("--panel", "--reset", "--keep", "--models"))
+            w in words for w in ("--panel", "--reset", "--keep", "--models")
+        )
 
     @property
     def is_answer(self) -> bool:
@@ -99,8 +100,11 @@ class NotebookRun:
     @property
     def ok(self) -> bool:
         """No unexpected failure, and every answer cell printed something."""
-        return (self.stopped_by is None and not self.unexpected_errors
-                and all(c.stdout.strip() for c in self.answers))
+        return (
+            self.stopped_by is None
+            and not self.unexpected_errors
+            and all(c.stdout.strip() for c in self.answers)
+        )
 
 
 def kernel_env() -> dict[str, str]:
@@ -124,9 +128,14 @@ def _report(cell: Any, index: int, seconds: float, failure: str | None) -> CellR
     if failure and not errors:
         errors.append(failure)
     return CellReport(
-        index=index, source=str(cell.get("source", "")),
-        tags=list(cell.get("metadata", {}).get("tags", [])), stdout="".join(stdout),
-        stderr="".join(stderr), errors=errors, seconds=seconds, displays="".join(displays),
+        index=index,
+        source=str(cell.get("source", "")),
+        tags=list(cell.get("metadata", {}).get("tags", [])),
+        stdout="".join(stdout),
+        stderr="".join(stderr),
+        errors=errors,
+        seconds=seconds,
+        displays="".join(displays),
     )
 
 
@@ -158,17 +167,23 @@ def run_notebook(
         # The reply says whether the cell raised: a UsageError, for one, shows no error
         # output (IPython prints it to stderr), only an "error" status.
         content = (execute_reply or {}).get("content", {})
-        failure = (f"{content.get('ename')}: {content.get('evalue')}"
-                   if content.get("status") == "error" else None)
+        failure = (
+            f"{content.get('ename')}: {content.get('evalue')}"
+            if content.get("status") == "error"
+            else None
+        )
         report = _report(cell, cell_index, seconds, failure)
         reports.append(report)
         if on_cell is not None:
             on_cell(report)
 
     client = nbclient.NotebookClient(
-        nb, timeout=timeout, kernel_name=kernel_name,
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
         resources={"metadata": {"path": str(nb_path.parent)}},
-        on_cell_start=cell_start, on_cell_executed=cell_executed,
+        on_cell_start=cell_start,
+        on_cell_executed=cell_executed,
     )
     stopped_by = None
     began = time.monotonic()
@@ -202,16 +217,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Execute a demo notebook headless and print its answers.",
     )
     parser.add_argument("notebook", help="path of the .ipynb to run")
-    parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
-                        help="seconds a single cell may run (default %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
+        help="seconds a single cell may run (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     out = sys.stdout
     out.write(f"running {args.notebook} with the built-in model (no key)...\n")
     out.flush()
     run = run_notebook(args.notebook, timeout=args.timeout, on_cell=_print_cell(out))
     empty = [c.index for c in run.answers if not c.stdout.strip()]
-    out.write(f"\n{len(run.answers)} answers from {len(run.cells)} code cells "
-              f"in {run.seconds:.1f} s\n")
+    out.write(
+        f"\n{len(run.answers)} answers from {len(run.cells)} code cells in {run.seconds:.1f} s\n"
+    )
     if run.stopped_by:
         out.write(f"stopped: {run.stopped_by}\n")
     if empty:

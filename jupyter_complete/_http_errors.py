@@ -28,8 +28,11 @@ def refuses_completions(err: APIStatusError) -> bool:
     Messages API instead."); gateways say "completions". A bad prompt or parameter does not.
     """
     text = err.message.lower()
-    return ("complet" in text or "messages api" in text
-            or ("not supported" in text and ("model" in text or "api" in text)))
+    return (
+        "complet" in text
+        or "messages api" in text
+        or ("not supported" in text and ("model" in text or "api" in text))
+    )
 
 
 def _read_error_body(response: requests.Response) -> str:
@@ -59,21 +62,25 @@ def redirect_error(response: requests.Response, path: str) -> APIStatusError:
         shown = ""
     suggestion = ""
     if shown.endswith(path):
-        suggestion = f" If that server is right, use {shown[: -len(path)] or shown} as the " \
-                     "base URL."
+        suggestion = (
+            f" If that server is right, use {shown[: -len(path)] or shown} as the base URL."
+        )
     if not shown:
         shown = "a location that is not a valid URL" if location else "no location"
     return APIStatusError(
         f"HTTP {status} from {server_name(response)}: it redirects to {shown}",
-        status_code=status, body=None, request_id=response.headers.get("request-id"),
+        status_code=status,
+        body=None,
+        request_id=response.headers.get("request-id"),
         headers=dict(response.headers),
         hint="Redirects are not followed, so the key and the prompt went nowhere else."
         + suggestion,
     )
 
 
-def status_error(response: requests.Response, *, path: str = "", model: str = "",
-                  body: object = None) -> APIStatusError:
+def status_error(
+    response: requests.Response, *, path: str = "", model: str = "", body: object = None
+) -> APIStatusError:
     """The typed error for an error response (or a 200 error envelope), with what it said.
 
     The class follows the HTTP status (as the SDK's do). The hint claims only what the
@@ -119,13 +126,22 @@ def status_error(response: requests.Response, *, path: str = "", model: str = ""
         if status in _STATUS_SAYS_IT:
             hint = cls.default_hint  # what HTTP itself says (too large, too many, failed)
         else:
-            hint = (f"This is {server}'s own answer, not an Anthropic API error: check the "
-                    "key, the base URL and any proxy in between against what it says.")
+            hint = (
+                f"This is {server}'s own answer, not an Anthropic API error: check the "
+                "key, the base URL and any proxy in between against what it says."
+            )
     if status == 404 and path and _path_not_found_body(message or excerpt(text), model):
         hint = _missing_path_hint(server, path)
     error_status = status if status >= 400 else class_for_type(etype)[1]
-    return cls(text_out, status_code=error_status, type=etype, body=body, request_id=rid,
-               headers=dict(response.headers), hint=hint)
+    return cls(
+        text_out,
+        status_code=error_status,
+        type=etype,
+        body=body,
+        request_id=rid,
+        headers=dict(response.headers),
+        hint=hint,
+    )
 
 
 #: Statuses whose meaning HTTP itself fixes, whoever sends them (RFC 9110, RFC 6585): their
@@ -133,11 +149,20 @@ def status_error(response: requests.Response, *, path: str = "", model: str = ""
 _STATUS_SAYS_IT = frozenset({408, 413, 429, 500, 502, 503, 504, 529})
 
 #: The error types of Anthropic's API (https://docs.anthropic.com/en/api/errors).
-_API_ERROR_TYPES = frozenset({
-    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-    "request_too_large", "rate_limit_error", "api_error", "timeout_error", "overloaded_error",
-    "billing_error",
-})
+_API_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "timeout_error",
+        "overloaded_error",
+        "billing_error",
+    }
+)
 
 
 def _path_not_found_body(message: str, model: str) -> bool:
@@ -160,8 +185,12 @@ def path_not_found(err: APIStatusError, model: str) -> bool:
 
 def _missing_path_hint(server: str, path: str) -> str:
     if path == "/v1/complete":
-        return (f"{server} has no {path} (the 404 is about the path, not the model): if it "
-                'speaks the Messages API, use --api messages (Client(api="messages")), or '
-                "--api auto; else check the base URL's path.")
-    return (f"{server} has no {path} (the 404 is about the path, not the model): check the "
-            "base URL's path, or use --api complete if it speaks Text Completions.")
+        return (
+            f"{server} has no {path} (the 404 is about the path, not the model): if it "
+            'speaks the Messages API, use --api messages (Client(api="messages")), or '
+            "--api auto; else check the base URL's path."
+        )
+    return (
+        f"{server} has no {path} (the 404 is about the path, not the model): check the "
+        "base URL's path, or use --api complete if it speaks Text Completions."
+    )

@@ -64,8 +64,11 @@ class Models:
         url = client._url("/v1/models")
         shown = safe_url(url)  # for messages: the base URL's user info or query may be secret
         session = client._get_session()
-        auth = (_KeyAuth(client._key, client._basic)
-                if client._key is not None or client._basic is not None else None)
+        auth = (
+            _KeyAuth(client._key, client._basic)
+            if client._key is not None or client._basic is not None
+            else None
+        )
         models: list[Model] = []
         after: str | None = None
         total = 0
@@ -75,8 +78,13 @@ class Models:
                 params["after_id"] = after
             try:
                 response = session.get(
-                    url, params=params, headers=client._headers({}), auth=auth, stream=True,
-                    timeout=(client.connect_timeout, client.timeout), allow_redirects=False,
+                    url,
+                    params=params,
+                    headers=client._headers({}),
+                    auth=auth,
+                    stream=True,
+                    timeout=(client.connect_timeout, client.timeout),
+                    allow_redirects=False,
                 )
                 with response:
                     if response.is_redirect:  # never followed: the key stays with the host named
@@ -85,16 +93,19 @@ class Models:
                         raise status_error(response, path="/v1/models")
                     body = _read_bounded(response, shown)
             except requests.Timeout as err:
-                raise APITimeoutError(f"No answer from {shown} within the timeout"
-                                      ) from _without_frames(err)
+                raise APITimeoutError(
+                    f"No answer from {shown} within the timeout"
+                ) from _without_frames(err)
             except requests.RequestException as err:
-                raise APIConnectionError(f"Could not connect to {shown} ({_reason(err)})"
-                                         ) from _without_frames(err)
+                raise APIConnectionError(
+                    f"Could not connect to {shown} ({_reason(err)})"
+                ) from _without_frames(err)
             total += len(body)
             if total > MAX_LIST_BYTES:
                 raise APIResponseValidationError(
                     f"GET {shown}: the model list is larger than {MAX_LIST_BYTES:,} bytes; "
-                    "not read further")
+                    "not read further"
+                )
             page = _parse_page(body, shown)
             data = json.loads(body)
             cursor = data.get("last_id") or (page[-1].id if page else None)
@@ -114,7 +125,8 @@ def _read_bounded(response: requests.Response, url: str) -> bytes:
         size += len(chunk)
         if size > MAX_PAGE_BYTES:
             raise APIResponseValidationError(
-                f"GET {url}: the answer is larger than {MAX_PAGE_BYTES:,} bytes; not read")
+                f"GET {url}: the answer is larger than {MAX_PAGE_BYTES:,} bytes; not read"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -126,19 +138,22 @@ def _parse_page(body: bytes, url: str) -> list[Model]:
         raise APIResponseValidationError(f"GET {url}: the answer is not JSON") from None
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        raise APIResponseValidationError(
-            f"GET {url}: the answer has no \"data\" list of models")
+        raise APIResponseValidationError(f'GET {url}: the answer has no "data" list of models')
     out = []
     for item in items:
         if isinstance(item, dict) and isinstance(item.get("id"), str):
-            out.append(Model(
-                id=item["id"],
-                display_name=item.get("display_name") if isinstance(
-                    item.get("display_name"), str) else None,
-                created_at=item.get("created_at") if isinstance(
-                    item.get("created_at"), str) else None,
-                type=str(item.get("type") or "model"),
-            ))
+            out.append(
+                Model(
+                    id=item["id"],
+                    display_name=item.get("display_name")
+                    if isinstance(item.get("display_name"), str)
+                    else None,
+                    created_at=item.get("created_at")
+                    if isinstance(item.get("created_at"), str)
+                    else None,
+                    type=str(item.get("type") or "model"),
+                )
+            )
     return out
 
 

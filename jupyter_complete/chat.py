@@ -112,7 +112,11 @@ class Chat:
 
     # -- building prompts ------------------------------------------------------------
     def build(
-        self, human: str, *, system: str = "", max_tokens: int = 256,
+        self,
+        human: str,
+        *,
+        system: str = "",
+        max_tokens: int = 256,
         context_tokens: int | None = None,
     ) -> ChatPrompt:
         """The wire prompt continuing this chat with ``human``, cut to fit the context.
@@ -136,9 +140,14 @@ class Chat:
                 break
             used += cost
             kept += 1
-        body = "".join(pieces[len(pieces) - kept:])
-        return ChatPrompt(prompt=f"{head}{body}{tail}", dropped=len(pieces) - kept, sent=kept,
-                          tokens=used, budget=budget)
+        body = "".join(pieces[len(pieces) - kept :])
+        return ChatPrompt(
+            prompt=f"{head}{body}{tail}",
+            dropped=len(pieces) - kept,
+            sent=kept,
+            tokens=used,
+            budget=budget,
+        )
 
     # -- changing it ------------------------------------------------------------------
     def add(self, human: str, assistant: str) -> Turn:
@@ -198,12 +207,14 @@ class Chat:
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{i}</td><td>{html.escape(t.human)}</td><td>{html.escape(t.assistant)}"
-            "</td></tr>" for i, t in enumerate(self.turns, 1)
+            "</td></tr>"
+            for i, t in enumerate(self.turns, 1)
         )
         pending = (
             f"<div><i>unfinished answer waiting (chat.keep() adds it):</i> "
             f"{html.escape(_short(self.pending.assistant))}</div>"
-            if self.pending is not None else ""
+            if self.pending is not None
+            else ""
         )
         return (
             f"<div><b>conversation {html.escape(self.name)!s}</b>: {len(self.turns)} turns"

@@ -50,8 +50,15 @@ if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
 Api = Literal["complete", "messages", "auto"]
 _RETRY_STATUSES = {408, 409, 429}
 _SPEC_FIELDS = (
-    "model", "prompt", "max_tokens_to_sample", "stop_sequences", "temperature", "top_k",
-    "top_p", "metadata", "stream",
+    "model",
+    "prompt",
+    "max_tokens_to_sample",
+    "stop_sequences",
+    "temperature",
+    "top_k",
+    "top_p",
+    "metadata",
+    "stream",
 )
 
 
@@ -185,8 +192,9 @@ class Completions:
         if stream:
             body["stream"] = True
         headers = {"anthropic-beta": ",".join(betas)} if betas else {}
-        return self._client._complete(body, headers=headers, stream=stream, timeout=timeout,
-                                      api=api)
+        return self._client._complete(
+            body, headers=headers, stream=stream, timeout=timeout, api=api
+        )
 
 
 class Client:
@@ -322,12 +330,18 @@ class Client:
 
     # -- requests ----------------------------------------------------------------------
     def _complete(
-        self, body: dict[str, Any], *, headers: dict[str, str], stream: bool,
-        timeout: float | None, api: Api | None = None,
+        self,
+        body: dict[str, Any],
+        *,
+        headers: dict[str, str],
+        stream: bool,
+        timeout: float | None,
+        api: Api | None = None,
     ) -> Completion | CompletionStream:
         api = api or self.api
-        if api == "messages" or (api == "auto" and (
-                self.complete_missing or body["model"] in self.messages_models)):
+        if api == "messages" or (
+            api == "auto" and (self.complete_missing or body["model"] in self.messages_models)
+        ):
             return self._via_messages(body, headers, stream, timeout)
         try:
             return self._via_complete(body, headers, stream, timeout)
@@ -352,7 +366,10 @@ class Client:
             return self._via_messages(body, headers, stream, timeout)
 
     def _via_complete(
-        self, body: dict[str, Any], headers: dict[str, str], stream: bool,
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        stream: bool,
         timeout: float | None,
     ) -> Completion | CompletionStream:
         started = time.monotonic()
@@ -376,7 +393,10 @@ class Client:
         return result
 
     def _via_messages(
-        self, body: dict[str, Any], headers: dict[str, str], stream: bool,
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        stream: bool,
         timeout: float | None,
     ) -> Completion | CompletionStream:
         from . import messages  # small; imported only when this transport is used
@@ -385,8 +405,9 @@ class Client:
         params = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
         params["api"] = "messages"
         mbody = messages.to_messages_body(body)
-        response = self._send(messages.MESSAGES_PATH, mbody, headers, stream=stream,
-                              timeout=timeout)
+        response = self._send(
+            messages.MESSAGES_PATH, mbody, headers, stream=stream, timeout=timeout
+        )
         if stream:
             return messages.MessagesStream(response, started=started, params=params)
         data = self._json_object(response)
@@ -409,7 +430,8 @@ class Client:
         except ValueError as err:
             raise APIResponseValidationError(
                 f"The answer of {server_name(response)} is not JSON "
-                f"({excerpt(response.content)!r})", request_id=rid,
+                f"({excerpt(response.content)!r})",
+                request_id=rid,
             ) from err
         if not isinstance(data, dict):
             raise APIResponseValidationError(
@@ -421,7 +443,12 @@ class Client:
         return data
 
     def _send(
-        self, path: str, body: dict[str, Any], headers: dict[str, str], *, stream: bool,
+        self,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        *,
+        stream: bool,
         timeout: float | None,
     ) -> requests.Response:
         """POST with retries. Only the initial response is retried, never a started stream.
@@ -435,15 +462,22 @@ class Client:
         session = self._get_session()
         data = json.dumps(body).encode()
         read_timeout = self.timeout if timeout is None else timeout
-        auth = (_KeyAuth(self._key, self._basic)
-                if self._key is not None or self._basic is not None else None)
+        auth = (
+            _KeyAuth(self._key, self._basic)
+            if self._key is not None or self._basic is not None
+            else None
+        )
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             log.debug("POST %s attempt %d", shown, attempt + 1)
             try:
                 response = session.post(
-                    url, data=data, headers=self._headers(headers), auth=auth,
-                    stream=True, timeout=(self.connect_timeout, read_timeout),
+                    url,
+                    data=data,
+                    headers=self._headers(headers),
+                    auth=auth,
+                    stream=True,
+                    timeout=(self.connect_timeout, read_timeout),
                     allow_redirects=False,
                 )
                 if response.status_code < 300:
@@ -531,8 +565,9 @@ class Client:
     def __repr__(self) -> str:
         where = self.display_url if self._base_url else "built-in local model (not started)"
         key = "set" if self._key is not None else "none"
-        return (f"Client(base_url={where!r}, api_key={key}, api={self.api!r}, "
-                f"timeout={self.timeout:g})")
+        return (
+            f"Client(base_url={where!r}, api_key={key}, api={self.api!r}, timeout={self.timeout:g})"
+        )
 
 
 def _should_retry(response: requests.Response) -> bool:
@@ -577,8 +612,9 @@ def _check_base_url(url: str) -> None:
         host = url.partition("//")[2] or url
         host = re.split(r"[/?#]", host, maxsplit=1)[0].rpartition("@")[2]
         raise InvalidParameterError(
-            "base_url", host, f"a URL whose host part is host or host:port, with a port in "
-            f"0-65535 ({err})"
+            "base_url",
+            host,
+            f"a URL whose host part is host or host:port, with a port in 0-65535 ({err})",
         ) from None
 
 
@@ -590,7 +626,8 @@ def _split_userinfo(url: str) -> tuple[str, tuple[_Secret, _Secret] | None]:
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     bare = urllib.parse.urlunsplit(
-        (parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+        (parts.scheme, hostport, parts.path, parts.query, parts.fragment)
+    )
     return bare, (_Secret(urllib.parse.unquote(user)), _Secret(urllib.parse.unquote(password)))
 
 
@@ -616,8 +653,7 @@ def _check_encoding(response: requests.Response) -> None:
     if "identity" in codings and len(codings) > 1:
         # "identity" means no coding, but urllib3 decodes it inside a list as deflate. Its
         # decoder is set up at the first read, from the raw response's headers: drop it.
-        response.raw.headers["content-encoding"] = ", ".join(
-            c for c in codings if c != "identity")
+        response.raw.headers["content-encoding"] = ", ".join(c for c in codings if c != "identity")
 
 
 def _read_whole(response: requests.Response) -> bytes:
@@ -630,7 +666,8 @@ def _read_whole(response: requests.Response) -> bytes:
         response.close()
         raise APIResponseValidationError(
             f"The {response.headers.get('content-encoding')} body of {server_name(response)} "
-            "is corrupt", request_id=response.headers.get("request-id"),
+            "is corrupt",
+            request_id=response.headers.get("request-id"),
         ) from err
     except (urllib3.exceptions.HTTPError, OSError) as err:
         raise requests.exceptions.ChunkedEncodingError(type(err).__name__) from err
@@ -653,8 +690,14 @@ def _without_frames(err: BaseException) -> BaseException:
         e.__traceback__ = None
         try:
             # requests and urllib3 put the URL (query string included) in their messages.
-            e.args = tuple(_redact(a) if isinstance(a, str) else _redact(str(a))
-                           if isinstance(a, BaseException) else a for a in e.args)
+            e.args = tuple(
+                _redact(a)
+                if isinstance(a, str)
+                else _redact(str(a))
+                if isinstance(a, BaseException)
+                else a
+                for a in e.args
+            )
         except (TypeError, AttributeError):
             pass
         todo += [e.__cause__, e.__context__]
@@ -673,8 +716,13 @@ def _redact(text: str) -> str:
 def _reason(err: BaseException) -> str:
     # requests nests the useful part (e.g. "Connection refused") several levels down.
     text = str(err)
-    for needle in ("Connection refused", "Connection reset", "Name or service not known",
-                   "Remote end closed connection", "timed out"):
+    for needle in (
+        "Connection refused",
+        "Connection reset",
+        "Name or service not known",
+        "Remote end closed connection",
+        "timed out",
+    ):
         if needle in text:
             return needle
     return type(err).__name__

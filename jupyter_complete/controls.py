@@ -116,8 +116,11 @@ def make_slider(name: str, *, maximum: float | None = None) -> Any:
         extra["readout_format"] = f".{_decimals(spec['step'])}f"
     slider = cls(
         value=spec["default_on"] if spec["default_on"] is not None else spec["min"],
-        min=spec["min"], max=spec["max"], step=spec["step"],
-        description=spec["description"], tooltip=spec["tooltip"],
+        min=spec["min"],
+        max=spec["max"],
+        step=spec["step"],
+        description=spec["description"],
+        tooltip=spec["tooltip"],
         continuous_update=False,  # the settings change on release, not on every pixel
         style={"description_width": LABEL_WIDTH},
         layout=widgets.Layout(width="auto", max_width=SLIDER_WIDTH, min_width="0"),
@@ -135,7 +138,10 @@ def make_optional_slider(name: str, tooltip: str) -> tuple[Any, Any]:
     slider = make_slider(name)
     # The checkbox carries the label, so the row lines up with the other sliders.
     check = widgets.Checkbox(
-        value=False, description=slider.description, indent=False, tooltip=tooltip,
+        value=False,
+        description=slider.description,
+        indent=False,
+        tooltip=tooltip,
         layout=widgets.Layout(width=LABEL_WIDTH, margin="2px 6px 2px 2px"),
     )
     slider.description = ""
@@ -185,9 +191,7 @@ def bind_slider(settings: CompletionSettings, name: str, slider: Any) -> Binding
     return Binding(settings, name, [slider], show, lambda: _slider_value(slider))
 
 
-def bind_optional(
-    settings: CompletionSettings, name: str, check: Any, slider: Any
-) -> Binding:
+def bind_optional(settings: CompletionSettings, name: str, check: Any, slider: Any) -> Binding:
     """Two-way link for a setting that may be unset (None): checkbox on = the slider's value.
 
     Unchecking sets the setting to None (left out of the request); the slider keeps its

@@ -130,7 +130,11 @@ class APIStatusError(APIError):
     default_hint = "Check the request and try again."
 
     def __init__(
-        self, message: str, *, status_code: int, headers: dict[str, str] | None = None,
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("hint", self.default_hint)
@@ -235,7 +239,8 @@ class ResponseTooLargeError(APIResponseValidationError):
         super().__init__(
             f"The server sent {'an' if what[:1] in 'aeiou' else 'a'} {what} larger than the "
             f"{_size(limit)} limit "
-            f"(jupyter_complete._constants.{setting})", **kwargs,
+            f"(jupyter_complete._constants.{setting})",
+            **kwargs,
         )
 
 

@@ -259,11 +259,14 @@ class Explorer:
         self.top_k_slider, self.top_k_check = _explorer_optional_slider("top_k")
         self.top_p_slider, self.top_p_check = _explorer_optional_slider("top_p")
         self.sample_button = widgets.Button(
-            description="Sample", icon="random", button_style="primary",
+            description="Sample",
+            icon="random",
+            button_style="primary",
             tooltip="Draw the next token by its final probability and append it",
         )
         self.greedy_button = widgets.Button(
-            description="Greedy", icon="arrow-right",
+            description="Greedy",
+            icon="arrow-right",
             tooltip="Append the likeliest token (what temperature 0 does)",
         )
         self.undo_button = widgets.Button(
@@ -278,7 +281,9 @@ class Explorer:
         self.reset_button.on_click(lambda _: self.reset())
         #: Off: the prompt as written; on: the chat template the model actually reads.
         self.template_toggle = widgets.Checkbox(
-            value=False, description="show chat template", indent=False,
+            value=False,
+            description="show chat template",
+            indent=False,
             tooltip="Show the prompt as the model reads it: its chat template, with the "
             "default system prompt and special tokens",
             layout=widgets.Layout(width="auto"),
@@ -287,7 +292,8 @@ class Explorer:
         self.template_toggle.observe(lambda _: self._render(), names="value")
         #: Why the template is hidden (shown while it is).
         self.template_note = widgets.HTML(
-            f'<div class="jc-x-note">{html.escape(TEMPLATE_NOTE)}</div>' if self.chat else "")
+            f'<div class="jc-x-note">{html.escape(TEMPLATE_NOTE)}</div>' if self.chat else ""
+        )
         #: The prompt and the tokens appended so far.
         self.context_view = widgets.HTML()
         #: Survivors of each step and the entropy.
@@ -296,21 +302,39 @@ class Explorer:
         self.chart = widgets.HTML()
         #: The last steps.
         self.steps_view = widgets.HTML()
-        sliders = widgets.VBox([
-            self.temperature_slider,
-            widgets.HBox([self.top_k_check, self.top_k_slider]),
-            widgets.HBox([self.top_p_check, self.top_p_slider]),
-        ])
-        buttons = widgets.HBox([
-            self.sample_button, self.greedy_button, self.undo_button, self.reset_button,
-        ])
+        sliders = widgets.VBox(
+            [
+                self.temperature_slider,
+                widgets.HBox([self.top_k_check, self.top_k_slider]),
+                widgets.HBox([self.top_p_check, self.top_p_slider]),
+            ]
+        )
+        buttons = widgets.HBox(
+            [
+                self.sample_button,
+                self.greedy_button,
+                self.undo_button,
+                self.reset_button,
+            ]
+        )
         #: The whole explorer (what a notebook displays).
         self.legend = widgets.HTML(LEGEND)
-        self.widget = widgets.VBox([
-            widgets.HTML(_CSS), style_widget(), self.template_note, self.template_toggle,
-            self.context_view, sliders, buttons, self.summary, self.legend, self.chart,
-            self.steps_view,
-        ], layout=widgets.Layout(width="100%", min_width="0"))
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(_CSS),
+                style_widget(),
+                self.template_note,
+                self.template_toggle,
+                self.context_view,
+                sliders,
+                buttons,
+                self.summary,
+                self.legend,
+                self.chart,
+                self.steps_view,
+            ],
+            layout=widgets.Layout(width="100%", min_width="0"),
+        )
         self.widget.add_class("jc-explorer")
         self.widget.add_class(live_class(self.record.id))
 
@@ -329,16 +353,19 @@ class Explorer:
         """
         s = self.settings
         return {
-            "prompt": self._prompt, "chat": self.chat,
+            "prompt": self._prompt,
+            "chat": self.chat,
             "settings": {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p},
-            "generated": list(self._generated), "text": self.text, "finished": self.finished,
+            "generated": list(self._generated),
+            "text": self.text,
+            "finished": self.finished,
             "steps": [dataclasses.asdict(step) for step in self._history],
         }
 
     def record_bundle(self) -> tuple[dict[str, str], dict[str, Any]]:
         """The record's MIME bundle (text/html, text/plain) and metadata, as of now."""
         body = (
-            f"<div><b>Sampling explorer</b> <span class=\"jc-r-note\">(saved record "
+            f'<div><b>Sampling explorer</b> <span class="jc-r-note">(saved record '
             f"<code>{html.escape(self.record.id)}</code>)</span></div>"
             f"{self._context_html(template=False)}{self._summary_html()}"
             f"{'' if self.finished else LEGEND + self._chart_html(inline=True)}"
@@ -350,8 +377,7 @@ class Explorer:
         return bundle(self.record.id, "explorer", body, plain, self.to_state())
 
     def __repr__(self) -> str:
-        return (f"<Explorer {len(self._generated)} tokens generated, "
-                f"{self.survivors} can come next>")
+        return f"<Explorer {len(self._generated)} tokens generated, {self.survivors} can come next>"
 
     # -- the context -------------------------------------------------------------------
     def _set_prompt(self, prompt: str) -> None:
@@ -362,8 +388,9 @@ class Explorer:
             tokens = self.model.render(conversation)
         else:
             # add_bos follows the model's own flag (SmolLM2 adds none).
-            tokens = list(self.model.llm.tokenize(prompt.encode("utf-8"), add_bos=True,
-                                                  special=False))
+            tokens = list(
+                self.model.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            )
         self._prompt = prompt
         self._prompt_tokens = tokens
         self._generated = []
@@ -397,8 +424,9 @@ class Explorer:
     @property
     def text(self) -> str:
         """The generated text (decoded as a whole, so characters split across tokens join)."""
-        data = b"".join(self.model.token_bytes(t) for t in self._generated
-                        if not self.model.is_end(t))
+        data = b"".join(
+            self.model.token_bytes(t) for t in self._generated if not self.model.is_end(t)
+        )
         return data.decode("utf-8", errors="replace")
 
     @property
@@ -454,7 +482,7 @@ class Explorer:
         logits = self.logits
         n = logits.shape[0]
         count = min(count, n)
-        head = np.argpartition(logits, n - count)[n - count:]
+        head = np.argpartition(logits, n - count)[n - count :]
         order = head[np.argsort(-logits[head], kind="stable")]
         st = self.stages
         out = []
@@ -467,11 +495,17 @@ class Explorer:
                 cut = "top_p"
             else:
                 cut = None
-            out.append(Candidate(
-                rank=rank, token=token, text=self.model.token_text(token),
-                raw=float(st.raw[token]), tempered=float(st.tempered[token]),
-                final=float(st.final[token]), cut_by=cut,
-            ))
+            out.append(
+                Candidate(
+                    rank=rank,
+                    token=token,
+                    text=self.model.token_text(token),
+                    raw=float(st.raw[token]),
+                    tempered=float(st.tempered[token]),
+                    final=float(st.final[token]),
+                    cut_by=cut,
+                )
+            )
         return out
 
     # -- stepping ----------------------------------------------------------------------
@@ -500,12 +534,17 @@ class Explorer:
         token = int(np.argmax(logits)) if greedy else sample(st.final, self.rng)
         s = self.settings
         record = Step(
-            index=len(self._generated) + 1, token=token, text=self.model.token_text(token),
+            index=len(self._generated) + 1,
+            token=token,
+            text=self.model.token_text(token),
             probability=float(st.final[token]),
             rank=int(np.count_nonzero(logits > logits[token])) + 1,
-            survivors=int(np.count_nonzero(st.final)), entropy=entropy_bits(st.final),
+            survivors=int(np.count_nonzero(st.final)),
+            entropy=entropy_bits(st.final),
             how="greedy" if greedy else "sampled",
-            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
         )
         self._generated.append(token)
         self._history.append(record)
@@ -547,10 +586,12 @@ class Explorer:
         self.sample_button.disabled = done
         self.greedy_button.disabled = done
         why = "The model ended its answer; Undo or Reset to go on"
-        self.sample_button.tooltip = why if done else (
-            "Draw the next token by its final probability and append it")
-        self.greedy_button.tooltip = why if done else (
-            "Append the likeliest token (what temperature 0 does)")
+        self.sample_button.tooltip = (
+            why if done else ("Draw the next token by its final probability and append it")
+        )
+        self.greedy_button.tooltip = (
+            why if done else ("Append the likeliest token (what temperature 0 does)")
+        )
         self.undo_button.disabled = not self._generated
         self.reset_button.disabled = not self._generated
         try:
@@ -564,7 +605,8 @@ class Explorer:
         model = self.model
         if template or not self.chat:
             shown = model.llm.detokenize(self._prompt_tokens, special=True).decode(
-                "utf-8", errors="replace")
+                "utf-8", errors="replace"
+            )
         else:
             shown = self._prompt
         if len(shown) > PROMPT_TAIL:
@@ -581,8 +623,7 @@ class Explorer:
                 text = " [end of answer]"
             parts.append(f'<span class="{css}">{html.escape(text)}</span>')
         # column-reverse keeps a scrolled box pinned to its end: the newest token stays in view.
-        return (f'<div class="jc-x-scroll"><div class="jc-x-context">{"".join(parts)}</div>'
-                "</div>")
+        return f'<div class="jc-x-scroll"><div class="jc-x-context">{"".join(parts)}</div></div>'
 
     def _summary_html(self) -> str:
         if self.finished:
@@ -613,8 +654,10 @@ class Explorer:
         )
 
     def _chart_html(self, *, inline: bool = False) -> str:
-        rows = ['<tr><th>#</th><th class="jc-x-tok">token</th><th></th><th>model</th>'
-                "<th>after T</th><th>final</th><th></th></tr>"]
+        rows = [
+            '<tr><th>#</th><th class="jc-x-tok">token</th><th></th><th>model</th>'
+            "<th>after T</th><th>final</th><th></th></tr>"
+        ]
         shown_final = 0.0
         for c in self.candidates:
             shown_final += c.final
@@ -635,21 +678,25 @@ class Explorer:
                     f'{100 * c.final:.1f}%"></div></div>'
                 )
             rows.append(
-                f"<tr{css}><td>{c.rank}</td><td class=\"jc-x-tok\"><code>{_show(c.text)}</code>"
+                f'<tr{css}><td>{c.rank}</td><td class="jc-x-tok"><code>{_show(c.text)}</code>'
                 f"</td><td>{bar}</td><td>{_pct(c.raw)}</td>"
                 f"<td>{_pct(c.tempered)}</td><td>{_pct(c.final)}</td>"
                 f'<td class="jc-x-why">{why}</td></tr>'
             )
         rest = max(0.0, 1.0 - shown_final)
-        rows.append(f'<tr><td></td><td class="jc-x-tok">all others</td><td></td><td></td>'
-                    f"<td></td><td>{_pct(rest)}</td><td></td></tr>")
+        rows.append(
+            f'<tr><td></td><td class="jc-x-tok">all others</td><td></td><td></td>'
+            f"<td></td><td>{_pct(rest)}</td><td></td></tr>"
+        )
         return f'<table class="jc-x-chart">{"".join(rows)}</table>'
 
     def _steps_html(self) -> str:
         if not self._history:
             return ""
-        rows = ['<tr><th>step</th><th class="jc-x-tok">token</th><th>probability</th>'
-                "<th>rank</th><th>out of</th><th>entropy</th><th></th></tr>"]
+        rows = [
+            '<tr><th>step</th><th class="jc-x-tok">token</th><th>probability</th>'
+            "<th>rank</th><th>out of</th><th>entropy</th><th></th></tr>"
+        ]
         for st in self._history[-HISTORY_ROWS:]:
             rows.append(
                 f'<tr><td>{st.index}</td><td class="jc-x-tok"><code>{_show(st.text)}</code>'
@@ -668,8 +715,6 @@ class Explorer:
             binding.unbind()
         self._bindings = []
         close_tree(self.widget)
-
-
 
 
 def _pct(p: float) -> str:

@@ -130,7 +130,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         "when ANTHROPIC_API_KEY is set, else the built-in local model.",
     ).tag(config=True)
     format = Enum(
-        ("text", "markdown", "code"), default_value="text",
+        ("text", "markdown", "code"),
+        default_value="text",
         help="How the answer is shown: 'text' as it streams, 'markdown', rendered once "
         "when the stream ends, or 'code': as text, and its fenced code (else the whole "
         "answer) goes into a new cell below, not run.",
@@ -142,13 +143,15 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         True, help="Replace {name} in the prompt by the value of `name` in the user namespace."
     ).tag(config=True)
     api = Enum(
-        ("complete", "messages", "auto"), default_value="complete",
+        ("complete", "messages", "auto"),
+        default_value="complete",
         help="Transport: 'complete' (POST /v1/complete), 'messages' (the same request sent to "
         "/v1/messages, for models without Text Completions), or 'auto' (switch a model to "
         "Messages when the server says it needs it).",
     ).tag(config=True)
     timeout = Float(
-        DEFAULT_TIMEOUT, min=0.1,
+        DEFAULT_TIMEOUT,
+        min=0.1,
         help="Read timeout in seconds: the longest silence allowed from the server.",
     ).tag(config=True)
 
@@ -178,68 +181,116 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         (("-t", "--temperature"), {"type": float, "metavar": "T", "help": _help("temperature")}),
         (("-k", "--top-k"), {"type": int, "metavar": "K", "help": _help("top_k")}),
         (("-p", "--top-p"), {"type": float, "metavar": "P", "help": _help("top_p")}),
-        (("-s", "--stop"), {
-            "action": "append", "metavar": "SEQ",
-            "help": _help("stop_sequences") + " Repeat for several; \\n and \\t mean newline "
-            "and tab.",
-        }),
+        (
+            ("-s", "--stop"),
+            {
+                "action": "append",
+                "metavar": "SEQ",
+                "help": _help("stop_sequences") + " Repeat for several; \\n and \\t mean newline "
+                "and tab.",
+            },
+        ),
         (("--system",), {"metavar": "TEXT", "help": _help("system")}),
-        (("--raw",), {
-            "action": "store_true",
-            "help": "Send the cell exactly as written: no Human/Assistant wrapping.",
-        }),
-        (("--no-stream",), {
-            "action": "store_true", "help": "Wait for the whole answer. [CompleteMagics.stream]",
-        }),
-        (("-f", "--format"), {
-            "choices": ("text", "markdown", "code"),
-            "help": f"{format.help} [CompleteMagics.format]",
-        }),
-        (("-o", "--output"), {
-            "metavar": "NAME",
-            "help": "Also store the Completion in the variable NAME (it is always in "
-            "_completion).",
-        }),
-        (("--no-interpolate",), {
-            "action": "store_true", "help": "Send {name} literally. [CompleteMagics.interpolate]",
-        }),
+        (
+            ("--raw",),
+            {
+                "action": "store_true",
+                "help": "Send the cell exactly as written: no Human/Assistant wrapping.",
+            },
+        ),
+        (
+            ("--no-stream",),
+            {
+                "action": "store_true",
+                "help": "Wait for the whole answer. [CompleteMagics.stream]",
+            },
+        ),
+        (
+            ("-f", "--format"),
+            {
+                "choices": ("text", "markdown", "code"),
+                "help": f"{format.help} [CompleteMagics.format]",
+            },
+        ),
+        (
+            ("-o", "--output"),
+            {
+                "metavar": "NAME",
+                "help": "Also store the Completion in the variable NAME (it is always in "
+                "_completion).",
+            },
+        ),
+        (
+            ("--no-interpolate",),
+            {
+                "action": "store_true",
+                "help": "Send {name} literally. [CompleteMagics.interpolate]",
+            },
+        ),
         (("--base-url",), {"metavar": "URL", "help": f"{base_url.help} [CompleteMagics.base_url]"}),
-        (("--api",), {
-            "choices": ("complete", "messages", "auto"),
-            "help": f"{api.help} [CompleteMagics.api]",
-        }),
-        (("--panel",), {
-            "action": "store_true",
-            "help": "Open the tuning panel (sliders, Run/Stop) on this prompt instead of "
-            "sending it; with -o NAME the panel goes to NAME.",
-        }),
-        (("--chat",), {
-            "nargs": "?", "const": "default", "metavar": "NAME",
-            "help": "Continue the conversation NAME (default: 'default'): its earlier turns "
-            "go into the prompt and this answer is added when it ends. The conversation is "
-            "in _chat; %%complete --chat NAME alone returns it. An interrupted answer is added "
-            "only by %%complete --keep NAME (or chat.keep()). In %%complete (line) form, give "
-            "NAME before the text.",
-        }),
-        (("--reset",), {
-            "nargs": "?", "const": "default", "metavar": "NAME",
-            "help": "Clear the conversation NAME (default: 'default'; its object, _chat or a "
-            "panel's, is emptied in place) and send nothing.",
-        }),
-        (("--keep",), {
-            "nargs": "?", "const": "default", "metavar": "NAME",
-            "help": "Add the interrupted (unfinished) answer of conversation NAME as its last "
-            "turn, and send nothing.",
-        }),
-        (("--models",), {
-            "action": "store_true",
-            "help": "List the models the endpoint offers (GET /v1/models) and send nothing.",
-        }),
-        (("text",), {
-            "nargs": argparse.REMAINDER,
-            "help": "%%complete only: the prompt, the rest of the line (%%%%complete takes the "
-            "cell).",
-        }),
+        (
+            ("--api",),
+            {
+                "choices": ("complete", "messages", "auto"),
+                "help": f"{api.help} [CompleteMagics.api]",
+            },
+        ),
+        (
+            ("--panel",),
+            {
+                "action": "store_true",
+                "help": "Open the tuning panel (sliders, Run/Stop) on this prompt instead of "
+                "sending it; with -o NAME the panel goes to NAME.",
+            },
+        ),
+        (
+            ("--chat",),
+            {
+                "nargs": "?",
+                "const": "default",
+                "metavar": "NAME",
+                "help": "Continue the conversation NAME (default: 'default'): its earlier turns "
+                "go into the prompt and this answer is added when it ends. The conversation is "
+                "in _chat; %%complete --chat NAME alone returns it. An interrupted answer is added "
+                "only by %%complete --keep NAME (or chat.keep()). In %%complete (line) form, give "
+                "NAME before the text.",
+            },
+        ),
+        (
+            ("--reset",),
+            {
+                "nargs": "?",
+                "const": "default",
+                "metavar": "NAME",
+                "help": "Clear the conversation NAME (default: 'default'; its object, _chat or a "
+                "panel's, is emptied in place) and send nothing.",
+            },
+        ),
+        (
+            ("--keep",),
+            {
+                "nargs": "?",
+                "const": "default",
+                "metavar": "NAME",
+                "help": "Add the interrupted (unfinished) answer of conversation NAME as its last "
+                "turn, and send nothing.",
+            },
+        ),
+        (
+            ("--models",),
+            {
+                "action": "store_true",
+                "help": "List the models the endpoint offers (GET /v1/models) and send nothing.",
+            },
+        ),
+        (
+            ("text",),
+            {
+                "nargs": argparse.REMAINDER,
+                "help": "%%complete only: the prompt, the rest of the line (%%%%complete takes the "
+                "cell).",
+            },
+        ),
     )
 
     @_with_options(OPTIONS)
@@ -351,8 +402,9 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             raise UsageError(empty)
         client = self._get_client(args.base_url)
         if args.panel:
-            self._open_panel(body.removesuffix("\n"), client, settings, args.output,
-                             self._chat_for(args.chat))
+            self._open_panel(
+                body.removesuffix("\n"), client, settings, args.output, self._chat_for(args.chat)
+            )
             return
         chat = None
         if args.chat is not None:
@@ -360,7 +412,9 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         else:
             wire_prompt = prompts.build(body, system=settings.system, raw=args.raw)
         self._send(
-            client, wire_prompt, settings,
+            client,
+            wire_prompt,
+            settings,
             streaming=self.stream and not args.no_stream,
             fmt=args.format or self.format,
             api=cast("Api", args.api or self.api),  # argparse choices / the Enum trait
@@ -438,8 +492,16 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         return self._client
 
     def _send(
-        self, client: Client, wire_prompt: str, settings: CompletionSettings, *,
-        streaming: bool, fmt: str, api: Api, output: str | None, raw: bool,
+        self,
+        client: Client,
+        wire_prompt: str,
+        settings: CompletionSettings,
+        *,
+        streaming: bool,
+        fmt: str,
+        api: Api,
+        output: str | None,
+        raw: bool,
         chat: tuple[Chat, str] | None = None,
     ) -> None:
         from .completion import Completion
@@ -472,8 +534,7 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             else:
                 # Interrupted inside the request: drop its half-read connection.
                 client.close()
-                result = Completion("", model=params.get("model"), params=params,
-                                    interrupted=True)
+                result = Completion("", model=params.get("model"), params=params, interrupted=True)
         except APIError as err:
             if err.partial is not None:
                 self._store(err.partial, output)
@@ -487,8 +548,13 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         # Reading base_url of a local client that never sent would start the model now.
         endpoint = None if client.is_local and not sent else client.base_url
         record = provenance(
-            result, prompt=wire_prompt, endpoint=endpoint,
-            system=settings.system, format=fmt, raw=raw, stream=streaming,
+            result,
+            prompt=wire_prompt,
+            endpoint=endpoint,
+            system=settings.system,
+            format=fmt,
+            raw=raw,
+            stream=streaming,
         )
         if chat is not None:
             record["chat"] = chat[0].name
@@ -532,8 +598,7 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
                 raise UsageError(f"--keep: {err}.") from None
             from .notebook import notice
 
-            notice(f"conversation {args.keep!r}: the unfinished answer is now turn "
-                   f"{len(chat)}")
+            notice(f"conversation {args.keep!r}: the unfinished answer is now turn {len(chat)}")
             return True, None
         if args.chat is not None and cell is None and not text.strip() and not args.panel:
             return True, self._chat_for(args.chat)
@@ -554,8 +619,12 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
             )
         chat = self._chat_for(args.chat)
         assert chat is not None
-        built = chat.build(body, system=settings.system, max_tokens=settings.max_tokens,
-                           context_tokens=context_for(client))
+        built = chat.build(
+            body,
+            system=settings.system,
+            max_tokens=settings.max_tokens,
+            context_tokens=context_for(client),
+        )
         message = built.notice(chat.name)
         if message:
             notice(message)
@@ -592,7 +661,11 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
         return "text/markdown" in types
 
     def _open_panel(
-        self, body: str, client: Client, settings: CompletionSettings, output: str | None,
+        self,
+        body: str,
+        client: Client,
+        settings: CompletionSettings,
+        output: str | None,
         chat: Chat | None = None,
     ) -> None:
         try:
@@ -619,7 +692,8 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
 
 # Options that take a value (the next word, unless written --name=value or -tVALUE).
 _VALUE_OPTIONS = frozenset(
-    name for names, keywords in CompleteMagics.OPTIONS
+    name
+    for names, keywords in CompleteMagics.OPTIONS
     if keywords.get("action") != "store_true" and names[0].startswith("-")
     for name in names
 )
@@ -629,8 +703,10 @@ _LONG_OPTIONS = tuple(
 _NUMBER_RE = re.compile(r"-\.?\d")
 # Options whose value may be left out (nargs="?"): --chat, --reset, --keep.
 _OPTIONAL_VALUE_OPTIONS = frozenset(
-    name for names, keywords in CompleteMagics.OPTIONS
-    if keywords.get("nargs") == "?" for name in names
+    name
+    for names, keywords in CompleteMagics.OPTIONS
+    if keywords.get("nargs") == "?"
+    for name in names
 )
 
 
@@ -668,8 +744,10 @@ def _after_answer(chat: tuple[Chat, str], result: Completion) -> None:
         if result.completion:
             from .notebook import notice
 
-            notice(f"conversation {conversation.name!r}: this unfinished answer was not added;"
-                   f" %complete --keep {conversation.name} adds it")
+            notice(
+                f"conversation {conversation.name!r}: this unfinished answer was not added;"
+                f" %complete --keep {conversation.name} adds it"
+            )
 
 
 def _takes_next_word(word: str) -> bool:
@@ -745,15 +823,18 @@ class CompleteLineTransformer(it2.TokenTransformBase):  # type: ignore[misc]  # 
             if len(line) < ix + 4:
                 continue
             pct, name = line[ix], line[ix + 1]
-            if (pct.string != "%" or name.string != "complete"
-                    or name.start != (pct.start[0], pct.start[1] + 1)):
+            if (
+                pct.string != "%"
+                or name.string != "complete"
+                or name.start != (pct.start[0], pct.start[1] + 1)
+            ):
                 continue
             # The last token is NEWLINE. The ? may be on a later physical line: after a
             # backslash it is part of the magic line; after an open bracket it is not, and
             # transform() leaves that line to IPython, as its own magic transformer does.
             if line[-2].string not in ("?", "??"):
                 continue
-            rest = pct.line[name.end[1]:]
+            rest = pct.line[name.end[1] :]
             if not rest.strip().strip("?").strip():
                 continue  # %complete? / %complete ?? : IPython's help
             return cls(pct.start)
@@ -765,7 +846,7 @@ class CompleteLineTransformer(it2.TokenTransformBase):  # type: ignore[misc]  # 
         end_line = it2.find_end_of_continued_line(lines, start_line)
         line = it2.assemble_continued_line(lines, (start_line, start_col), end_line)
         # Everything after the name, less the one separating blank (a space or a tab).
-        args = line[len("%complete"):]
+        args = line[len("%complete") :]
         args = args[1:] if args[:1] in (" ", "\t") else args
         call = f"get_ipython().run_line_magic('complete', {args!r})"
         return [*lines[:start_line], indent + call + "\n", *lines[end_line + 1 :]]
@@ -796,8 +877,9 @@ def load(ipython: Any) -> None:
     _warn_if_this_cell_was_read_as_help(ipython)
 
 
-_HELP_LINE_RE = re.compile(r"^[ \t]*%complete[ \t]+(?=.*\S.*\?)(?!\?*[ \t]*$).*\?[ \t]*$",
-                           re.MULTILINE)
+_HELP_LINE_RE = re.compile(
+    r"^[ \t]*%complete[ \t]+(?=.*\S.*\?)(?!\?*[ \t]*$).*\?[ \t]*$", re.MULTILINE
+)
 
 
 def _warn_if_this_cell_was_read_as_help(ipython: Any) -> None:
@@ -840,6 +922,10 @@ def unload(ipython: Any) -> None:
 
 
 __all__ = [
-    "CompleteLineTransformer", "CompleteMagics", "StreamInterrupted", "UserNamespace", "load",
+    "CompleteLineTransformer",
+    "CompleteMagics",
+    "StreamInterrupted",
+    "UserNamespace",
+    "load",
     "unload",
 ]

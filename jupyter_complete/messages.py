@@ -30,8 +30,11 @@ from .streaming import CompletionStream, _Decoder, error_envelope
 
 MESSAGES_PATH = "/v1/messages"
 
-STOP_REASONS = {"end_turn": "stop_sequence", "stop_sequence": "stop_sequence",
-                "max_tokens": "max_tokens"}
+STOP_REASONS = {
+    "end_turn": "stop_sequence",
+    "stop_sequence": "stop_sequence",
+    "max_tokens": "max_tokens",
+}
 
 
 def map_stop_reason(reason: str | None) -> str | None:
@@ -45,14 +48,18 @@ def to_messages_body(body: dict[str, Any]) -> dict[str, Any]:
         conv = prompt_mod.parse(body["prompt"])
     except prompt_mod.PromptFormatError as err:
         raise InvalidParameterError(
-            "prompt", body["prompt"][:40] + ("..." if len(body["prompt"]) > 40 else ""),
+            "prompt",
+            body["prompt"][:40] + ("..." if len(body["prompt"]) > 40 else ""),
             f"Human/Assistant turns for the Messages API ({err})",
         ) from err
     messages: list[dict[str, Any]] = [{"role": r, "content": t} for r, t in conv.turns]
     if conv.prefill:
         messages.append({"role": "assistant", "content": conv.prefill})
-    out: dict[str, Any] = {"model": body["model"], "max_tokens": body["max_tokens_to_sample"],
-                           "messages": messages}
+    out: dict[str, Any] = {
+        "model": body["model"],
+        "max_tokens": body["max_tokens_to_sample"],
+        "messages": messages,
+    }
     if conv.system:
         out["system"] = conv.system
     for key in ("stop_sequences", "temperature", "top_k", "top_p", "metadata", "stream"):
@@ -64,8 +71,9 @@ def to_messages_body(body: dict[str, Any]) -> dict[str, Any]:
 def from_messages_body(data: dict[str, Any], request_id: str | None) -> Completion:
     """A `Completion` from a non-streaming Messages response."""
     blocks = data.get("content") or []
-    text = "".join(b.get("text", "") for b in blocks
-                   if isinstance(b, dict) and b.get("type") == "text")
+    text = "".join(
+        b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+    )
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     return Completion(
         completion=text,
@@ -97,8 +105,7 @@ class _MessagesDecoder(_Decoder):
         if name == "error":
             obj = self.load(data)
             self.raise_error(error_envelope(obj) or obj, obj)
-        if name not in ("message_start", "content_block_delta", "message_delta",
-                        "message_stop"):
+        if name not in ("message_start", "content_block_delta", "message_delta", "message_stop"):
             return None  # ping, content_block_start/stop and unknown events
         obj = self.load(data)
         self.raise_if_error(obj)
@@ -142,10 +149,16 @@ class _MessagesDecoder(_Decoder):
             self.usage = merged
 
     def _delta(self, text: str, stop_reason: str | None) -> Completion:
-        return Completion(completion=text, stop_reason=stop_reason, model=self.model,
-                          id=self.id, stop=self.stop if stop_reason else None,
-                          request_id=self.request_id, params=self.params,
-                          usage=self.usage if stop_reason else None)
+        return Completion(
+            completion=text,
+            stop_reason=stop_reason,
+            model=self.model,
+            id=self.id,
+            stop=self.stop if stop_reason else None,
+            request_id=self.request_id,
+            params=self.params,
+            usage=self.usage if stop_reason else None,
+        )
 
 
 class MessagesStream(CompletionStream):

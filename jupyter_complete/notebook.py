@@ -61,11 +61,13 @@ def notice(text: str) -> None:
 
     Outside IPython it goes to stderr, where terminals expect such notes.
     """
-    if not _publish({
-        "text/plain": text,
-        "text/html": '<div class="jc-notice" style="color:var(--jp-ui-font-color2,#777);'
-                     f'font-size:0.85em">{html.escape(text)}</div>',
-    }):
+    if not _publish(
+        {
+            "text/plain": text,
+            "text/html": '<div class="jc-notice" style="color:var(--jp-ui-font-color2,#777);'
+            f'font-size:0.85em">{html.escape(text)}</div>',
+        }
+    ):
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
@@ -88,11 +90,13 @@ def show_models(models: list[Model], endpoint: str) -> None:
         return
     width = max(len(m.id) for m in models)
     lines = [f"{len(models)} models at {where}:"]
-    lines += [f"  {m.id:<{width}}  {m.display_name or ''}  {m.created_at or ''}".rstrip()
-              for m in models]
+    lines += [
+        f"  {m.id:<{width}}  {m.display_name or ''}  {m.created_at or ''}".rstrip() for m in models
+    ]
     rows = "".join(
         f"<tr><td><code>{html.escape(m.id)}</code></td><td>{html.escape(m.display_name or '')}"
-        f"</td><td>{html.escape(m.created_at or '')}</td></tr>" for m in models
+        f"</td><td>{html.escape(m.created_at or '')}</td></tr>"
+        for m in models
     )
     table = (
         f"<div>{len(models)} models at <code>{html.escape(where)}</code></div>"

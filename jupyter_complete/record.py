@@ -74,8 +74,9 @@ def _style(record_id: str) -> str:
     )
 
 
-def bundle(record_id: str, kind: str, body_html: str, plain: str, state: dict[str, Any]
-           ) -> tuple[dict[str, str], dict[str, Any]]:
+def bundle(
+    record_id: str, kind: str, body_html: str, plain: str, state: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, Any]]:
     """The record's MIME bundle and metadata.
 
     Args:
@@ -95,8 +96,9 @@ def bundle(record_id: str, kind: str, body_html: str, plain: str, state: dict[st
             f'data-jc-record="{html.escape(kind)}" data-jc-id="{rid}">{body_html}</div>'
         ),
     }
-    meta = {METADATA_KEY: {"record": kind, "id": record_id, "version": RECORD_VERSION,
-                           "state": state}}
+    meta = {
+        METADATA_KEY: {"record": kind, "id": record_id, "version": RECORD_VERSION, "state": state}
+    }
     json.dumps(meta)  # fail here, not in the front end, if something is not JSON-safe
     return data, meta
 
@@ -120,8 +122,9 @@ class LiveRecord:
 
         show: Any = display.display  # untyped in IPython
         view = dict(widget._repr_mimebundle_())
-        view["text/plain"] = (f"[{self.kind} widget {self.id}: live in a running kernel; "
-                              "its saved record follows]")
+        view["text/plain"] = (
+            f"[{self.kind} widget {self.id}: live in a running kernel; its saved record follows]"
+        )
         show(view, raw=True)
         show(data, raw=True, metadata=metadata, display_id=self.display_id)
         self._shown = True
@@ -180,15 +183,22 @@ def records(notebook: str | os.PathLike[str]) -> list[dict[str, Any]]:
         for output in outputs if isinstance(outputs, list) else []:
             metadata = output.get("metadata") if isinstance(output, dict) else None
             entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
-            if (isinstance(entry, dict) and isinstance(entry.get("record"), str)
-                    and isinstance(entry.get("id"), str) and isinstance(entry.get("state"), dict)):
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("record"), str)
+                and isinstance(entry.get("id"), str)
+                and isinstance(entry.get("state"), dict)
+            ):
                 found.append(entry)
     return found
 
 
-def find_record(kind: str, record_id: str | None = None,
-                notebook: str | os.PathLike[str] | None = None,
-                namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+def find_record(
+    kind: str,
+    record_id: str | None = None,
+    notebook: str | os.PathLike[str] | None = None,
+    namespace: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The saved state of the ``kind`` widget ``record_id`` (None: the last one in the file).
 
     Raises `LookupError` naming the ids found when there is no such record.

@@ -98,7 +98,9 @@ class StreamRenderer:
                 # the output belongs to) in a context variable.
                 ctx = contextvars.copy_context()
                 self._thread = threading.Thread(
-                    target=ctx.run, args=(self._run,), name="jupyter_complete-render",
+                    target=ctx.run,
+                    args=(self._run,),
+                    name="jupyter_complete-render",
                     daemon=True,
                 )
                 self._thread.start()

@@ -184,16 +184,18 @@ def stages(
 
     if t == 0:
         # Greedy: every later stage is the same one-hot (no sums over the vocabulary needed).
-        return Stages(raw=raw, tempered=tempered, after_top_k=tempered, after_top_p=tempered,
-                      final=tempered)
+        return Stages(
+            raw=raw, tempered=tempered, after_top_k=tempered, after_top_p=tempered, final=tempered
+        )
     renormalised = _normalised(after_top_k, _sum(after_top_k))
     if top_p is None or top_p >= 1:
         after_top_p = renormalised
     else:
         after_top_p = _frozen(_nucleus(renormalised, kept, float(top_p)))
     final = _normalised(after_top_p, _sum(after_top_p))
-    return Stages(raw=raw, tempered=tempered, after_top_k=after_top_k,
-                  after_top_p=after_top_p, final=final)
+    return Stages(
+        raw=raw, tempered=tempered, after_top_k=after_top_k, after_top_p=after_top_p, final=final
+    )
 
 
 def sample(final: npt.ArrayLike, rng: np.random.Generator) -> int:

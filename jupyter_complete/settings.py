@@ -36,25 +36,32 @@ class CompletionSettings(Configurable):
         256, min=1, help="Maximum number of tokens to generate (max_tokens_to_sample)."
     ).tag(config=True, slider_min=1, slider_max=2048, step=1, label="max tokens")
     temperature = Float(
-        1.0, min=0.0, max=1.0,
+        1.0,
+        min=0.0,
+        max=1.0,
         help="Randomness: 0 always picks the likeliest token, 1 samples the model's own "
         "distribution. API default 1.",
     ).tag(config=True, slider_min=0.0, slider_max=1.0, step=0.05, label="temperature")
     top_k = Int(
-        None, allow_none=True, min=0,
+        None,
+        allow_none=True,
+        min=0,
         help="Sample only from the k likeliest tokens (unset or 0: no cut).",
     ).tag(config=True, slider_min=0, slider_max=200, step=1, label="top_k", default_on=40)
     top_p = Float(
-        None, allow_none=True, min=0.0, max=1.0,
+        None,
+        allow_none=True,
+        min=0.0,
+        max=1.0,
         help="Nucleus sampling: keep the smallest set of likeliest tokens whose probabilities "
         "add up to top_p (unset: 1, no cut).",
     ).tag(config=True, slider_min=0.0, slider_max=1.0, step=0.01, label="top_p", default_on=0.9)
     stop_sequences = List(
         Unicode(), default_value=[], help="Extra strings that end the completion."
     ).tag(config=True)
-    system = Unicode(
-        "", help="System prompt: text placed before the first Human turn."
-    ).tag(config=True)
+    system = Unicode("", help="System prompt: text placed before the first Human turn.").tag(
+        config=True
+    )
 
     #: The traits that are request parameters (in the order the UIs show them).
     PARAMS = ("model", "max_tokens", "temperature", "top_k", "top_p", "stop_sequences")
@@ -140,7 +147,8 @@ def check_params(params: dict[str, Any]) -> None:
         ok = (
             isinstance(value, int) and not isinstance(value, bool)
             if integral
-            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            else isinstance(value, (int, float))
+            and not isinstance(value, bool)
             and math.isfinite(value)
         )
         lo, hi = getattr(trait, "min", None), getattr(trait, "max", None)

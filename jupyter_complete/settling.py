@@ -62,7 +62,10 @@ MAX_SAMPLES = 5_000
 
 
 def exact_first_tokens(
-    model: LocalModel, wire_prompt: str, temperature: float | None, top_k: int | None,
+    model: LocalModel,
+    wire_prompt: str,
+    temperature: float | None,
+    top_k: int | None,
     top_p: float | None,
 ) -> dict[str, float]:
     """The probability of each first-token text the server can return, by the explorer's
@@ -86,8 +89,7 @@ def exact_first_tokens(
     for token in kept.tolist():
         label = labels.get(token)
         if label is None:
-            label = labels[token] = (END_OF_TURN if model.is_end(token)
-                                     else model.token_text(token))
+            label = labels[token] = END_OF_TURN if model.is_end(token) else model.token_text(token)
         out[label] = out.get(label, 0.0) + float(final[token])
     return out
 
@@ -125,7 +127,8 @@ class Fit:
 
 
 def chi_square_fit(
-    counts: dict[str, int], probs: dict[str, float],
+    counts: dict[str, int],
+    probs: dict[str, float],
     ranked: list[tuple[str, float]] | None = None,
 ) -> Fit | None:
     """Pearson's test of ``counts`` against ``probs``; None with fewer than two bins.
@@ -157,13 +160,23 @@ def chi_square_fit(
         label, obs, exp = bins[i]
         bins[i] = (label + " + other", obs + other_obs, exp + other_exp)
     if impossible:
-        return Fit(stat=float("inf"), dof=max(1, len(bins) - 1), p_value=0.0, bins=bins,
-                   impossible=impossible)
+        return Fit(
+            stat=float("inf"),
+            dof=max(1, len(bins) - 1),
+            p_value=0.0,
+            bins=bins,
+            impossible=impossible,
+        )
     if len(bins) < 2:
         return None
     stat = sum((obs - exp) ** 2 / exp for _, obs, exp in bins if exp > 0)
-    return Fit(stat=stat, dof=len(bins) - 1, p_value=chi_square_p_value(stat, len(bins) - 1),
-               bins=bins, impossible=impossible)
+    return Fit(
+        stat=stat,
+        dof=len(bins) - 1,
+        p_value=chi_square_p_value(stat, len(bins) - 1),
+        bins=bins,
+        impossible=impossible,
+    )
 
 
 def total_variation(counts: dict[str, int], probs: dict[str, float]) -> float | None:
@@ -204,7 +217,8 @@ class FirstTokens:
     #: result as that cell's value does not draw the chart a second time).
     live_cell: int | None = dataclasses.field(default=None, repr=False, compare=False)
     _ranked: list[tuple[str, float]] | None = dataclasses.field(
-        default=None, repr=False, compare=False)
+        default=None, repr=False, compare=False
+    )
 
     @property
     def drawn(self) -> int:
@@ -238,8 +252,10 @@ class FirstTokens:
         ranked = self.ranked[: self.top]
         shown = {t for t, _ in ranked}
         rows = [(t, p, self.counts.get(t, 0)) for t, p in ranked]
-        extra = sorted(((t, c) for t, c in self.counts.items() if t not in shown and c),
-                       key=lambda item: -item[1])[:3]
+        extra = sorted(
+            ((t, c) for t, c in self.counts.items() if t not in shown and c),
+            key=lambda item: -item[1],
+        )[:3]
         rows += [(t, self.probabilities.get(t, 0.0), c) for t, c in extra]
         shown |= {t for t, _ in extra}
         rest_p = max(0.0, 1.0 - sum(self.probabilities.get(t, 0.0) for t in shown))
@@ -254,16 +270,27 @@ class FirstTokens:
         try:
             pd = importlib.import_module("pandas")
         except ImportError as err:
-            raise ImportError("FirstTokens.frame() needs pandas (pip install pandas); "
-                              ".counts and .probabilities hold the same data.") from err
+            raise ImportError(
+                "FirstTokens.frame() needs pandas (pip install pandas); "
+                ".counts and .probabilities hold the same data."
+            ) from err
         n = self.drawn or 1
-        labels = sorted(set(self.counts) | set(self.probabilities),
-                        key=lambda t: (-self.probabilities.get(t, 0.0), -self.counts.get(t, 0)))
+        labels = sorted(
+            set(self.counts) | set(self.probabilities),
+            key=lambda t: (-self.probabilities.get(t, 0.0), -self.counts.get(t, 0)),
+        )
         return pd.DataFrame(
-            [{"text": t, "probability": self.probabilities.get(t, 0.0),
-              "count": self.counts.get(t, 0), "frequency": self.counts.get(t, 0) / n}
-             for t in labels],
-            columns=["text", "probability", "count", "frequency"])
+            [
+                {
+                    "text": t,
+                    "probability": self.probabilities.get(t, 0.0),
+                    "count": self.counts.get(t, 0),
+                    "frequency": self.counts.get(t, 0) / n,
+                }
+                for t in labels
+            ],
+            columns=["text", "probability", "count", "frequency"],
+        )
 
     def settings_line(self) -> str:
         k = "top_k off" if not self.top_k else f"top_k {self.top_k}"
@@ -284,8 +311,10 @@ class FirstTokens:
 
     def __repr__(self) -> str:
         tv = self.total_variation
-        return (f"<FirstTokens {self.drawn} of {self.n} samples · {self.settings_line()} · "
-                f"total variation {'–' if tv is None else f'{tv:.3f}'}>")
+        return (
+            f"<FirstTokens {self.drawn} of {self.n} samples · {self.settings_line()} · "
+            f"total variation {'–' if tv is None else f'{tv:.3f}'}>"
+        )
 
 
 _TD = "padding:1px 6px;text-align:right;white-space:nowrap"
@@ -300,20 +329,29 @@ def _show(text: str) -> str:
 def _bar(p: float, f: float | None) -> str:
     """Two bars in one cell: the model's probability (pale, full height) and the observed
     frequency (dark, half height, on top)."""
-    dark = "" if f is None else (
-        f'<div style="position:absolute;left:0;top:25%;height:50%;width:{100 * f:.1f}%;'
-        'background:#2171b5"></div>')
-    return ('<div style="position:relative;width:240px;height:14px;background:#f0f0f0">'
-            f'<div style="position:absolute;left:0;top:0;height:100%;width:{100 * p:.1f}%;'
-            f'background:#c6dbef"></div>{dark}</div>')
+    dark = (
+        ""
+        if f is None
+        else (
+            f'<div style="position:absolute;left:0;top:25%;height:50%;width:{100 * f:.1f}%;'
+            'background:#2171b5"></div>'
+        )
+    )
+    return (
+        '<div style="position:relative;width:240px;height:14px;background:#f0f0f0">'
+        f'<div style="position:absolute;left:0;top:0;height:100%;width:{100 * p:.1f}%;'
+        f'background:#c6dbef"></div>{dark}</div>'
+    )
 
 
 def chart_html(ft: FirstTokens) -> str:
     """The chart as HTML with inline styles (it survives saving and sanitisers): one row per
     text, the model's probability as a pale bar, the observed frequency as a dark bar."""
     n = ft.drawn
-    head = (f"<b>first tokens</b> · {html.escape(ft.settings_line())} · <b>{n}</b> of {ft.n} "
-            f"samples · {ft.elapsed:.1f} s")
+    head = (
+        f"<b>first tokens</b> · {html.escape(ft.settings_line())} · <b>{n}</b> of {ft.n} "
+        f"samples · {ft.elapsed:.1f} s"
+    )
     if ft.partial:
         head += " · <b>partial</b> (stopped)"
     tv = ft.total_variation
@@ -323,24 +361,31 @@ def chart_html(ft: FirstTokens) -> str:
         stats.append(f"total variation distance <b>{tv:.3f}</b>")
     if fit is not None:
         stats.append(f"chi-square p = {fit.p_value:.3g} ({fit.dof} dof)")
-    rows = [f'<tr><th style="{_TD};text-align:left">first token</th>'
-            f'<th style="{_TD}"></th><th style="{_TD}">model</th>'
-            f'<th style="{_TD}">observed</th><th style="{_TD}">count</th></tr>']
+    rows = [
+        f'<tr><th style="{_TD};text-align:left">first token</th>'
+        f'<th style="{_TD}"></th><th style="{_TD}">model</th>'
+        f'<th style="{_TD}">observed</th><th style="{_TD}">count</th></tr>'
+    ]
     for text, p, c in ft.rows():
         f = c / n if n else None
         rows.append(
             f'<tr><td style="{_TD};text-align:left">{_show(text)}</td>'
             f'<td style="{_TD}">{_bar(p, f)}</td><td style="{_TD}">{_pct(p)}</td>'
             f'<td style="{_TD}">{"–" if f is None else _pct(f)}</td>'
-            f'<td style="{_TD}">{c}</td></tr>')
-    legend = ('<small><span style="background:#c6dbef">&nbsp;&nbsp;&nbsp;</span> the model\'s '
-              'probability (what the explorer shows) &nbsp; '
-              '<span style="background:#2171b5">&nbsp;&nbsp;&nbsp;</span> observed frequency '
-              'of the server\'s first tokens</small>')
-    return (f'<div class="jc-first-tokens"><div>{head}</div>'
-            f"<div><small>{' · '.join(stats)}</small></div>"
-            f'<table style="border-collapse:collapse;font-size:12px">{"".join(rows)}</table>'
-            f"{legend}</div>")
+            f'<td style="{_TD}">{c}</td></tr>'
+        )
+    legend = (
+        '<small><span style="background:#c6dbef">&nbsp;&nbsp;&nbsp;</span> the model\'s '
+        "probability (what the explorer shows) &nbsp; "
+        '<span style="background:#2171b5">&nbsp;&nbsp;&nbsp;</span> observed frequency '
+        "of the server's first tokens</small>"
+    )
+    return (
+        f'<div class="jc-first-tokens"><div>{head}</div>'
+        f"<div><small>{' · '.join(stats)}</small></div>"
+        f'<table style="border-collapse:collapse;font-size:12px">{"".join(rows)}</table>'
+        f"{legend}</div>"
+    )
 
 
 class _LiveChart:
@@ -421,22 +466,31 @@ def first_tokens(
         raise ValueError(
             "first_tokens() compares samples with the built-in model's exact probabilities, "
             "so it needs the built-in model (unset ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL); "
-            "for another endpoint use spread().")
+            "for another endpoint use spread()."
+        )
     _ = client.base_url  # start the built-in server (and its model) now
     if model is None:
         from .explorer import default_model
 
         model = default_model()
     probs = exact_first_tokens(model, wire, t, top_k, top_p)
-    ft = FirstTokens(prompt=prompt, wire_prompt=wire, temperature=float(t), top_k=top_k,
-                     top_p=top_p, n=n, probabilities=probs, counts={}, top=top)
+    ft = FirstTokens(
+        prompt=prompt,
+        wire_prompt=wire,
+        temperature=float(t),
+        top_k=top_k,
+        top_p=top_p,
+        n=n,
+        probabilities=probs,
+        counts={},
+        top=top,
+    )
     params: dict[str, Any] = {"max_tokens_to_sample": 1}
     if top_k is not None:
         params["top_k"] = top_k
     if top_p is not None:
         params["top_p"] = top_p
-    sweep = Sweep(client, wire, "temperature", [float(t)], n, params, concurrency=1,
-                  prompt=prompt)
+    sweep = Sweep(client, wire, "temperature", [float(t)], n, params, concurrency=1, prompt=prompt)
     chart: _LiveChart | None = None
     text_line = None
     if live:
@@ -475,6 +529,13 @@ def first_tokens(
 
 
 __all__ = [
-    "END_OF_TURN", "FirstTokens", "Fit", "chi_square_fit", "chart_html", "exact_first_tokens",
-    "first_tokens", "label_of", "total_variation",
+    "END_OF_TURN",
+    "FirstTokens",
+    "Fit",
+    "chi_square_fit",
+    "chart_html",
+    "exact_first_tokens",
+    "first_tokens",
+    "label_of",
+    "total_variation",
 ]

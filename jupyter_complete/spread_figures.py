@@ -71,7 +71,7 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
     for text in texts:
         words = normalize(text).split()
         for i in range(len(words) - n + 1):
-            seen.add(tuple(words[i:i + n]))
+            seen.add(tuple(words[i : i + n]))
             total += 1
     return None if total == 0 else len(seen) / total
 
@@ -151,7 +151,10 @@ class SettingStats:
 
 
 def setting_stats(
-    parameter: str, value: float, requested: int, samples: Sequence[Sample],
+    parameter: str,
+    value: float,
+    requested: int,
+    samples: Sequence[Sample],
     length_unit: str | None = None,
 ) -> SettingStats:
     """The figures of one setting from its samples (any order; only ``done`` ones count).
@@ -163,8 +166,11 @@ def setting_stats(
     if length_unit is None:
         length_unit = _length_unit(done)
     lengths: list[float] = [
-        float(s.output_tokens if length_unit == "tokens" and s.output_tokens is not None
-              else len(s.text))
+        float(
+            s.output_tokens
+            if length_unit == "tokens" and s.output_tokens is not None
+            else len(s.text)
+        )
         for s in done
     ]
     answers = count_answers(texts)
@@ -172,15 +178,22 @@ def setting_stats(
     reasons = count_answers(s.stop_reason or "none" for s in done)
     ttfts = [s.time_to_first_token for s in done if s.time_to_first_token is not None]
     return SettingStats(
-        parameter=parameter, value=value, requested=requested, drawn=len(done),
+        parameter=parameter,
+        value=value,
+        requested=requested,
+        drawn=len(done),
         stopped=sum(s.outcome == "stopped" for s in samples),
         failed=sum(s.outcome == "error" for s in samples),
-        answers=answers, normalized_answers=normalized,
+        answers=answers,
+        normalized_answers=normalized,
         distinct=len(answers) / len(done) if done else None,
         distinct_normalized=len(normalized) / len(done) if done else None,
-        distinct_1=distinct_n(texts, 1), distinct_2=distinct_n(texts, 2),
-        length_unit=length_unit, length=min_median_max(lengths),
-        stop_reasons=dict(reasons), time_to_first_token=min_median_max(ttfts),
+        distinct_1=distinct_n(texts, 1),
+        distinct_2=distinct_n(texts, 2),
+        length_unit=length_unit,
+        length=min_median_max(lengths),
+        stop_reasons=dict(reasons),
+        time_to_first_token=min_median_max(ttfts),
     )
 
 
@@ -190,6 +203,11 @@ def _length_unit(samples: Sequence[Sample]) -> str:
 
 
 __all__ = [
-    "Sample", "SettingStats", "count_answers", "distinct_n", "min_median_max", "normalize",
+    "Sample",
+    "SettingStats",
+    "count_answers",
+    "distinct_n",
+    "min_median_max",
+    "normalize",
     "setting_stats",
 ]

@@ -94,8 +94,10 @@ class SpreadResult:
         by_setting: dict[int, list[Sample]] = collections.defaultdict(list)
         for s in self.samples:
             by_setting[s.setting].append(s)
-        return [setting_stats(self.parameter, v, self.n, by_setting[i], unit)
-                for i, v in enumerate(self.values)]
+        return [
+            setting_stats(self.parameter, v, self.n, by_setting[i], unit)
+            for i, v in enumerate(self.values)
+        ]
 
     def frame(self) -> Any:
         """Every sample as a pandas DataFrame, one row each (needs pandas).
@@ -115,16 +117,41 @@ class SpreadResult:
                 "SpreadResult.frame() needs pandas (pip install pandas); "
                 "result.samples holds the same data as a list."
             ) from err
-        rows = [{
-            self.parameter: s.value, "setting": s.setting, "sample": s.index, "text": s.text,
-            "outcome": s.outcome, "stop_reason": s.stop_reason, "error": s.error,
-            "chars": len(s.text), "output_tokens": s.output_tokens,
-            "time_to_first_token": s.time_to_first_token, "elapsed": s.elapsed,
-            "started": s.started, "model": s.model, "request_id": s.request_id,
-        } for s in self.samples]
-        columns = [self.parameter, "setting", "sample", "text", "outcome", "stop_reason",
-                   "error", "chars", "output_tokens", "time_to_first_token", "elapsed",
-                   "started", "model", "request_id"]
+        rows = [
+            {
+                self.parameter: s.value,
+                "setting": s.setting,
+                "sample": s.index,
+                "text": s.text,
+                "outcome": s.outcome,
+                "stop_reason": s.stop_reason,
+                "error": s.error,
+                "chars": len(s.text),
+                "output_tokens": s.output_tokens,
+                "time_to_first_token": s.time_to_first_token,
+                "elapsed": s.elapsed,
+                "started": s.started,
+                "model": s.model,
+                "request_id": s.request_id,
+            }
+            for s in self.samples
+        ]
+        columns = [
+            self.parameter,
+            "setting",
+            "sample",
+            "text",
+            "outcome",
+            "stop_reason",
+            "error",
+            "chars",
+            "output_tokens",
+            "time_to_first_token",
+            "elapsed",
+            "started",
+            "model",
+            "request_id",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     def figure(self) -> Any:
@@ -151,11 +178,18 @@ class SpreadResult:
     def to_dict(self) -> dict[str, Any]:
         """Everything as JSON-safe data (the figures included, under ``stats``)."""
         return {
-            "prompt": self.prompt, "wire_prompt": self.wire_prompt,
-            "parameter": self.parameter, "values": list(self.values),
-            "n": self.n, "params": dict(self.params), "concurrency": self.concurrency,
-            "elapsed": self.elapsed, "stopped_by": self.stopped_by, "error": self.error,
-            "partial": self.partial, "samples": [s.to_dict() for s in self.samples],
+            "prompt": self.prompt,
+            "wire_prompt": self.wire_prompt,
+            "parameter": self.parameter,
+            "values": list(self.values),
+            "n": self.n,
+            "params": dict(self.params),
+            "concurrency": self.concurrency,
+            "elapsed": self.elapsed,
+            "stopped_by": self.stopped_by,
+            "error": self.error,
+            "partial": self.partial,
+            "samples": [s.to_dict() for s in self.samples],
             "stats": [dataclasses.asdict(st) for st in self.stats],
         }
 
@@ -166,11 +200,16 @@ class SpreadResult:
         try:
             samples = [Sample(**s) for s in data["samples"]]
             return cls(
-                prompt=str(data["prompt"]), wire_prompt=str(data.get("wire_prompt", "")),
-                parameter=str(data["parameter"]), values=list(data["values"]),
-                n=int(data["n"]), params=dict(data.get("params") or {}), samples=samples,
+                prompt=str(data["prompt"]),
+                wire_prompt=str(data.get("wire_prompt", "")),
+                parameter=str(data["parameter"]),
+                values=list(data["values"]),
+                n=int(data["n"]),
+                params=dict(data.get("params") or {}),
+                samples=samples,
                 concurrency=int(data.get("concurrency") or 1),
-                elapsed=float(data.get("elapsed") or 0.0), stopped_by=data.get("stopped_by"),
+                elapsed=float(data.get("elapsed") or 0.0),
+                stopped_by=data.get("stopped_by"),
                 error=data.get("error"),
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -179,9 +218,11 @@ class SpreadResult:
     def summary_line(self) -> str:
         """``temperature 0.2, 0.6, 1 · 5 samples each · 15 drawn in 9.3 s`` (and why partial)."""
         total = self.n * len(self.values)
-        line = (f"{self.parameter} {', '.join(_num(v) for v in self.values)} · "
-                f"{self.n} sample{'s' if self.n != 1 else ''} each · {self.drawn} of {total} "
-                f"drawn in {self.elapsed:.1f} s")
+        line = (
+            f"{self.parameter} {', '.join(_num(v) for v in self.values)} · "
+            f"{self.n} sample{'s' if self.n != 1 else ''} each · {self.drawn} of {total} "
+            f"drawn in {self.elapsed:.1f} s"
+        )
         failed = sum(s.outcome == "error" for s in self.samples)
         if failed:
             line += f" · {failed} failed"
@@ -195,8 +236,11 @@ class SpreadResult:
     def __repr__(self) -> str:
         lines = [f"<SpreadResult {self.summary_line()}>"]
         for st in self.stats:
-            length = ("–" if st.length is None
-                      else f"{_num(st.length[0])}/{_num(st.length[1])}/{_num(st.length[2])}")
+            length = (
+                "–"
+                if st.length is None
+                else f"{_num(st.length[0])}/{_num(st.length[1])}/{_num(st.length[2])}"
+            )
             lines.append(
                 f"  {self.parameter} {_num(st.value)}: {st.drawn} drawn, "
                 f"{len(st.answers)} distinct ({len(st.normalized_answers)} normalised), "
@@ -233,8 +277,7 @@ def draw_chart(parameter: str, stats: Sequence[SettingStats]) -> Any:
     )
     for label, attr, style in series:
         ys = [getattr(st, attr) for st in shown]
-        left.plot(xs, [math.nan if y is None else y for y in ys], style, label=label,
-                  markersize=4)
+        left.plot(xs, [math.nan if y is None else y for y in ys], style, label=label, markersize=4)
     left.set_ylim(-0.03, 1.05)
     left.set_xlabel(parameter)
     left.set_ylabel("diversity")
@@ -245,12 +288,18 @@ def draw_chart(parameter: str, stats: Sequence[SettingStats]) -> Any:
     med = [st.length[1] if st.length else math.nan for st in shown]
     low = [st.length[1] - st.length[0] if st.length else 0.0 for st in shown]
     high = [st.length[2] - st.length[1] if st.length else 0.0 for st in shown]
-    right.errorbar(xs, med, yerr=[low, high], fmt="o-", capsize=4, markersize=4,
-                   label="median (bar: min to max)")
+    right.errorbar(
+        xs,
+        med,
+        yerr=[low, high],
+        fmt="o-",
+        capsize=4,
+        markersize=4,
+        label="median (bar: min to max)",
+    )
     right.set_ylim(bottom=0)
     right.set_xlabel(parameter)
-    right.set_ylabel("answer length (" + ("tokens" if unit == "tokens" else "characters")
-                     + ")")
+    right.set_ylabel("answer length (" + ("tokens" if unit == "tokens" else "characters") + ")")
     right.set_title("How long the answers are", fontsize=10)
     right.legend(fontsize=7, loc="best")
     right.grid(alpha=0.3)
@@ -276,7 +325,7 @@ def _visible(text: str, limit: int = ANSWER_CHARS) -> str:
     """An answer for a table cell: newlines shown as ↵, cut at ``limit``, HTML-escaped."""
     shown = text.replace("\r\n", "\n").replace("\n", "↵ ")
     if len(shown) > limit:
-        shown = shown[:limit - 1] + "…"
+        shown = shown[: limit - 1] + "…"
     return html.escape(shown) if shown.strip() else "<i>(empty)</i>"
 
 
@@ -287,15 +336,18 @@ def result_html(result: SpreadResult, *, chart: bool = True) -> str:
     """The HTML a notebook shows for ``result``: a summary line, the chart (a PNG ``data:``
     URI, or a note saying how to get one), the table of figures, and every answer in a
     collapsed list. Inline styles only, so it survives sanitisers (GitHub, nbviewer)."""
-    parts = [f'<div class="jc-spread"><div style="margin:2px 0 6px 0"><b>spread</b> · '
-             f"{html.escape(result.summary_line())}<br><small>{html.escape(_fixed(result))}"
-             "</small></div>"]
+    parts = [
+        f'<div class="jc-spread"><div style="margin:2px 0 6px 0"><b>spread</b> · '
+        f"{html.escape(result.summary_line())}<br><small>{html.escape(_fixed(result))}"
+        "</small></div>"
+    ]
     if result.partial:
         parts.append(
             '<div style="color:#b26a00;margin:4px 0"><b>Partial result</b>: the sweep was '
             f"{html.escape(_WHY_PARTIAL.get(result.stopped_by or '', 'stopped'))} after "
             f"{result.drawn} of {result.n * len(result.values)} samples; the figures below "
-            "use the samples drawn.</div>")
+            "use the samples drawn.</div>"
+        )
     if result.error:
         parts.append(f'<div style="color:#c62828">{html.escape(result.error)}</div>')
     if chart:
@@ -304,10 +356,12 @@ def result_html(result: SpreadResult, *, chart: bool = True) -> str:
             data = base64.b64encode(png).decode("ascii")
             parts.append(
                 f'<img src="data:image/png;base64,{data}" alt="diversity and answer length '
-                f'against {html.escape(result.parameter)}" style="max-width:100%">')
+                f'against {html.escape(result.parameter)}" style="max-width:100%">'
+            )
         elif result.drawn:
-            parts.append(f"<div><small>No chart: matplotlib is not installed ({PLOT_HINT})."
-                         "</small></div>")
+            parts.append(
+                f"<div><small>No chart: matplotlib is not installed ({PLOT_HINT}).</small></div>"
+            )
     parts.append(stats_table_html(result.parameter, result.stats))
     parts.append(_answers_html(result))
     parts.append("</div>")
@@ -316,8 +370,10 @@ def result_html(result: SpreadResult, *, chart: bool = True) -> str:
 
 def _fixed(result: SpreadResult) -> str:
     p = result.params
-    bits = [f"model {result.model or 'server default'}",
-            f"max_tokens {p.get('max_tokens_to_sample')}"]
+    bits = [
+        f"model {result.model or 'server default'}",
+        f"max_tokens {p.get('max_tokens_to_sample')}",
+    ]
     for name in SWEEPABLE:
         if name != result.parameter:
             bits.append(f"{name} {_num(p[name]) if p.get(name) is not None else 'unset'}")
@@ -330,45 +386,76 @@ def _fixed(result: SpreadResult) -> str:
 def stats_table_html(parameter: str, stats: Sequence[SettingStats]) -> str:
     """The figures as an HTML table, one row per setting."""
     unit = stats[0].length_unit if stats else "chars"
-    head = (parameter, "drawn", "distinct answers", "distinct-1", "distinct-2",
-            f"length ({unit}) min · median · max", "stop reasons", "first token (median)",
-            "most common answers")
-    rows = ["<tr>" + "".join(f'<th style="{_CELL}">{html.escape(h)}</th>' for h in head)
-            + "</tr>"]
+    head = (
+        parameter,
+        "drawn",
+        "distinct answers",
+        "distinct-1",
+        "distinct-2",
+        f"length ({unit}) min · median · max",
+        "stop reasons",
+        "first token (median)",
+        "most common answers",
+    )
+    rows = ["<tr>" + "".join(f'<th style="{_CELL}">{html.escape(h)}</th>' for h in head) + "</tr>"]
     for st in stats:
         drawn = f"{st.drawn} of {st.requested}"
         if st.failed:
             drawn += f" ({st.failed} failed)"
         if st.stopped:
             drawn += f" ({st.stopped} stopped)"
-        distinct = ("–" if st.distinct is None else
-                    f"{len(st.answers)} ({_ratio(st.distinct)}); normalised "
-                    f"{len(st.normalized_answers)} ({_ratio(st.distinct_normalized)})")
-        length = ("–" if st.length is None else
-                  " · ".join(_num(round(x, 1)) for x in st.length))
+        distinct = (
+            "–"
+            if st.distinct is None
+            else f"{len(st.answers)} ({_ratio(st.distinct)}); normalised "
+            f"{len(st.normalized_answers)} ({_ratio(st.distinct_normalized)})"
+        )
+        length = "–" if st.length is None else " · ".join(_num(round(x, 1)) for x in st.length)
         reasons = ", ".join(f"{k} {v}" for k, v in st.stop_reasons.items()) or "–"
         common = "<br>".join(f"<b>{c}×</b> {_visible(t)}" for t, c in st.answers[:TOP_ANSWERS])
-        cells = (_num(st.value), drawn, distinct, _ratio(st.distinct_1), _ratio(st.distinct_2),
-                 length, reasons, _seconds(st.time_to_first_token))
-        rows.append("<tr>" + "".join(f'<td style="{_CELL}">{html.escape(c)}</td>'
-                                     for c in cells)
-                    + f'<td style="{_CELL};min-width:16em">{common or "–"}</td></tr>')
+        cells = (
+            _num(st.value),
+            drawn,
+            distinct,
+            _ratio(st.distinct_1),
+            _ratio(st.distinct_2),
+            length,
+            reasons,
+            _seconds(st.time_to_first_token),
+        )
+        rows.append(
+            "<tr>"
+            + "".join(f'<td style="{_CELL}">{html.escape(c)}</td>' for c in cells)
+            + f'<td style="{_CELL};min-width:16em">{common or "–"}</td></tr>'
+        )
     # In a box that scrolls sideways: a narrow output area never clips the answers.
-    return ('<div style="overflow-x:auto;max-width:100%"><table style="border-collapse:'
-            'collapse;font-size:12px;margin-top:4px">' + "".join(rows) + "</table></div>")
+    return (
+        '<div style="overflow-x:auto;max-width:100%"><table style="border-collapse:'
+        'collapse;font-size:12px;margin-top:4px">' + "".join(rows) + "</table></div>"
+    )
 
 
 def _answers_html(result: SpreadResult) -> str:
     blocks = []
     for st in result.stats:
         items = "".join(f"<li><b>{c}×</b> {_visible(t, 2000)}</li>" for t, c in st.answers)
-        blocks.append(f"<div><b>{html.escape(result.parameter)} {_num(st.value)}</b>"
-                      f'<ul style="margin:2px 0">{items or "<li>none drawn</li>"}</ul></div>')
-    return (f"<details><summary>every distinct answer ({result.drawn} samples)</summary>"
-            f"{''.join(blocks)}</details>")
+        blocks.append(
+            f"<div><b>{html.escape(result.parameter)} {_num(st.value)}</b>"
+            f'<ul style="margin:2px 0">{items or "<li>none drawn</li>"}</ul></div>'
+        )
+    return (
+        f"<details><summary>every distinct answer ({result.drawn} samples)</summary>"
+        f"{''.join(blocks)}</details>"
+    )
 
 
 __all__ = [
-    "ANSWER_CHARS", "PLOT_HINT", "SWEEPABLE", "TOP_ANSWERS", "SpreadResult", "draw_chart",
-    "result_html", "stats_table_html",
+    "ANSWER_CHARS",
+    "PLOT_HINT",
+    "SWEEPABLE",
+    "TOP_ANSWERS",
+    "SpreadResult",
+    "draw_chart",
+    "result_html",
+    "stats_table_html",
 ]

@@ -66,8 +66,13 @@ class EventStreamParser:
     are linear in the bytes fed.
     """
 
-    def __init__(self, *, max_line: int = C.MAX_EVENT_BYTES, max_event: int = C.MAX_EVENT_BYTES,
-                 errors: str = "strict") -> None:
+    def __init__(
+        self,
+        *,
+        max_line: int = C.MAX_EVENT_BYTES,
+        max_event: int = C.MAX_EVENT_BYTES,
+        errors: str = "strict",
+    ) -> None:
         self.max_line = max_line
         self.max_event = max_event
         self.errors = errors
@@ -119,8 +124,7 @@ class EventStreamParser:
             last = buf.rfind(b"\n")
             block = bytes(buf[pos:last])
             try:
-                if (len(block) > self.max_line
-                        and max(map(len, block.split(b"\n"))) > self.max_line):
+                if len(block) > self.max_line and max(map(len, block.split(b"\n"))) > self.max_line:
                     raise EventStreamLimitError("event stream line", self.max_line)
                 texts: list[str] | None = block.decode("utf-8", self.errors).split("\n")
             except (EventStreamLimitError, UnicodeDecodeError):
@@ -192,8 +196,9 @@ class EventStreamParser:
         if not data:
             return None
         # Joining with LF is the spec's "append value + LF, then drop the final LF".
-        return ServerSentEvent(event=event_type or "message", data="\n".join(data),
-                               id=self.last_event_id)
+        return ServerSentEvent(
+            event=event_type or "message", data="\n".join(data), id=self.last_event_id
+        )
 
 
 __all__ = ["EventStreamLimitError", "EventStreamParser", "ServerSentEvent"]

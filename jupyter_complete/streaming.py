@@ -110,8 +110,9 @@ class _ByteSource:
         self._response.close()
 
 
-def read_body(response: requests.Response, limit: int, setting: str,
-              *, what: str = "response body") -> bytes:
+def read_body(
+    response: requests.Response, limit: int, setting: str, *, what: str = "response body"
+) -> bytes:
     """The whole (decoded) body of ``response``, read as it arrives; at most ``limit`` bytes.
 
     Raises `ResponseTooLargeError` (naming ``setting``, the limit's name in `_constants`)
@@ -127,8 +128,9 @@ def read_body(response: requests.Response, limit: int, setting: str,
         size += len(data)
         if size > limit:
             response.close()
-            raise ResponseTooLargeError(what, limit, setting,
-                                        request_id=response.headers.get("request-id"))
+            raise ResponseTooLargeError(
+                what, limit, setting, request_id=response.headers.get("request-id")
+            )
         parts.append(data)
     return b"".join(parts)
 
@@ -188,8 +190,14 @@ class _Decoder:
     connection closed) by reference counting alone.
     """
 
-    def __init__(self, response: requests.Response, *, started: float,
-                 params: dict[str, Any], on_close: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        response: requests.Response,
+        *,
+        started: float,
+        params: dict[str, Any],
+        on_close: Callable[[], None] | None,
+    ) -> None:
         self.response = response
         self.request_id: str | None = response.headers.get("request-id")
         self.server = server_name(response)
@@ -251,27 +259,35 @@ class _Decoder:
             setting = "MAX_RESPONSE_BYTES" if err.what == "response body" else "MAX_EVENT_BYTES"
             what = "streamed response" if err.what == "response body" else err.what
             raise ResponseTooLargeError(
-                what, err.limit, setting, partial=self.snapshot(), request_id=self.request_id,
+                what,
+                err.limit,
+                setting,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             ) from None
         except UnicodeDecodeError as err:
             raise APIResponseValidationError(
                 "The server sent an event that is not UTF-8 text",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             ) from err
         except urllib3.exceptions.DecodeError as err:
             raise APIResponseValidationError(
                 f"The stream's {self.response.headers.get('content-encoding')} data is corrupt",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             ) from err
         except _TIMEOUTS as err:
             raise APITimeoutError(
                 "The stream stalled: no data within the read timeout",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             ) from err
         except _BROKEN as err:
             raise APIConnectionError(
                 f"The connection broke mid-stream ({type(err).__name__})",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             ) from err
         finally:
             if self.ended_at is None:
@@ -280,7 +296,8 @@ class _Decoder:
         if self.stop_reason is None:
             raise APIConnectionError(
                 "The stream ended before its final event (no stop_reason)",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             )
 
     def _read_some(self, limit: int = 4096) -> bytearray:
@@ -303,14 +320,16 @@ class _Decoder:
         if not isinstance(obj, dict):
             raise APIResponseValidationError(
                 f"{self.server} answered with JSON that is not an answer, not an event stream "
-                f"({excerpt(bytes(body))!r})", request_id=self.request_id,
+                f"({excerpt(bytes(body))!r})",
+                request_id=self.request_id,
             )
         self.raise_if_error(obj)
         delta = self.handle_body(obj)
         if delta is None:
             raise APIResponseValidationError(
                 f"{self.server} answered with JSON that is not an answer, not an event stream "
-                f"({excerpt(bytes(body))!r})", request_id=self.request_id,
+                f"({excerpt(bytes(body))!r})",
+                request_id=self.request_id,
             )
         yield delta
 
@@ -323,8 +342,10 @@ class _Decoder:
             delta = Completion.from_wire(obj, request_id=self.request_id)
             if isinstance(obj.get("usage"), dict):
                 # Not in the spec's CompletionResponse, but some servers report it.
-                self.usage = {**(self.usage or {}), **{
-                    k: v for k, v in obj["usage"].items() if isinstance(v, int)}}
+                self.usage = {
+                    **(self.usage or {}),
+                    **{k: v for k, v in obj["usage"].items() if isinstance(v, int)},
+                }
             self.model = delta.model or self.model
             self.id = delta.id or self.id
             self.add_text(delta.completion)
@@ -351,12 +372,14 @@ class _Decoder:
         except ValueError as err:
             raise APIResponseValidationError(
                 f"The server sent an event that is not JSON: {data[:80]!r}",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             ) from err
         if not isinstance(obj, dict):
             raise APIResponseValidationError(
                 f"The server sent an event that is not a JSON object: {data[:80]!r}",
-                partial=self.snapshot(), request_id=self.request_id,
+                partial=self.snapshot(),
+                request_id=self.request_id,
             )
         return obj
 
@@ -389,8 +412,11 @@ class _Decoder:
         rid = body.get("request_id") if isinstance(body.get("request_id"), str) else None
         raise cls(
             f"The server sent an error {where} ({etype or 'error'}: {message})",
-            status_code=status, type=etype, body=body,
-            request_id=rid or self.request_id, partial=self.snapshot(),
+            status_code=status,
+            type=etype,
+            body=body,
+            request_id=rid or self.request_id,
+            partial=self.snapshot(),
         )
 
     def add_text(self, text: str) -> None:
@@ -468,8 +494,9 @@ class CompletionStream:
         params: dict[str, Any] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self._decoder = self._decoder_class(response, started=started,
-                                            params=dict(params or {}), on_close=on_close)
+        self._decoder = self._decoder_class(
+            response, started=started, params=dict(params or {}), on_close=on_close
+        )
         self._iterator: Generator[Completion, None, None] | None = None
 
     @property
@@ -546,5 +573,7 @@ class CompletionStream:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         d = self._decoder
-        return (f"<{type(self).__name__} {state}, {len(self.text)} chars, "
-                f"stop_reason={d.stop_reason!r}>")
+        return (
+            f"<{type(self).__name__} {state}, {len(self.text)} chars, "
+            f"stop_reason={d.stop_reason!r}>"
+        )

@@ -129,8 +129,16 @@ class Sweep:
     """
 
     def __init__(
-        self, client: Client, wire_prompt: str, parameter: str, values: Sequence[float],
-        n: int, params: dict[str, Any], *, concurrency: int, prompt: str | None = None,
+        self,
+        client: Client,
+        wire_prompt: str,
+        parameter: str,
+        values: Sequence[float],
+        n: int,
+        params: dict[str, Any],
+        *,
+        concurrency: int,
+        prompt: str | None = None,
     ) -> None:
         self.client = client
         self.wire_prompt = wire_prompt
@@ -183,9 +191,11 @@ class Sweep:
                 per[s.setting] += 1
             end = self._ended if self._ended is not None else time.monotonic()
             return Progress(
-                finished=len(self._samples), total=self._total,
+                finished=len(self._samples),
+                total=self._total,
                 failed=sum(s.outcome == "error" for s in self._samples),
-                running=self._running, elapsed=end - self._started if self._started else 0.0,
+                running=self._running,
+                elapsed=end - self._started if self._started else 0.0,
                 per_setting=tuple(per),
             )
 
@@ -195,16 +205,23 @@ class Sweep:
             samples = sorted(self._samples, key=lambda s: (s.setting, s.index))
             end = self._ended if self._ended is not None else time.monotonic()
             return SpreadResult(
-                prompt=self.prompt, wire_prompt=self.wire_prompt, parameter=self.parameter,
-                values=list(self.values), n=self.n, params=dict(self.params),
-                samples=samples, concurrency=self.concurrency,
+                prompt=self.prompt,
+                wire_prompt=self.wire_prompt,
+                parameter=self.parameter,
+                values=list(self.values),
+                n=self.n,
+                params=dict(self.params),
+                samples=samples,
+                concurrency=self.concurrency,
                 elapsed=end - self._started if self._started else 0.0,
-                stopped_by=self._stopped_by, error=self._error,
+                stopped_by=self._stopped_by,
+                error=self._error,
             )
 
     # -- running -----------------------------------------------------------------------
     def run(
-        self, on_progress: Callable[[Progress], None] | None = None,
+        self,
+        on_progress: Callable[[Progress], None] | None = None,
         interval: float = PROGRESS_INTERVAL,
     ) -> SpreadResult:
         """Draw every sample; blocks until done, stopped, or interrupted; returns the result.
@@ -224,8 +241,12 @@ class Sweep:
         _ = self.client.base_url  # start the built-in server here, raising if it cannot
         self._started = time.monotonic()
         workers = [
-            threading.Thread(target=self._work, args=(self.client.copy(),), daemon=True,
-                             name=f"jupyter_complete-spread-{i}")
+            threading.Thread(
+                target=self._work,
+                args=(self.client.copy(),),
+                daemon=True,
+                name=f"jupyter_complete-spread-{i}",
+            )
             for i in range(max(1, min(self.concurrency, self._total)))
         ]
         self._workers_left = len(workers)
@@ -249,8 +270,10 @@ class Sweep:
         return result
 
     def _wait(
-        self, workers: list[threading.Thread],
-        on_progress: Callable[[Progress], None] | None, interval: float,
+        self,
+        workers: list[threading.Thread],
+        on_progress: Callable[[Progress], None] | None,
+        interval: float,
     ) -> None:
         while True:
             with self._cond:
@@ -279,15 +302,25 @@ class Sweep:
 
     def _only_connecting(self) -> bool:
         """(Under the lock) stopped, and every live worker waits for an answer to begin."""
-        return (self._stopped_by is not None and bool(self._connecting)
-                and self._workers_left == len(self._connecting))
+        return (
+            self._stopped_by is not None
+            and bool(self._connecting)
+            and self._workers_left == len(self._connecting)
+        )
 
     def _abandon_connecting(self) -> list[Sample]:
         """(Under the lock) the requests still waiting for an answer, as stopped samples."""
         now = time.monotonic()
         samples = [
-            Sample(setting=setting, value=self.values[setting], index=index, text="",
-                   outcome="stopped", elapsed=now - sent, started=sent - self._started)
+            Sample(
+                setting=setting,
+                value=self.values[setting],
+                index=index,
+                text="",
+                outcome="stopped",
+                elapsed=now - sent,
+                started=sent - self._started,
+            )
             for (setting, index), sent in self._connecting.items()
         ]
         self._abandoned.update(self._connecting)
@@ -327,8 +360,7 @@ class Sweep:
             self._connecting[(setting, index)] = sent
         try:
             try:
-                stream = client.completions.create(prompt=self.wire_prompt, stream=True,
-                                                   **params)
+                stream = client.completions.create(prompt=self.wire_prompt, stream=True, **params)
             finally:
                 with self._cond:
                     self._connecting.pop((setting, index), None)
@@ -349,8 +381,11 @@ class Sweep:
                 with self._cond:
                     self._open.discard(stream)
                 stream.close()
-        snap = (stream.snapshot(interrupted=self.stopping) if stream is not None
-                else getattr(error, "partial", None))
+        snap = (
+            stream.snapshot(interrupted=self.stopping)
+            if stream is not None
+            else getattr(error, "partial", None)
+        )
         if snap is not None and snap.stop_reason is not None and error is None:
             outcome = "done"
         elif self.stopping and (error is None or not isinstance(error, APIStatusError)):
@@ -366,23 +401,34 @@ class Sweep:
             self.stop("error")
         usage = snap.usage if snap is not None else None
         return Sample(
-            setting=setting, value=value, index=index,
+            setting=setting,
+            value=value,
+            index=index,
             text=snap.completion if snap is not None else "",
-            outcome=outcome, stop_reason=snap.stop_reason if snap is not None else None,
+            outcome=outcome,
+            stop_reason=snap.stop_reason if snap is not None else None,
             error=f"{type(error).__name__}: {error}" if outcome == "error" else None,
             output_tokens=(usage or {}).get("output_tokens"),
             time_to_first_token=snap.time_to_first_token if snap is not None else None,
-            elapsed=(snap.elapsed if snap is not None and snap.elapsed is not None
-                     else time.monotonic() - sent),
-            started=sent - self._started, model=snap.model if snap is not None else None,
+            elapsed=(
+                snap.elapsed
+                if snap is not None and snap.elapsed is not None
+                else time.monotonic() - sent
+            ),
+            started=sent - self._started,
+            model=snap.model if snap is not None else None,
             request_id=snap.request_id if snap is not None else None,
         )
 
 
 def _refused(error: BaseException | None) -> bool:
     """A 4xx other than 408/409/429: the request itself is wrong, retrying cannot help."""
-    return (isinstance(error, APIStatusError) and error.status_code is not None
-            and 400 <= error.status_code < 500 and error.status_code not in (408, 409, 429))
+    return (
+        isinstance(error, APIStatusError)
+        and error.status_code is not None
+        and 400 <= error.status_code < 500
+        and error.status_code not in (408, 409, 429)
+    )
 
 
 class SweepInterrupted(OneLineTraceback, KeyboardInterrupt):
@@ -398,7 +444,8 @@ class SweepInterrupted(OneLineTraceback, KeyboardInterrupt):
     def __init__(self, result: Any, drawn: int, variable: str) -> None:
         self.result = result
         super().__init__(
-            f"the sweep was stopped; the {drawn:,} samples drawn are kept in {variable}.")
+            f"the sweep was stopped; the {drawn:,} samples drawn are kept in {variable}."
+        )
 
 
 def keep_in_ipython(result: Any, variable: str, *, show: bool) -> None:
@@ -425,7 +472,9 @@ def _swept(name: str, value: object) -> bool:
 
 
 def check_sweep(
-    parameter_values: dict[str, object], n: object, concurrency: object,
+    parameter_values: dict[str, object],
+    n: object,
+    concurrency: object,
 ) -> tuple[str, list[float]]:
     """The swept parameter and its values; a one-line error for anything wrong.
 
@@ -436,11 +485,13 @@ def check_sweep(
     if not swept:
         raise ValueError(
             "spread() sweeps one parameter: give a list of values for one of temperature, "
-            "top_p or top_k (e.g. temperature=[0.2, 0.6, 1.0]).")
+            "top_p or top_k (e.g. temperature=[0.2, 0.6, 1.0])."
+        )
     if len(swept) > 1:
         raise ValueError(
             f"spread() sweeps one parameter at a time, but {' and '.join(swept)} are both "
-            "lists: give one of them a single value.")
+            "lists: give one of them a single value."
+        )
     name = swept[0]
     raw = list(parameter_values[name])  # type: ignore[call-overload]
     if not raw:
@@ -461,14 +512,18 @@ def check_sweep(
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:
         raise InvalidParameterError("n", n, "an integer >= 1 (samples per value)")
     if int(n) * len(values) > MAX_SAMPLES:
-        raise ValueError(f"spread(): {n} samples x {len(values)} values is more than "
-                         f"{MAX_SAMPLES:,} requests; lower n or the number of values.")
+        raise ValueError(
+            f"spread(): {n} samples x {len(values)} values is more than "
+            f"{MAX_SAMPLES:,} requests; lower n or the number of values."
+        )
     if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int)
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
         or not 1 <= concurrency <= MAX_CONCURRENCY
     ):
-        raise InvalidParameterError("concurrency", concurrency,
-                                    f"an integer from 1 to {MAX_CONCURRENCY}")
+        raise InvalidParameterError(
+            "concurrency", concurrency, f"an integer from 1 to {MAX_CONCURRENCY}"
+        )
     return name, values
 
 
@@ -499,8 +554,7 @@ class _TextProgress:
             self._out.flush()
 
     def finish(self, result: SpreadResult) -> None:
-        self._out.write("\r" + f"spread: {result.summary_line()}".ljust(len(self._shown))
-                        + "\n")
+        self._out.write("\r" + f"spread: {result.summary_line()}".ljust(len(self._shown)) + "\n")
         self._out.flush()
 
 
@@ -513,8 +567,9 @@ class _WidgetProgress:
         from IPython.display import display
 
         self._label = label
-        self._bar = widgets.IntProgress(value=0, min=0, max=1, bar_style="info",
-                                        layout=widgets.Layout(width="16em"))
+        self._bar = widgets.IntProgress(
+            value=0, min=0, max=1, bar_style="info", layout=widgets.Layout(width="16em")
+        )
         self._text = widgets.HTML()
         self._box = widgets.HBox([self._bar, self._text])
         self._handle = display(self._box, display_id=True)
@@ -539,8 +594,9 @@ class _WidgetProgress:
         from IPython.display import HTML
 
         if self._handle is not None:
-            self._handle.update(HTML(f"<small>spread · {html.escape(result.summary_line())}"
-                                     "</small>"))
+            self._handle.update(
+                HTML(f"<small>spread · {html.escape(result.summary_line())}</small>")
+            )
         for w in (self._bar, self._text, self._box):
             w.close()
 
@@ -633,7 +689,8 @@ def spread(
             ``_spread`` (marked partial).
     """
     parameter, values = check_sweep(
-        {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency)
+        {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency
+    )
     n = int(n)  # numpy's integers too: the result holds JSON-safe numbers
     params: dict[str, Any] = settings.request_params() if settings is not None else {}
     fixed = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
@@ -662,8 +719,9 @@ def spread(
         client = Client()
     if concurrency is None:
         concurrency = 1 if is_builtin_model(client) else DEFAULT_CONCURRENCY
-    sweep = Sweep(client, wire, parameter, values, n, params, concurrency=concurrency,
-                  prompt=prompt)
+    sweep = Sweep(
+        client, wire, parameter, values, n, params, concurrency=concurrency, prompt=prompt
+    )
     display = make_progress(progress, f"spread {parameter}")
     try:
         result = sweep.run(display.update if display is not None else None)
@@ -681,8 +739,23 @@ def spread(
 
 
 __all__ = [
-    "DEFAULT_CONCURRENCY", "SWEEPABLE", "Progress", "Sample", "SettingStats", "SpreadResult",
-    "Sweep", "SweepInterrupted", "check_sweep", "count_answers", "distinct_n", "draw_chart",
-    "is_builtin_model", "keep_in_ipython", "min_median_max", "normalize", "result_html",
-    "setting_stats", "spread",
+    "DEFAULT_CONCURRENCY",
+    "SWEEPABLE",
+    "Progress",
+    "Sample",
+    "SettingStats",
+    "SpreadResult",
+    "Sweep",
+    "SweepInterrupted",
+    "check_sweep",
+    "count_answers",
+    "distinct_n",
+    "draw_chart",
+    "is_builtin_model",
+    "keep_in_ipython",
+    "min_median_max",
+    "normalize",
+    "result_html",
+    "setting_stats",
+    "spread",
 ]

@@ -54,10 +54,13 @@ The cell below the magic line is the prompt. Plain text is sent as a Human turn
 (`"\\n\\nHuman: ...\\n\\nAssistant:"`). The answer streams in; the footer says which model
 answered, why it stopped (`max_tokens` or `stop_sequence`) and how long it took.
 """),
-    code("""
+    code(
+        """
 %%complete
 Write a haiku about autumn leaves.
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## Options
 
@@ -65,29 +68,38 @@ Write a haiku about autumn leaves.
 top_p, `-s` a stop sequence (repeatable), `--system` a system prompt, `-f markdown` to render
 the answer as Markdown. `%%complete?` shows the whole manual.
 """),
-    code("""
+    code(
+        """
 %%complete -t 0 -n 30 --system "You answer in one short sentence."
 What is the boiling point of water at sea level?
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 Write the turns yourself to start the answer for the model (a *prefill*): text after the last
 `Assistant:` is continued. Here a stop sequence ends the answer at the first newline.
 """),
-    code("""
+    code(
+        """
 %%complete -t 0 -n 20 -s "\\n"
 Human: List three fruits, separated by commas.
 Assistant: Apple,
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## Keeping the result: `-o`
 
 The whole `Completion` goes into the variable you name (and always into `_completion`): the
 text, the stop reason, the model and the timings.
 """),
-    code("""
+    code(
+        """
 %%complete -t 0.7 -n 30 -o haiku
 Write a haiku about the sea.
-""", "answer"),
+""",
+        "answer",
+    ),
     code("""
 print(repr(haiku.completion))
 print(haiku.stop_reason, "·", haiku.model)
@@ -98,10 +110,13 @@ _completion is haiku
 code braces are left alone; `{{name}}` writes a literal `{name}`):
 """),
     code('topic = "a cat asleep on a windowsill"'),
-    code("""
+    code(
+        """
 %%complete -n 30
 One sentence about {topic}.
-""", "answer"),
+""",
+        "answer",
+    ),
     md("The line magic `%complete` sends the rest of its line:"),
     code("%complete -t 0 -n 20 Say hello in French.", "answer"),
     md("""
@@ -112,14 +127,20 @@ One sentence about {topic}.
 `%complete --reset` starts over. When the turns outgrow the model's context, the oldest are
 left out of the prompt, with a note.
 """),
-    code("""
+    code(
+        """
 %%complete --chat -t 0 -n 30
 My name is Ada. Say hello to me.
-""", "answer"),
-    code("""
+""",
+        "answer",
+    ),
+    code(
+        """
 %%complete --chat -t 0 -n 30
 What is my name?
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 The conversation is a Python object: read or edit `_chat.turns`, or pass it to a panel
 (`Panel("...", chat=_chat)`).
@@ -133,20 +154,26 @@ _chat.turns[0].human
 `-f code` also puts the answer's code (its fenced blocks, else the whole answer) into a new
 cell below, not run, for you to read before running it.
 """),
-    code("""
+    code(
+        """
 %%complete -f code -t 0 -n 60
 Write a Python function that reverses a string. Reply with only a code block.
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## What an error looks like
 
 A value out of range is refused before anything is sent: one line names the option and its
 range, no traceback. (This cell is tagged `raises-exception`, so *Run All* goes on past it.)
 """),
-    code("""
+    code(
+        """
 %%complete -t 3
 This prompt is never sent: temperature must be between 0 and 1.
-""", "raises-exception"),
+""",
+        "raises-exception",
+    ),
     md("""
 ## Claude, or another server
 
@@ -188,12 +215,15 @@ The sliders and `panel.settings` are two views of the same settings: set one and
 follows. `run()` returns at once (the answer streams into the panel from a background thread,
 so the kernel stays free); `wait()` waits for it to finish.
 """),
-    code("""
+    code(
+        """
 panel.settings.temperature = 0.2
 panel.run()
 panel.wait(120)
 print(panel.text)
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## Compare
 
@@ -201,37 +231,46 @@ print(panel.text)
 by side in the panel (the *Compare* button does the same with the values in its box). Every
 run is also recorded in `panel.history`.
 """),
-    code("""
+    code(
+        """
 panel.compare(temperatures=[0, 0.5, 1])
 panel.wait(120)
 for record in panel.history[-3:]:
     print(f"temperature {record['temperature']:<4} {record['text']!r}")
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 Temperature 0 is greedy: it always picks the likeliest token, so it gives the same answer
 every time. At temperature 1 each run samples the model's own distribution, so answers
 differ. `compare(samples=3)` runs the current settings three times:
 """),
-    code("""
+    code(
+        """
 panel.settings.temperature = 1.0
 panel.compare(samples=3)
 panel.wait(120)
 for record in panel.history[-3:]:
     print(repr(record["text"]))
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 top_k and top_p cut the unlikely tokens away before the draw, which keeps a high temperature
 from wandering off. Unchecked (None) they are not sent at all, which is the API's advice
 unless you need them.
 """),
-    code("""
+    code(
+        """
 panel.settings.top_k = 5
 panel.settings.top_p = 0.8
 panel.compare(samples=3)
 panel.wait(120)
 for record in panel.history[-3:]:
     print(repr(record["text"]))
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## History
 
@@ -260,11 +299,14 @@ options as its settings); `-o NAME` keeps the panel in a variable.
 %%complete --panel -o limerick -n 30
 Write a limerick about a robot who learns to paint.
 """),
-    code("""
+    code(
+        """
 limerick.run()
 limerick.wait(120)
 print(limerick.text)
-""", "answer"),
+""",
+        "answer",
+    ),
 ]
 
 
@@ -347,12 +389,15 @@ show(ex)
 the likeliest. The chart then shows the distribution for the token after it. `ex.step(n)`
 does n samples:
 """),
-    code("""
+    code(
+        """
 for s in ex.step(8):
     print(f"{s.index}: {s.text!r:<14} probability {s.probability:6.1%} · rank {s.rank} · "
           f"one of {s.survivors:,} · entropy {s.entropy:.2f} bits")
 print(repr(ex.text))
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## The same settings on real completions
 
@@ -360,17 +405,21 @@ print(repr(ex.text))
 (`ex.wire_prompt`), and the server samples each token as above:
 """),
     code("%load_ext jupyter_complete"),
-    code("""
+    code(
+        """
 %%complete -t 1 -p 0.8 -n 20
 Human: Name a fruit.
 Assistant: My favourite fruit is
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 Is the chart really what the server does? Ask the server for many one-token answers at these
 settings and count them: the counts come out close to the explorer's final probabilities.
 (tests/test_sampling_agreement.py does this with more samples and a chi-square test.)
 """),
-    code("""
+    code(
+        """
 from collections import Counter
 
 from jupyter_complete import Client
@@ -386,7 +435,9 @@ with Client() as client:
 print(f"{'token':>14}  expected  observed")
 for c in ex.candidates[:6]:
     print(f"{c.text!r:>14}  {c.final * n:8.1f}  {counts[c.text]:8d}")
-""", "answer"),
+""",
+        "answer",
+    ),
 ]
 
 
@@ -437,12 +488,15 @@ follow it:
     code("""
 cool = first_tokens(fruit, n=100, temperature=0.5)
 """),
-    code("""
+    code(
+        """
 for label, result in (("temperature 1.0", own), ("temperature 0.5", cool)):
     rows = result.rows()[:3]
     shown = ", ".join(f"{text!r} {p:.0%} (seen {count})" for text, p, count in rows)
     print(f"{label}: {shown}")
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 **top_p** (nucleus sampling) keeps only the smallest set of likeliest tokens whose
 probabilities add up to top_p, and renormalises them. Everything outside gets probability 0,
@@ -451,12 +505,15 @@ and the server never returns it: count how many different first tokens came back
     code("""
 nucleus = first_tokens(fruit, n=100, temperature=1.0, top_p=0.5)
 """),
-    code("""
+    code(
+        """
 print(f"tokens that can be drawn: {len(nucleus.probabilities)} with top_p 0.5, "
       f"{len(own.probabilities):,} with no cut")
 print(f"different first tokens seen: {len(nucleus.counts)} with top_p 0.5, "
       f"{len(own.counts)} with no cut")
-""", "answer"),
+""",
+        "answer",
+    ),
     md("""
 ## 2. Whole answers: `spread`
 
@@ -486,11 +543,14 @@ by_top_p
 Every sample is kept: `result.frame()` gives them as a pandas DataFrame (one row per
 sample, with its setting, text, stop reason and timings), and `result.stats` the figures.
 """),
-    code("""
+    code(
+        """
 for st in by_top_p.stats:
     print(f"top_p {st.value:<4} {len(st.answers)} distinct of {st.drawn}: "
           f"{st.answers[0][0]!r}")
-""", "answer"),
+""",
+        "answer",
+    ),
     code("""
 by_top_p.frame()[["top_p", "sample", "text", "stop_reason", "time_to_first_token"]]
 """),
@@ -518,7 +578,9 @@ def build(name: str, cells: list[Cell]) -> Any:
     """A notebook without outputs, with the python3 kernelspec and stable cell ids."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
-        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
     }
     nb.metadata["language_info"] = {"name": "python"}
     stem = name.split(".")[0]

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 bash scripts/versions.sh
-.venv/bin/ruff check jupyter_complete tests
+.venv/bin/ruff format --check .
+.venv/bin/ruff check jupyter_complete tests scripts
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -rs -p no:cacheprovider "$@"
 .venv/bin/python tests/benchmarks/run_all.py --short

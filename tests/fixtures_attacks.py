@@ -36,10 +36,17 @@ class Raw:
         return data
 
 
-def head(method: str = "POST", path: str = "/v1/complete", *, key: str | None = ATTACK_KEY,
-         host: str | None = "127.0.0.1", length: int | None = None,
-         extra: dict[str, str] | None = None, raw: bytes = b"",
-         version: str = "2023-06-01") -> bytes:
+def head(
+    method: str = "POST",
+    path: str = "/v1/complete",
+    *,
+    key: str | None = ATTACK_KEY,
+    host: str | None = "127.0.0.1",
+    length: int | None = None,
+    extra: dict[str, str] | None = None,
+    raw: bytes = b"",
+    version: str = "2023-06-01",
+) -> bytes:
     """A request head, ending in the blank line."""
     fields: dict[str, str] = {}
     if host is not None:
@@ -81,7 +88,7 @@ def _read_chunked(buf: bytes, sock: socket.socket) -> tuple[bytes, bytes, bool]:
                 return body + buf, b"", True
             buf += part
         body += buf[:size]
-        buf = buf[size + 2:]
+        buf = buf[size + 2 :]
         if size == 0:
             return body, buf, False
 
@@ -180,10 +187,10 @@ def attack_server(local_model: Any) -> Any:
     from jupyter_complete.local import serve
     from jupyter_complete.local.http.limits import HttpLimits
 
-    limits = HttpLimits(head_timeout=2.0, body_timeout=3.0, drain_timeout=2.0,
-                        drain_bytes=4 << 20)
-    with serve(model=local_model, api_key=ATTACK_KEY, max_queue=4, limits=limits,
-               ping_interval=0.5) as server:
+    limits = HttpLimits(head_timeout=2.0, body_timeout=3.0, drain_timeout=2.0, drain_bytes=4 << 20)
+    with serve(
+        model=local_model, api_key=ATTACK_KEY, max_queue=4, limits=limits, ping_interval=0.5
+    ) as server:
         yield server
 
 
@@ -193,6 +200,7 @@ def open_server(local_model: Any) -> Any:
     from jupyter_complete.local import serve
     from jupyter_complete.local.http.limits import HttpLimits
 
-    with serve("127.0.0.1", 0, local_model,
-               limits=HttpLimits(allowed_hosts=("notebook.example",))) as server:
+    with serve(
+        "127.0.0.1", 0, local_model, limits=HttpLimits(allowed_hosts=("notebook.example",))
+    ) as server:
         yield server

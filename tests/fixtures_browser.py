@@ -33,8 +33,12 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
 
 
@@ -70,13 +74,18 @@ class JupyterLab:
         """Write a notebook of code cells (with a python3 kernelspec, so no kernel dialog)."""
         nb = {
             "cells": [
-                {"cell_type": "code", "execution_count": None, "id": f"cell-{i}",
-                 "metadata": {}, "outputs": [], "source": source}
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"cell-{i}",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": source,
+                }
                 for i, source in enumerate(cells)
             ],
             "metadata": {
-                "kernelspec": {"name": "python3", "display_name": "Python 3",
-                               "language": "python"},
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                 "language_info": {"name": "python"},
             },
             "nbformat": 4,
@@ -101,16 +110,17 @@ class JupyterLab:
         except PlaywrightTimeout:
             pass  # no dialog: the kernel started on its own
         if self.app == "lab":
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=90_000)
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000
+            )
         else:
             self.wait_kernels_idle()
 
     def api(self, method: str, path: str) -> Any:
         """Call the server's REST API (``/api/...``); the decoded JSON answer, or None."""
         request = urllib.request.Request(
-            f"{self.base}{path}", method=method,
-            headers={"Authorization": f"token {self.token}"})
+            f"{self.base}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
         return json.loads(body) if body else None
@@ -142,8 +152,10 @@ def run_all_cells(page: Any) -> None:
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    started = ("() => { const p = document.querySelector('.jp-Notebook .jp-InputPrompt');"
-               " return p !== null && p.textContent.trim() !== '[ ]:'; }")
+    started = (
+        "() => { const p = document.querySelector('.jp-Notebook .jp-InputPrompt');"
+        " return p !== null && p.textContent.trim() !== '[ ]:'; }"
+    )
     for attempt in range(3):
         page.locator(".jp-Notebook .jp-Cell").first.click()
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
@@ -170,26 +182,41 @@ def start_jupyter(tmp_path_factory: pytest.TempPathFactory, app: str) -> Iterato
         pytest.importorskip("notebook", reason="needs the notebook package (Notebook 7)")
     base = tmp_path_factory.mktemp(app)
     root, config, runtime, settings, workspaces = (
-        base / name for name in ("root", "config", "runtime", "settings", "workspaces"))
+        base / name for name in ("root", "config", "runtime", "settings", "workspaces")
+    )
     for folder in (root, config, runtime, settings, workspaces):
         folder.mkdir()
     # No "news" toast and no update check: the toast can cover the widgets.
     news = settings / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")}
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+    }
     env.update(JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(runtime))
     lab = JupyterLab(_free_port(), secrets.token_hex(16), root, base / f"{app}.log", app)
     module, cls = ("jupyterlab", "LabApp") if app == "lab" else ("notebook", "JupyterNotebookApp")
     with lab.log.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--no-browser", f"--port={lab.port}",
-             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={lab.token}",
-             f"--ServerApp.root_dir={root}", f"--{cls}.user_settings_dir={settings}",
-             f"--{cls}.workspaces_dir={workspaces}", "--allow-root"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+            [
+                sys.executable,
+                "-m",
+                module,
+                "--no-browser",
+                f"--port={lab.port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={lab.token}",
+                f"--ServerApp.root_dir={root}",
+                f"--{cls}.user_settings_dir={settings}",
+                f"--{cls}.workspaces_dir={workspaces}",
+                "--allow-root",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
         )
     try:
         deadline = time.monotonic() + 90
@@ -201,7 +228,8 @@ def start_jupyter(tmp_path_factory: pytest.TempPathFactory, app: str) -> Iterato
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"JupyterLab did not start:\n{lab.log.read_text()[-3000:]}") from None
+                        f"JupyterLab did not start:\n{lab.log.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.25)
         yield lab
     finally:

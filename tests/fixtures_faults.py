@@ -107,8 +107,9 @@ def idle_pooled(client: Client) -> int:
     count = 0
     for adapter in session.adapters.values():
         for pool in adapter.poolmanager.pools._container.values():  # type: ignore[attr-defined]
-            count += sum(1 for conn in list(pool.pool.queue) if conn is not None
-                         and conn.sock is not None)
+            count += sum(
+                1 for conn in list(pool.pool.queue) if conn is not None and conn.sock is not None
+            )
     return count
 
 
@@ -121,8 +122,10 @@ def assert_no_connection_held(
     deadline = time.monotonic() + timeout
     while replay.open_connections != idle_pooled(client):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{replay.open_connections} connections open at the server, "
-                                 f"{idle_pooled(client)} idle in the client's pool")
+            raise AssertionError(
+                f"{replay.open_connections} connections open at the server, "
+                f"{idle_pooled(client)} idle in the client's pool"
+            )
         time.sleep(0.01)
     if not close:
         return

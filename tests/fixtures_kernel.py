@@ -78,13 +78,15 @@ class IOPubSniffer:
                 parent = json.loads(frames[delim + 3])
             except (ValueError, IndexError):
                 continue
-            self.records.append(WireRecord(
-                received=now,
-                msg_type=header.get("msg_type", "?"),
-                parent_id=parent.get("msg_id"),
-                nbytes=sum(len(f) for f in frames),
-                raw=b"".join(frames),
-            ))
+            self.records.append(
+                WireRecord(
+                    received=now,
+                    msg_type=header.get("msg_type", "?"),
+                    parent_id=parent.get("msg_id"),
+                    nbytes=sum(len(f) for f in frames),
+                    raw=b"".join(frames),
+                )
+            )
 
     def for_parent(self, msg_id: str) -> list[WireRecord]:
         """Every message sent on behalf of the request ``msg_id``."""
@@ -179,7 +181,8 @@ class Execution:
     def completion_metadata(self) -> dict[str, Any]:
         """The ``jupyter_complete`` metadata record of the (single) footer display."""
         records = [
-            m["content"]["metadata"]["jupyter_complete"] for m in self.displays()
+            m["content"]["metadata"]["jupyter_complete"]
+            for m in self.displays()
             if "jupyter_complete" in m["content"].get("metadata", {})
         ]
         assert len(records) == 1, f"expected one footer with metadata, got {len(records)}"
@@ -222,8 +225,12 @@ def kernel_env(
 ) -> dict[str, str]:
     """The test process's environment, adjusted for a kernel."""
     env = dict(os.environ)
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "JUPYTER_COMPLETE_RAISE_ERRORS",
-                 *unset):
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "JUPYTER_COMPLETE_RAISE_ERRORS",
+        *unset,
+    ):
         env.pop(name, None)
     env.update(set_vars or {})
     # The kernel writes its own logs to our stderr; keep them readable.

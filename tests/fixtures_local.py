@@ -30,16 +30,20 @@ COUNT_QUESTION = "Count from 1 to 1000, separated by commas."
 COUNT_PREFILL = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 COUNT_PROMPT = f"\n\nHuman: {COUNT_QUESTION}\n\nAssistant: {COUNT_PREFILL}"
 #: The same as a Messages conversation (the prefill is the final assistant message).
-COUNT_MESSAGES = [{"role": "user", "content": COUNT_QUESTION},
-                  {"role": "assistant", "content": COUNT_PREFILL}]
+COUNT_MESSAGES = [
+    {"role": "user", "content": COUNT_QUESTION},
+    {"role": "assistant", "content": COUNT_PREFILL},
+]
 
 #: A generation that ends its turn at once, on every build: the prefill is a whole answer, so
 #: the end-of-turn token leads by a wide margin (`assert_ends_its_turn` checks it).
 DONE_QUESTION = "Say hello."
 DONE_PREFILL = "Hello! How can I help you today?"
 DONE_PROMPT = f"\n\nHuman: {DONE_QUESTION}\n\nAssistant: {DONE_PREFILL}"
-DONE_MESSAGES = [{"role": "user", "content": DONE_QUESTION},
-                 {"role": "assistant", "content": DONE_PREFILL}]
+DONE_MESSAGES = [
+    {"role": "user", "content": DONE_QUESTION},
+    {"role": "assistant", "content": DONE_PREFILL},
+]
 
 #: How far (in logits) the greedy token must lead the runner-up at every step for a greedy
 #: text to be the same on every evaluation path and every build. llama.cpp's logits for one
@@ -108,8 +112,9 @@ def local_client(local_server: Any) -> Iterator[Any]:
 
 
 @pytest.fixture()
-def failing_server(local_model: Any, monkeypatch: pytest.MonkeyPatch
-                   ) -> Iterator[tuple[Any, list[int]]]:
+def failing_server(
+    local_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, list[int]]]:
     """A server of its own whose model fails (a llama.cpp error) from its fourth token on.
 
     Yields the server (key `LOCAL_API_KEY`) and the list of tokens evaluated so far: clear
@@ -136,9 +141,12 @@ def assert_stream_fails_keeping_text(client: Any) -> None:
     """A stream from a `failing_server` ends in an api_error that carries the text so far."""
     from jupyter_complete import errors
 
-    with pytest.raises(errors.InternalServerError) as info, client.completions.create(
-        prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0, stream=True
-    ) as stream:
+    with (
+        pytest.raises(errors.InternalServerError) as info,
+        client.completions.create(
+            prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0, stream=True
+        ) as stream,
+    ):
         stream.until_done()
     assert info.value.type == "api_error"
     assert info.value.partial is not None and info.value.partial.completion
@@ -231,12 +239,13 @@ def assert_ends_its_turn(model: Any, tokens: Sequence[int]) -> None:
     assert model.is_end(token) and lead >= GREEDY_MARGIN, (
         f"this test needs a prompt the model ends its turn after on every build, but the "
         f"greedy next token is {model.token_text(token)!r}, leading by {lead:.4f} logits "
-        f"(needs an end of turn leading by {GREEDY_MARGIN})")
+        f"(needs an end of turn leading by {GREEDY_MARGIN})"
+    )
 
 
-def assert_ran_to_limit(stop_reason: str | None, output_tokens: int, limit: int,
-                        text: str) -> None:
+def assert_ran_to_limit(stop_reason: str | None, output_tokens: int, limit: int, text: str) -> None:
     """``stop_reason == "max_tokens"`` with exactly ``limit`` tokens, explained if not."""
     assert (stop_reason, output_tokens) == ("max_tokens", limit), (
         f"a generation of COUNT_PROMPT should run to max_tokens={limit} on every build, but it "
-        f"stopped ({stop_reason}) after {output_tokens} tokens: {text!r}")
+        f"stopped ({stop_reason}) after {output_tokens} tokens: {text!r}"
+    )

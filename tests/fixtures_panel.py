@@ -87,7 +87,10 @@ def holding_replay() -> Iterator[HoldingReplayServer]:
 
 
 def paced_script(
-    texts: list[str], *, delay: float = 0.0, hold: bool = False,
+    texts: list[str],
+    *,
+    delay: float = 0.0,
+    hold: bool = False,
     stop_reason: str = "stop_sequence",
 ) -> Script:
     """A chunked SSE stream of ``texts`` (one completion event each, ``delay`` s apart).
@@ -126,9 +129,7 @@ class CommRecorder:
 
     def record(self, msg_type: str, data: dict[str, Any] | None, buffers: Any) -> None:
         data = data or {}
-        nbytes = len(json.dumps(data, default=str).encode()) + sum(
-            len(b) for b in (buffers or [])
-        )
+        nbytes = len(json.dumps(data, default=str).encode()) + sum(len(b) for b in (buffers or []))
         with self.lock:
             self.sent.append(Sent(msg_type, data.get("method"), nbytes, data))
 
@@ -156,8 +157,14 @@ def comm_recorder(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
     recorder = CommRecorder()
 
     class RecordingComm(BaseComm):  # type: ignore[misc]
-        def publish_msg(self, msg_type: str, data: dict[str, Any] | None = None,
-                        metadata: Any = None, buffers: Any = None, **keys: Any) -> None:
+        def publish_msg(
+            self,
+            msg_type: str,
+            data: dict[str, Any] | None = None,
+            metadata: Any = None,
+            buffers: Any = None,
+            **keys: Any,
+        ) -> None:
             recorder.record(msg_type, data, buffers)
 
     monkeypatch.setattr(comm, "create_comm", lambda *a, **kw: RecordingComm(*a, **kw))

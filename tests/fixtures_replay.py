@@ -69,13 +69,28 @@ class Received:
         return json.loads(self.body)
 
 
-def head(status: int = 200, headers: dict[str, str] | None = None, *, chunked: bool = False,
-         content_type: str = "text/event-stream", length: int | None = None) -> bytes:
+def head(
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    *,
+    chunked: bool = False,
+    content_type: str = "text/event-stream",
+    length: int | None = None,
+) -> bytes:
     """The status line and headers. Neither chunked nor length: a close-delimited body."""
-    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests",
-              500: "Internal Server Error", 529: "Overloaded"}.get(status, "Status")
-    lines = [f"HTTP/1.1 {status} {reason}", f"content-type: {content_type}",
-             "request-id: req_replay_1"]
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+        529: "Overloaded",
+    }.get(status, "Status")
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        f"content-type: {content_type}",
+        "request-id: req_replay_1",
+    ]
     if chunked:
         lines.append("transfer-encoding: chunked")
     elif length is not None:
@@ -100,18 +115,33 @@ def sse(event: str, data: Any, eol: str = "\n") -> bytes:
     return f"event: {event}{eol}data: {payload}{eol}{eol}".encode()
 
 
-def completion_event(text: str, stop_reason: str | None = None, eol: str = "\n",
-                     **extra: Any) -> bytes:
-    return sse("completion", {"type": "completion", "completion": text,
-                              "stop_reason": stop_reason, "model": "replay-1", **extra}, eol)
+def completion_event(
+    text: str, stop_reason: str | None = None, eol: str = "\n", **extra: Any
+) -> bytes:
+    return sse(
+        "completion",
+        {
+            "type": "completion",
+            "completion": text,
+            "stop_reason": stop_reason,
+            "model": "replay-1",
+            **extra,
+        },
+        eol,
+    )
 
 
 def final_event(stop_reason: str = "stop_sequence", eol: str = "\n") -> bytes:
     return completion_event("", stop_reason, eol)
 
 
-def sse_script(events: list[bytes], *, chunked: bool = True, status: int = 200,
-               headers: dict[str, str] | None = None) -> Script:
+def sse_script(
+    events: list[bytes],
+    *,
+    chunked: bool = True,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Script:
     """A stream that sends each event as its own write (and HTTP chunk when chunked)."""
     steps: list[Step] = [head(status, headers, chunked=chunked)]
     steps += [chunk(e) if chunked else e for e in events]
@@ -119,16 +149,22 @@ def sse_script(events: list[bytes], *, chunked: bool = True, status: int = 200,
     return Script(steps)
 
 
-def json_script(status: int, body: Any, headers: dict[str, str] | None = None,
-                content_type: str = "application/json") -> Script:
+def json_script(
+    status: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Script:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Script([head(status, headers, content_type=content_type, length=len(raw)) + raw])
 
 
-def error_script(status: int, etype: str, message: str,
-                 headers: dict[str, str] | None = None) -> Script:
-    return json_script(status, {"type": "error", "error": {"type": etype, "message": message}},
-                       headers)
+def error_script(
+    status: int, etype: str, message: str, headers: dict[str, str] | None = None
+) -> Script:
+    return json_script(
+        status, {"type": "error", "error": {"type": etype, "message": message}}, headers
+    )
 
 
 def read_request(conn: socket.socket) -> Received | None:
@@ -215,8 +251,11 @@ class ReplayServer:
                 if req is None:
                     return
                 self.received.append(req)
-                script = self.scripts.popleft() if self.scripts else Script(
-                    [head(500, content_type="text/plain", length=9) + b"no script"])
+                script = (
+                    self.scripts.popleft()
+                    if self.scripts
+                    else Script([head(500, content_type="text/plain", length=9) + b"no script"])
+                )
                 keep = self._play(conn, script)
                 if not keep:
                     return
@@ -251,8 +290,10 @@ class ReplayServer:
             elif isinstance(step, Close):
                 conn.shutdown(socket.SHUT_WR)
                 keep = False
-        if script.steps and isinstance(script.steps[0], bytes) and (
-            b"connection: close" in script.steps[0]
+        if (
+            script.steps
+            and isinstance(script.steps[0], bytes)
+            and (b"connection: close" in script.steps[0])
         ):
             conn.shutdown(socket.SHUT_WR)
             keep = False

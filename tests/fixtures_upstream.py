@@ -63,8 +63,9 @@ def llama_server_binary() -> Path:
         except importlib.metadata.PackageNotFoundError:
             _missing("needs llama-cpp-python installed (its version names the llama-server build)")
             raise AssertionError("unreachable") from None
-        cache = Path(os.environ.get("JUPYTER_COMPLETE_CACHE",
-                                    Path.home() / ".cache" / "jupyter_complete"))
+        cache = Path(
+            os.environ.get("JUPYTER_COMPLETE_CACHE", Path.home() / ".cache" / "jupyter_complete")
+        )
         path = cache / "llama-server" / version / "llama-server"
     if not (path.is_file() and os.access(path, os.X_OK)):
         _missing(f"llama-server not found at {path}: run bash scripts/build_llama_server.sh")
@@ -114,15 +115,36 @@ def _wait_ready(engine: Engine, path: str, timeout: float) -> Engine:
     raise RuntimeError(f"the engine did not become ready: {engine.log_text()[-2000:]}")
 
 
-def start_llama_server(tmp: Path, *, parallel: int = 2, ctx_per_slot: int = 2048,
-                       threads: int = 1, extra: tuple[str, ...] = ()) -> Engine:
+def start_llama_server(
+    tmp: Path,
+    *,
+    parallel: int = 2,
+    ctx_per_slot: int = 2048,
+    threads: int = 1,
+    extra: tuple[str, ...] = (),
+) -> Engine:
     """``llama-server -np parallel`` on a free loopback port, SmolLM2 loaded, --metrics on."""
     binary = llama_server_binary()
     port = free_port()
     log = tmp / f"llama-server-{port}.log"
-    args = [str(binary), "-m", str(model_path()), "--host", "127.0.0.1", "--port", str(port),
-            "-np", str(parallel), "-c", str(ctx_per_slot * parallel), "-t", str(threads),
-            "--metrics", "--no-webui", *extra]
+    args = [
+        str(binary),
+        "-m",
+        str(model_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-np",
+        str(parallel),
+        "-c",
+        str(ctx_per_slot * parallel),
+        "-t",
+        str(threads),
+        "--metrics",
+        "--no-webui",
+        *extra,
+    ]
     with open(log, "wb") as sink:
         process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
     return _wait_ready(Engine(f"http://127.0.0.1:{port}", process, log), "/health", 120)
@@ -130,17 +152,38 @@ def start_llama_server(tmp: Path, *, parallel: int = 2, ctx_per_slot: int = 2048
 
 def start_llama_cpp_python_server(tmp: Path, *, threads: int = 1) -> Engine:
     """llama-cpp-python's OpenAI server (``python -m llama_cpp.server``) on a free port."""
-    for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
-                   "pydantic_settings"):
+    for module in (
+        "llama_cpp",
+        "uvicorn",
+        "fastapi",
+        "sse_starlette",
+        "starlette_context",
+        "pydantic_settings",
+    ):
         if importlib.util.find_spec(module) is None:
             _missing(f"llama-cpp-python's server needs {module} (its [server] extra)")
     port = free_port()
     log = tmp / f"llama-cpp-python-{port}.log"
-    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-            "--n_threads", str(threads), "--model_alias", "smollm2",
-            # Its default cuts a running request short whenever another one arrives.
-            "--interrupt_requests", "false"]
+    args = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        str(threads),
+        "--model_alias",
+        "smollm2",
+        # Its default cuts a running request short whenever another one arrives.
+        "--interrupt_requests",
+        "false",
+    ]
     with open(log, "wb") as sink:
         process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
     return _wait_ready(Engine(f"http://127.0.0.1:{port}", process, log), "/v1/models", 120)
@@ -169,8 +212,11 @@ class Exchange:
     def finished(self) -> bool:
         """The engine's response ended (its last SSE event, or a complete non-SSE body)."""
         data = bytes(self.response)
-        return (b"data: [DONE]" in data or b"event: message_stop" in data
-                or (b"text/event-stream" not in data and b"\r\n\r\n" in data))
+        return (
+            b"data: [DONE]" in data
+            or b"event: message_stop" in data
+            or (b"text/event-stream" not in data and b"\r\n\r\n" in data)
+        )
 
 
 class RecordingProxy:

@@ -15,11 +15,16 @@ from jupyter_complete.prompt import parse
 def test_a_chat_prompt_carries_the_earlier_turns_as_human_and_assistant_turns() -> None:
     chat = Chat(turns=[("My name is Ada.", " Hello Ada!")])
     built = chat.build("What is my name?", system="Be brief.")
-    assert built.prompt == ("Be brief.\n\nHuman: My name is Ada.\n\nAssistant: Hello Ada!"
-                            "\n\nHuman: What is my name?\n\nAssistant:")
+    assert built.prompt == (
+        "Be brief.\n\nHuman: My name is Ada.\n\nAssistant: Hello Ada!"
+        "\n\nHuman: What is my name?\n\nAssistant:"
+    )
     conversation = parse(built.prompt)  # the API's own rules accept it
-    assert conversation.turns == [("user", "My name is Ada."), ("assistant", "Hello Ada!"),
-                                  ("user", "What is my name?")]
+    assert conversation.turns == [
+        ("user", "My name is Ada."),
+        ("assistant", "Hello Ada!"),
+        ("user", "What is my name?"),
+    ]
     assert (built.dropped, built.sent) == (0, 1)
     assert built.notice("default") is None
 
@@ -60,8 +65,7 @@ def test_an_unfinished_answer_waits_until_kept_and_reset_forgets_everything() ->
 
 def test_a_chat_is_a_plain_object_to_read_edit_and_rebuild() -> None:
     chat = Chat("tutor", [{"human": "a", "assistant": "b"}, Turn("c", "d")])
-    assert chat.to_list() == [{"human": "a", "assistant": "b"},
-                              {"human": "c", "assistant": "d"}]
+    assert chat.to_list() == [{"human": "a", "assistant": "b"}, {"human": "c", "assistant": "d"}]
     del chat.turns[0]
     chat.turns[0].assistant = "edited"
     assert "Assistant: edited" in chat.build("e").prompt
@@ -85,16 +89,22 @@ def test_a_panel_given_a_chat_continues_it_and_keeps_a_stopped_answer_aside(
 ) -> None:
     server = holding_replay
     chat = Chat("panel", [("My name is Ada.", " Hello Ada!")])
-    server.enqueue(paced_script([" You", " are Ada."]),
-                   paced_script([" Still", " going"], hold=True))
-    panel = Panel("What is my name?", chat=chat,
-                  client=Client(base_url=server.url, api_key="k", max_retries=0))
+    server.enqueue(
+        paced_script([" You", " are Ada."]), paced_script([" Still", " going"], hold=True)
+    )
+    panel = Panel(
+        "What is my name?",
+        chat=chat,
+        client=Client(base_url=server.url, api_key="k", max_retries=0),
+    )
     try:
         panel.run()
         assert panel.wait(30)
         sent = server.received[0].json["prompt"]
-        assert sent == ("\n\nHuman: My name is Ada.\n\nAssistant: Hello Ada!"
-                        "\n\nHuman: What is my name?\n\nAssistant:")
+        assert sent == (
+            "\n\nHuman: My name is Ada.\n\nAssistant: Hello Ada!"
+            "\n\nHuman: What is my name?\n\nAssistant:"
+        )
         assert [t.assistant for t in chat] == [" Hello Ada!", " You are Ada."]
         assert panel.to_state()["output"]["label"].endswith("chat 'panel': 1 earlier turn")
         panel.prompt_box.value = "And now?"

@@ -41,8 +41,13 @@ def _drop_null_types(node: Any) -> Any:
 
 
 SPEC = _drop_null_types(SPEC)
-OK_BODY = {"type": "completion", "id": "compl_1", "completion": " Hi!",
-           "stop_reason": "stop_sequence", "model": "replay-1"}
+OK_BODY = {
+    "type": "completion",
+    "id": "compl_1",
+    "completion": " Hi!",
+    "stop_reason": "stop_sequence",
+    "model": "replay-1",
+}
 
 
 class Recorder:
@@ -91,14 +96,28 @@ def test_the_body_holds_only_spec_fields_and_omits_unset_ones(
     replay.enqueue(json_script(200, OK_BODY), json_script(200, OK_BODY))
     client, _ = make_client()
     client.completions.create(prompt=PROMPT, model="m")
-    client.completions.create(prompt=PROMPT, model="m", max_tokens_to_sample=5,
-                              temperature=0.0, top_k=3, top_p=0.5, stop_sequences=["END"],
-                              metadata={"user_id": "u1"})
+    client.completions.create(
+        prompt=PROMPT,
+        model="m",
+        max_tokens_to_sample=5,
+        temperature=0.0,
+        top_k=3,
+        top_p=0.5,
+        stop_sequences=["END"],
+        metadata={"user_id": "u1"},
+    )
     minimal, full = replay.received[0].json, replay.received[1].json
     assert minimal == {"model": "m", "prompt": PROMPT, "max_tokens_to_sample": 256}
-    assert full == {"model": "m", "prompt": PROMPT, "max_tokens_to_sample": 5,
-                    "temperature": 0.0, "top_k": 3, "top_p": 0.5, "stop_sequences": ["END"],
-                    "metadata": {"user_id": "u1"}}
+    assert full == {
+        "model": "m",
+        "prompt": PROMPT,
+        "max_tokens_to_sample": 5,
+        "temperature": 0.0,
+        "top_k": 3,
+        "top_p": 0.5,
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "u1"},
+    }
     schema = SPEC["components"]["schemas"]["CompletionRequest"]
     resolver_doc = {"components": SPEC["components"], **schema}
     for body in (minimal, full):
@@ -146,13 +165,27 @@ def test_the_repr_never_shows_the_key() -> None:
 def test_a_non_streaming_answer_becomes_a_completion_with_extra_fields_tolerated(
     replay: ReplayServer, make_client: Any
 ) -> None:
-    replay.enqueue(json_script(200, {"completion": " 2", "stop_reason": "stop_sequence",
-                                     "model": "claude-instant-1.2", "stop": "\n\nHuman:",
-                                     "log_id": "52b6", "surprise": [1]}))
+    replay.enqueue(
+        json_script(
+            200,
+            {
+                "completion": " 2",
+                "stop_reason": "stop_sequence",
+                "model": "claude-instant-1.2",
+                "stop": "\n\nHuman:",
+                "log_id": "52b6",
+                "surprise": [1],
+            },
+        )
+    )
     client, _ = make_client()
     c = client.completions.create(prompt=PROMPT, model="claude-instant-1.2")
-    assert (c.completion, c.stop_reason, c.stop, c.id) == (" 2", "stop_sequence",
-                                                           "\n\nHuman:", "52b6")
+    assert (c.completion, c.stop_reason, c.stop, c.id) == (
+        " 2",
+        "stop_sequence",
+        "\n\nHuman:",
+        "52b6",
+    )
     assert c.request_id == "req_replay_1" and c.elapsed is not None and c.elapsed >= 0
     assert c.params["model"] == "claude-instant-1.2" and "prompt" not in c.params
 
@@ -187,8 +220,10 @@ def test_each_error_status_raises_its_own_class_with_status_type_message_and_req
 def test_an_html_error_page_from_a_proxy_gives_a_short_readable_message(
     replay: ReplayServer, make_client: Any
 ) -> None:
-    page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>" \
-           b"<hr><center>nginx</center></body></html>"
+    page = (
+        b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+        b"<hr><center>nginx</center></body></html>"
+    )
     replay.enqueue(Script([head(502, content_type="text/html", length=len(page)) + page]))
     client, _ = make_client(max_retries=0)
     with pytest.raises(errors.InternalServerError) as info:
@@ -207,20 +242,19 @@ def test_retryable_statuses_are_retried_then_succeed(
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413])
-def test_client_errors_are_not_retried(replay: ReplayServer, make_client: Any,
-                                       status: int) -> None:
-    replay.enqueue(error_script(status, "invalid_request_error", "x"),
-                   json_script(200, OK_BODY))
+def test_client_errors_are_not_retried(replay: ReplayServer, make_client: Any, status: int) -> None:
+    replay.enqueue(error_script(status, "invalid_request_error", "x"), json_script(200, OK_BODY))
     client, rec = make_client()
     with pytest.raises(errors.APIStatusError):
         client.completions.create(prompt=PROMPT)
     assert len(replay.received) == 1 and rec.delays == []
 
 
-def test_x_should_retry_overrides_the_status_rules(replay: ReplayServer,
-                                                   make_client: Any) -> None:
-    replay.enqueue(error_script(400, "invalid_request_error", "x", {"x-should-retry": "true"}),
-                   json_script(200, OK_BODY))
+def test_x_should_retry_overrides_the_status_rules(replay: ReplayServer, make_client: Any) -> None:
+    replay.enqueue(
+        error_script(400, "invalid_request_error", "x", {"x-should-retry": "true"}),
+        json_script(200, OK_BODY),
+    )
     client, _ = make_client()
     assert client.completions.create(prompt=PROMPT).completion == " Hi!"
     replay.enqueue(error_script(529, "overloaded_error", "x", {"x-should-retry": "false"}))
@@ -242,10 +276,11 @@ def test_retries_stop_after_max_retries_and_raise_the_last_error(
 def test_retry_after_ms_then_retry_after_seconds_are_obeyed_exactly(
     replay: ReplayServer, make_client: Any
 ) -> None:
-    replay.enqueue(error_script(429, "rate_limit_error", "x", {"retry-after-ms": "1500",
-                                                               "retry-after": "9"}),
-                   error_script(429, "rate_limit_error", "x", {"retry-after": "3"}),
-                   json_script(200, OK_BODY))
+    replay.enqueue(
+        error_script(429, "rate_limit_error", "x", {"retry-after-ms": "1500", "retry-after": "9"}),
+        error_script(429, "rate_limit_error", "x", {"retry-after": "3"}),
+        json_script(200, OK_BODY),
+    )
     client, rec = make_client()
     client.completions.create(prompt=PROMPT)
     assert rec.delays == [1.5, 3.0]
@@ -259,8 +294,9 @@ def test_retry_after_as_an_http_date_is_obeyed() -> None:
 
 def test_retry_after_outside_zero_to_sixty_seconds_falls_back_to_jittered_backoff() -> None:
     client = Client(api_key="k", base_url="http://127.0.0.1:1")
-    for attempt, (lo, hi) in enumerate([(0.375, 0.5), (0.75, 1.0), (1.5, 2.0), (3, 4), (6, 8),
-                                        (6, 8)]):
+    for attempt, (lo, hi) in enumerate(
+        [(0.375, 0.5), (0.75, 1.0), (1.5, 2.0), (3, 4), (6, 8), (6, 8)]
+    ):
         for headers in ({"retry-after": "120"}, {"retry-after": "0"}, {}):
             delay = client._retry_delay(headers, attempt)
             assert lo <= delay <= hi, (attempt, headers, delay)
@@ -292,8 +328,10 @@ def test_a_reset_before_headers_is_retried(replay: ReplayServer, make_client: An
 def test_a_stream_is_never_retried_once_its_first_event_reached_the_caller(
     replay: ReplayServer, make_client: Any
 ) -> None:
-    replay.enqueue(Script([head(chunked=False), completion_event(" partial"), Reset()]),
-                   sse_script([completion_event(" second try"), final_event()]))
+    replay.enqueue(
+        Script([head(chunked=False), completion_event(" partial"), Reset()]),
+        sse_script([completion_event(" second try"), final_event()]),
+    )
     client, rec = make_client(max_retries=2)
     with pytest.raises(errors.APIConnectionError) as info:
         client.completions.create(prompt=PROMPT, stream=True).get_final_completion()
@@ -356,19 +394,26 @@ def test_importing_the_package_loads_neither_widgets_nor_llama_cpp_nor_requests(
     import subprocess
     import sys
 
-    code = ("import sys, jupyter_complete; "
-            "print(sorted(m for m in ('ipywidgets','llama_cpp','requests','IPython') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, jupyter_complete; "
+        "print(sorted(m for m in ('ipywidgets','llama_cpp','requests','IPython') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
 def test_models_list_stops_when_the_server_repeats_its_page_cursor(
     replay: ReplayServer,
 ) -> None:
-    page = {"data": [{"type": "model", "id": "m1"}], "has_more": True, "first_id": "m1",
-            "last_id": "m1"}
+    page = {
+        "data": [{"type": "model", "id": "m1"}],
+        "has_more": True,
+        "first_id": "m1",
+        "last_id": "m1",
+    }
     replay.enqueue(*[json_script(200, page) for _ in range(6)])
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
     assert [m.id for m in client.models.list()] == ["m1"]
@@ -380,10 +425,12 @@ def test_models_list_bounds_the_bytes_read_over_all_pages(replay: ReplayServer) 
 
     pages = _models.MAX_LIST_BYTES // (1024 * 1024) + 2
     for n in range(pages):  # ~1 MB pages, each within the page bound, always "has_more"
-        data = [{"type": "model", "id": f"p{n}-{i}", "display_name": "x" * 1000}
-                for i in range(1000)]
-        replay.enqueue(json_script(200, {"data": data, "has_more": True,
-                                         "last_id": data[-1]["id"]}))
+        data = [
+            {"type": "model", "id": f"p{n}-{i}", "display_name": "x" * 1000} for i in range(1000)
+        ]
+        replay.enqueue(
+            json_script(200, {"data": data, "has_more": True, "last_id": data[-1]["id"]})
+        )
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
     with pytest.raises(errors.APIResponseValidationError, match="larger than"):
         client.models.list()

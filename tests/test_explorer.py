@@ -134,8 +134,9 @@ def assert_models_logits(explorer: Explorer, model: RecordingModel) -> np.ndarra
     return logits
 
 
-def assert_matches_stages(explorer: Explorer, model: Any, t: float | None, k: int | None,
-                          p: float | None) -> None:
+def assert_matches_stages(
+    explorer: Explorer, model: Any, t: float | None, k: int | None, p: float | None
+) -> None:
     # The sampler, exactly: what the chart shows is `stages` of the model's logits for the
     # explorer's tokens.
     logits = assert_models_logits(explorer, model)
@@ -291,7 +292,8 @@ def test_step_grows_the_prompt_token_by_token(model, make_explorer):
         assert s.token == int(np.argmax(logits)) and s.rank == 1 and s.how == "greedy"
     assert ex.generated == [s.token for s in steps]
     assert ex.text == b"".join(model.token_bytes(t) for t in ex.generated).decode(
-        "utf-8", errors="replace")
+        "utf-8", errors="replace"
+    )
     assert ex.text
     assert ex.context_view.value.count("jc-x-gen") == len(steps)
     assert ex.steps_view.value.count("<tr>") == len(steps) + 1
@@ -332,12 +334,14 @@ def test_the_end_of_turn_ends_the_steps_as_it_ends_a_completion(model, make_expl
 def test_reset_with_a_new_prompt_and_a_plain_text_explorer(model, make_explorer):
     ex = make_explorer(FRANCE, model)
     ex.reset("Human: Name a colour.\nAssistant: My favourite colour is")
-    assert ex.tokens == server_tokens(model, "Human: Name a colour.\nAssistant: "
-                                      "My favourite colour is")
+    assert ex.tokens == server_tokens(
+        model, "Human: Name a colour.\nAssistant: My favourite colour is"
+    )
     plain = make_explorer("The capital of France is", model, chat=False)
     # no chat template: the text's own tokens (and BOS only if the model adds one)
-    assert plain.tokens == list(model.llm.tokenize(b"The capital of France is", add_bos=True,
-                                                   special=False))
+    assert plain.tokens == list(
+        model.llm.tokenize(b"The capital of France is", add_bos=True, special=False)
+    )
     assert_models_logits(plain, model)
     with pytest.raises(ValueError, match="chat=False"):
         plain.wire_prompt  # noqa: B018 - the property raises
@@ -354,10 +358,12 @@ def test_without_a_model_the_explorer_shares_the_embedded_servers_model():
         server = embedded.running_server()
         print(server is not None and ex.model is server.model)
     """)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANTHROPIC_", "JUPYTER_COMPLETE_"))}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "JUPYTER_COMPLETE_"))
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
 
@@ -365,8 +371,11 @@ def test_without_a_model_the_explorer_shares_the_embedded_servers_model():
 # -- widget mechanics (stand-in model) -------------------------------------------------------
 def test_the_sliders_take_their_bounds_steps_and_help_from_the_settings(make_explorer):
     ex = make_explorer("hi", FakeModel())
-    for name, slider in (("temperature", ex.temperature_slider), ("top_k", ex.top_k_slider),
-                         ("top_p", ex.top_p_slider)):
+    for name, slider in (
+        ("temperature", ex.temperature_slider),
+        ("top_k", ex.top_k_slider),
+        ("top_p", ex.top_p_slider),
+    ):
         spec = slider_spec(name)
         assert (slider.min, slider.max, slider.step) == (spec["min"], spec["max"], spec["step"])
         assert slider.tooltip == spec["tooltip"]
@@ -457,7 +466,8 @@ def test_the_explorer_draws_its_bars_and_steps_in_jupyterlab(jupyter_lab, browse
     # The steps table is its own widget: its update may land just after the prompt's.
     page.wait_for_function(
         "() => document.querySelectorAll('.jc-explorer table.jc-x-steps tr').length == 2",
-        timeout=30_000)
+        timeout=30_000,
+    )
     if os.environ.get("JUPYTER_COMPLETE_SCREENSHOT"):
         page.locator(".jc-explorer").screenshot(path=os.environ["JUPYTER_COMPLETE_SCREENSHOT"])
 

@@ -50,14 +50,23 @@ from jupyter_complete import errors
 
 pytestmark = pytest.mark.timeout(30)
 
-OK_BODY = {"type": "completion", "id": "compl_1", "completion": " fine", "model": "replay-1",
-           "stop_reason": "stop_sequence"}
-NGINX_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-             b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n"
-             b"</body>\r\n</html>\r\n")
-NGINX_413 = (b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
-             b"<center><h1>413 Request Entity Too Large</h1></center>\r\n"
-             b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+OK_BODY = {
+    "type": "completion",
+    "id": "compl_1",
+    "completion": " fine",
+    "model": "replay-1",
+    "stop_reason": "stop_sequence",
+}
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+NGINX_413 = (
+    b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    b"<center><h1>413 Request Entity Too Large</h1></center>\r\n"
+    b"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 #: Held by stalled scripts until the test has its error; set afterwards so the server's
 #: thread finishes at once instead of sleeping out a long stall.
 Release = Callable[[], None]
@@ -99,127 +108,310 @@ def first_events_then(*steps: Step, chunked: bool = True) -> Script:
 
 FAULTS: dict[str, Fault] = {
     "reset before headers, every attempt": Fault(
-        lambda _: [Script([Reset()])] * 3, errors.APIConnectionError, "", 3, delays="backoff"),
+        lambda _: [Script([Reset()])] * 3, errors.APIConnectionError, "", 3, delays="backoff"
+    ),
     "reset before headers, then success": Fault(
-        lambda _: [Script([Reset()]), ok_stream(" fine")], None, " fine", 2, delays="backoff"),
+        lambda _: [Script([Reset()]), ok_stream(" fine")], None, " fine", 2, delays="backoff"
+    ),
     "closed before headers, every attempt": Fault(
-        lambda _: [Script([Close()])] * 3, errors.APIConnectionError, "", 3, delays="backoff"),
+        lambda _: [Script([Close()])] * 3, errors.APIConnectionError, "", 3, delays="backoff"
+    ),
     "not HTTP at all, every attempt": Fault(
         lambda _: [Script([b"SSH-2.0-OpenSSH_9.6\r\n", Close()])] * 3,
-        errors.APIConnectionError, "", 3, delays="backoff"),
+        errors.APIConnectionError,
+        "",
+        3,
+        delays="backoff",
+    ),
     "headers cut in half, then success": Fault(
-        lambda _: [Script([head()[:20], Reset()]), ok_stream(" fine")], None, " fine", 2,
-        delays="backoff"),
+        lambda _: [Script([head()[:20], Reset()]), ok_stream(" fine")],
+        None,
+        " fine",
+        2,
+        delays="backoff",
+    ),
     "stall before headers past the read timeout, every attempt": Fault(
-        lambda ev: [Script([Wait(ev)])] * 3, errors.APITimeoutError, "", 3,
-        client={"timeout": 0.3}, delays="backoff", within=3 * 0.3 + 2, at_least=3 * 0.3,
-        advice="timeout"),
+        lambda ev: [Script([Wait(ev)])] * 3,
+        errors.APITimeoutError,
+        "",
+        3,
+        client={"timeout": 0.3},
+        delays="backoff",
+        within=3 * 0.3 + 2,
+        at_least=3 * 0.3,
+        advice="timeout",
+    ),
     "stall mid-stream past the read timeout": Fault(
         lambda ev: [first_events_then(Wait(ev), chunk(final_event()), LAST_CHUNK)],
-        errors.APITimeoutError, " one two", 1, client={"timeout": 0.3}, within=0.3 + 2,
-        at_least=0.3, advice="timeout"),
+        errors.APITimeoutError,
+        " one two",
+        1,
+        client={"timeout": 0.3},
+        within=0.3 + 2,
+        at_least=0.3,
+        advice="timeout",
+    ),
     "stall inside an event past the read timeout": Fault(
         lambda ev: [first_events_then(chunk(completion_event(" three")[:12]), Wait(ev))],
-        errors.APITimeoutError, " one two", 1, client={"timeout": 0.3}, within=0.3 + 2,
-        at_least=0.3),
+        errors.APITimeoutError,
+        " one two",
+        1,
+        client={"timeout": 0.3},
+        within=0.3 + 2,
+        at_least=0.3,
+    ),
     "reset mid-stream": Fault(
-        lambda _: [first_events_then(Reset())], errors.APIConnectionError, " one two", 1),
+        lambda _: [first_events_then(Reset())], errors.APIConnectionError, " one two", 1
+    ),
     "clean close with no final event (close-delimited)": Fault(
-        lambda _: [first_events_then(Close(), chunked=False)], errors.APIConnectionError,
-        " one two", 1),
+        lambda _: [first_events_then(Close(), chunked=False)],
+        errors.APIConnectionError,
+        " one two",
+        1,
+    ),
     "last chunk with no final event (chunked)": Fault(
-        lambda _: [first_events_then(LAST_CHUNK)], errors.APIConnectionError, " one two", 1),
+        lambda _: [first_events_then(LAST_CHUNK)], errors.APIConnectionError, " one two", 1
+    ),
     "malformed JSON in an event": Fault(
-        lambda _: [first_events_then(chunk(sse("completion", '{"completion": " thr')),
-                                     LAST_CHUNK)],
-        errors.APIResponseValidationError, " one two", 1),
+        lambda _: [first_events_then(chunk(sse("completion", '{"completion": " thr')), LAST_CHUNK)],
+        errors.APIResponseValidationError,
+        " one two",
+        1,
+    ),
     "an event whose JSON is a list": Fault(
         lambda _: [first_events_then(chunk(sse("completion", "[1, 2]")), LAST_CHUNK)],
-        errors.APIResponseValidationError, " one two", 1),
+        errors.APIResponseValidationError,
+        " one two",
+        1,
+    ),
     "an event that is not UTF-8 (Latin-1 bytes)": Fault(
-        lambda _: [first_events_then(chunk(b'event: completion\ndata: {"completion": "caf\xe9"}'
-                                           b"\n\n"), LAST_CHUNK)],
-        errors.APIResponseValidationError, " one two", 1),
+        lambda _: [
+            first_events_then(
+                chunk(b'event: completion\ndata: {"completion": "caf\xe9"}\n\n'), LAST_CHUNK
+            )
+        ],
+        errors.APIResponseValidationError,
+        " one two",
+        1,
+    ),
     "error event with the full envelope": Fault(
-        lambda _: [first_events_then(chunk(sse("error", {
-            "type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
-            LAST_CHUNK)],
-        errors.OverloadedError, " one two", 1, advice="overloaded"),
+        lambda _: [
+            first_events_then(
+                chunk(
+                    sse(
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {"type": "overloaded_error", "message": "Overloaded"},
+                        },
+                    )
+                ),
+                LAST_CHUNK,
+            )
+        ],
+        errors.OverloadedError,
+        " one two",
+        1,
+        advice="overloaded",
+    ),
     "error event without the top-level type": Fault(
-        lambda _: [first_events_then(chunk(sse("error", {
-            "error": {"type": "api_error", "message": "Internal"}})), LAST_CHUNK)],
-        errors.InternalServerError, " one two", 1),
+        lambda _: [
+            first_events_then(
+                chunk(sse("error", {"error": {"type": "api_error", "message": "Internal"}})),
+                LAST_CHUNK,
+            )
+        ],
+        errors.InternalServerError,
+        " one two",
+        1,
+    ),
     "error event of an unknown type": Fault(
-        lambda _: [first_events_then(chunk(sse("error", {
-            "type": "error", "error": {"type": "brand_new_error", "message": "?"}})),
-            LAST_CHUNK)],
-        errors.APIStatusError, " one two", 1),
+        lambda _: [
+            first_events_then(
+                chunk(
+                    sse(
+                        "error",
+                        {"type": "error", "error": {"type": "brand_new_error", "message": "?"}},
+                    )
+                ),
+                LAST_CHUNK,
+            )
+        ],
+        errors.APIStatusError,
+        " one two",
+        1,
+    ),
     "error event before any text is still not retried": Fault(
-        lambda _: [sse_script([sse("error", {"type": "error", "error": {
-            "type": "overloaded_error", "message": "Overloaded"}})]), ok_stream(" no")],
-        errors.OverloadedError, "", 1),
+        lambda _: [
+            sse_script(
+                [
+                    sse(
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {"type": "overloaded_error", "message": "Overloaded"},
+                        },
+                    )
+                ]
+            ),
+            ok_stream(" no"),
+        ],
+        errors.OverloadedError,
+        "",
+        1,
+    ),
     "429 with retry-after, then success": Fault(
-        lambda _: [error_script(429, "rate_limit_error", "slow down", {"retry-after": "7"}),
-                   ok_stream(" fine")], None, " fine", 2, delays=[7.0]),
+        lambda _: [
+            error_script(429, "rate_limit_error", "slow down", {"retry-after": "7"}),
+            ok_stream(" fine"),
+        ],
+        None,
+        " fine",
+        2,
+        delays=[7.0],
+    ),
     "429 with retry-after-ms, then success": Fault(
-        lambda _: [error_script(429, "rate_limit_error", "slow down",
-                                {"retry-after-ms": "1250"}), ok_stream(" fine")],
-        None, " fine", 2, delays=[1.25]),
+        lambda _: [
+            error_script(429, "rate_limit_error", "slow down", {"retry-after-ms": "1250"}),
+            ok_stream(" fine"),
+        ],
+        None,
+        " fine",
+        2,
+        delays=[1.25],
+    ),
     "429 with retry-after every time": Fault(
-        lambda _: [error_script(429, "rate_limit_error", "slow down",
-                                {"retry-after": "2"})] * 3,
-        errors.RateLimitError, "", 3, delays=[2.0, 2.0], advice="wait"),
+        lambda _: [error_script(429, "rate_limit_error", "slow down", {"retry-after": "2"})] * 3,
+        errors.RateLimitError,
+        "",
+        3,
+        delays=[2.0, 2.0],
+        advice="wait",
+    ),
     "429 with a retry-after beyond sixty seconds": Fault(
-        lambda _: [error_script(429, "rate_limit_error", "slow down",
-                                {"retry-after": "3600"})] * 3,
-        errors.RateLimitError, "", 3, delays="backoff"),
+        lambda _: [error_script(429, "rate_limit_error", "slow down", {"retry-after": "3600"})] * 3,
+        errors.RateLimitError,
+        "",
+        3,
+        delays="backoff",
+    ),
     "529 overloaded every time": Fault(
         lambda _: [error_script(529, "overloaded_error", "Overloaded")] * 3,
-        errors.OverloadedError, "", 3, delays="backoff", advice="overloaded"),
+        errors.OverloadedError,
+        "",
+        3,
+        delays="backoff",
+        advice="overloaded",
+    ),
     "529 with x-should-retry false": Fault(
-        lambda _: [error_script(529, "overloaded_error", "Overloaded",
-                                {"x-should-retry": "false"})],
-        errors.OverloadedError, "", 1),
+        lambda _: [
+            error_script(529, "overloaded_error", "Overloaded", {"x-should-retry": "false"})
+        ],
+        errors.OverloadedError,
+        "",
+        1,
+    ),
     "500 then success": Fault(
         lambda _: [error_script(500, "api_error", "Internal server error"), ok_stream(" fine")],
-        None, " fine", 2, delays="backoff"),
+        None,
+        " fine",
+        2,
+        delays="backoff",
+    ),
     "500 then success, not streaming": Fault(
-        lambda _: [error_script(500, "api_error", "Internal server error"),
-                   json_script(200, OK_BODY)], None, " fine", 2, stream=False, delays="backoff"),
+        lambda _: [
+            error_script(500, "api_error", "Internal server error"),
+            json_script(200, OK_BODY),
+        ],
+        None,
+        " fine",
+        2,
+        stream=False,
+        delays="backoff",
+    ),
     "401": Fault(
         lambda _: [error_script(401, "authentication_error", "invalid x-api-key")],
-        errors.AuthenticationError, "", 1, advice="ANTHROPIC_API_KEY"),
+        errors.AuthenticationError,
+        "",
+        1,
+        advice="ANTHROPIC_API_KEY",
+    ),
     "400": Fault(
-        lambda _: [error_script(400, "invalid_request_error",
-                                'prompt must start with "\n\nHuman:" turn')],
-        errors.BadRequestError, "", 1),
+        lambda _: [
+            error_script(400, "invalid_request_error", 'prompt must start with "\n\nHuman:" turn')
+        ],
+        errors.BadRequestError,
+        "",
+        1,
+    ),
     "502 Bad Gateway HTML page from nginx": Fault(
-        lambda _: [html(502, NGINX_502)] * 3, errors.InternalServerError, "", 3,
-        delays="backoff", advice="502 Bad Gateway"),
+        lambda _: [html(502, NGINX_502)] * 3,
+        errors.InternalServerError,
+        "",
+        3,
+        delays="backoff",
+        advice="502 Bad Gateway",
+    ),
     "413 HTML page from nginx": Fault(
-        lambda _: [html(413, NGINX_413)], errors.RequestTooLargeError, "", 1,
-        advice="Shorten"),
+        lambda _: [html(413, NGINX_413)], errors.RequestTooLargeError, "", 1, advice="Shorten"
+    ),
     "503 plain text from a load balancer, then success": Fault(
-        lambda _: [json_script(503, b"upstream connect error or disconnect/reset before "
-                               b"headers. reset reason: connection failure",
-                               content_type="text/plain"), ok_stream(" fine")],
-        None, " fine", 2, delays="backoff"),
+        lambda _: [
+            json_script(
+                503,
+                b"upstream connect error or disconnect/reset before "
+                b"headers. reset reason: connection failure",
+                content_type="text/plain",
+            ),
+            ok_stream(" fine"),
+        ],
+        None,
+        " fine",
+        2,
+        delays="backoff",
+    ),
     "an error status with an empty body": Fault(
-        lambda _: [Script([head(500, length=0)])] * 3, errors.InternalServerError, "", 3,
-        delays="backoff"),
+        lambda _: [Script([head(500, length=0)])] * 3,
+        errors.InternalServerError,
+        "",
+        3,
+        delays="backoff",
+    ),
     "non-streaming body cut short, every attempt": Fault(
-        lambda _: [Script([head(200, content_type="application/json", length=200)
-                           + b'{"completion": " fi', Reset()])] * 3,
-        errors.APIConnectionError, "", 3, stream=False, delays="backoff"),
+        lambda _: (
+            [
+                Script(
+                    [
+                        head(200, content_type="application/json", length=200)
+                        + b'{"completion": " fi',
+                        Reset(),
+                    ]
+                )
+            ]
+            * 3
+        ),
+        errors.APIConnectionError,
+        "",
+        3,
+        stream=False,
+        delays="backoff",
+    ),
     "non-streaming body that is not JSON": Fault(
         lambda _: [json_script(200, b"<html>captive portal</html>", content_type="text/html")],
-        errors.APIResponseValidationError, "", 1, stream=False),
+        errors.APIResponseValidationError,
+        "",
+        1,
+        stream=False,
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_each_scripted_fault_raises_its_typed_error_keeping_all_text_sent_before_it(
-    name: str, replay: ReplayServer, fault_client: Any, sleeps: SleepRecorder,
+    name: str,
+    replay: ReplayServer,
+    fault_client: Any,
+    sleeps: SleepRecorder,
     tally: Counter[str],
 ) -> None:
     fault = FAULTS[name]
@@ -286,8 +478,9 @@ def test_a_full_accept_queue_times_out_on_connect_within_the_connect_timeout(
             fillers.append(s)
         time.sleep(0.05)
         port = listener.getsockname()[1]
-        client = fault_client(base_url=f"http://127.0.0.1:{port}", max_retries=1,
-                              connect_timeout=0.3)
+        client = fault_client(
+            base_url=f"http://127.0.0.1:{port}", max_retries=1, connect_timeout=0.3
+        )
         out = run(client)
     finally:
         for s in fillers:
@@ -304,8 +497,13 @@ def test_a_full_accept_queue_times_out_on_connect_within_the_connect_timeout(
 @pytest.mark.parametrize("cut", [Reset, Close], ids=["reset", "close"])
 @pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["LF", "CRLF"])
 def test_a_stream_cut_at_any_byte_keeps_exactly_the_events_completed_before_the_cut(
-    chunked: bool, cut: type[Reset] | type[Close], eol: str, replay: ReplayServer,
-    fault_client: Any, sleeps: SleepRecorder, tally: Counter[str],
+    chunked: bool,
+    cut: type[Reset] | type[Close],
+    eol: str,
+    replay: ReplayServer,
+    fault_client: Any,
+    sleeps: SleepRecorder,
+    tally: Counter[str],
 ) -> None:
     # Multi-byte characters, so some cuts fall inside a character as well as inside an event.
     texts = [" Once", " upon", " a time ", "é", " 漢字", " 🐉 dragons", " baked", " bread."]
@@ -344,8 +542,11 @@ def test_a_five_megabyte_event_arrives_whole(
 ) -> None:
     # Multi-byte characters too, so chunk and read boundaries fall inside characters.
     big = ("bread é 漢字 🐉 " * (1 << 19))[: 5 << 20]
-    replay.enqueue(sse_script([completion_event(" start"), completion_event(big),
-                               final_event()], chunked=chunked))
+    replay.enqueue(
+        sse_script(
+            [completion_event(" start"), completion_event(big), final_event()], chunked=chunked
+        )
+    )
     out = run(fault_client())
     tally["fault cases"] += 1
     assert out.error is None, str(out.error)
@@ -371,8 +572,17 @@ def test_a_five_megabyte_event_cut_in_the_middle_keeps_only_the_events_before_it
     replay: ReplayServer, fault_client: Any, tally: Counter[str]
 ) -> None:
     big = completion_event("y" * (5 << 20))
-    replay.enqueue(Script([head(chunked=True), chunk(completion_event(" start")),
-                           f"{len(big):x}\r\n".encode(), big[: len(big) // 2], Reset()]))
+    replay.enqueue(
+        Script(
+            [
+                head(chunked=True),
+                chunk(completion_event(" start")),
+                f"{len(big):x}\r\n".encode(),
+                big[: len(big) // 2],
+                Reset(),
+            ]
+        )
+    )
     client = fault_client(max_retries=2)
     out = run(client)
     tally["fault cases"] += 1
@@ -405,18 +615,23 @@ def test_a_client_used_after_faults_still_works(
     # Faults must not poison the connection pool: a reset, a stall and an error status on
     # one client, then a normal answer on the same client.
     release = threading.Event()
-    replay.enqueue(first_events_then(Reset()),
-                   first_events_then(Wait(release)),
-                   error_script(400, "invalid_request_error", "bad"),
-                   ok_stream(" after"),
-                   json_script(200, OK_BODY))
+    replay.enqueue(
+        first_events_then(Reset()),
+        first_events_then(Wait(release)),
+        error_script(400, "invalid_request_error", "bad"),
+        ok_stream(" after"),
+        json_script(200, OK_BODY),
+    )
     client = fault_client(timeout=0.3, max_retries=0)
     outcomes = [run(client) for _ in range(4)]
     release.set()
     outcomes.append(run(client, stream=False))
     tally["fault cases"] += 3
     assert [type(o.error).__name__ for o in outcomes[:3]] == [
-        "APIConnectionError", "APITimeoutError", "BadRequestError"]
+        "APIConnectionError",
+        "APITimeoutError",
+        "BadRequestError",
+    ]
     assert outcomes[3].result == " after" and outcomes[4].result == " fine"
 
 
@@ -440,8 +655,11 @@ def test_a_close_delimited_stream_closed_inside_a_multibyte_character_is_a_conne
 def test_an_event_that_is_not_utf8_is_a_validation_error_keeping_the_earlier_text(
     replay: ReplayServer, fault_client: Any
 ) -> None:
-    replay.enqueue(sse_script([completion_event(" a"),
-                               b'event: completion\ndata: {"completion": "caf\xe9"}\n\n']))
+    replay.enqueue(
+        sse_script(
+            [completion_event(" a"), b'event: completion\ndata: {"completion": "caf\xe9"}\n\n']
+        )
+    )
     out = run(fault_client())
     assert out.error is not None
     assert_reported_well(out.error, errors.APIResponseValidationError)

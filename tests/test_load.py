@@ -42,8 +42,9 @@ def one_client(url: str, key: str, start: threading.Barrier) -> Outcome:
     with Client(base_url=url, api_key=key, max_retries=0, timeout=120) as client:
         start.wait(30)
         try:
-            with client.completions.create(prompt=PROMPT, max_tokens_to_sample=8,
-                                           temperature=0, stream=True) as stream:
+            with client.completions.create(
+                prompt=PROMPT, max_tokens_to_sample=8, temperature=0, stream=True
+            ) as stream:
                 final = stream.get_final_completion()
         except errors.OverloadedError as err:
             assert err.status_code == 529 and "\n" not in str(err)
@@ -67,8 +68,7 @@ def run_round(url: str, key: str) -> Counter[str]:
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=worker, name=f"load-client-{i}")
-               for i in range(CLIENTS)]
+    threads = [threading.Thread(target=worker, name=f"load-client-{i}") for i in range(CLIENTS)]
     for t in threads:
         t.start()
     for t in threads:
@@ -105,7 +105,9 @@ def rss_bytes() -> int:
 
 
 def test_fifty_streaming_clients_all_finish_or_get_529_and_nothing_grows_across_rounds(
-    local_server: Any, local_api_key: str, tally: Any,
+    local_server: Any,
+    local_api_key: str,
+    tally: Any,
 ) -> None:
     url = local_server.url
     before = local_server.stats.snapshot()
@@ -116,12 +118,17 @@ def test_fifty_streaming_clients_all_finish_or_get_529_and_nothing_grows_across_
             counts = run_round(url, local_api_key)
             settle(local_server)
             gc.collect()
-            figures.append({
-                "answers": counts["answer"], "overloaded": counts["overloaded"],
-                "threads": threading.active_count(), "server threads": server_threads(),
-                "fds": open_fds(), "python bytes": tracemalloc.get_traced_memory()[0],
-                "rss": rss_bytes(),
-            })
+            figures.append(
+                {
+                    "answers": counts["answer"],
+                    "overloaded": counts["overloaded"],
+                    "threads": threading.active_count(),
+                    "server threads": server_threads(),
+                    "fds": open_fds(),
+                    "python bytes": tracemalloc.get_traced_memory()[0],
+                    "rss": rss_bytes(),
+                }
+            )
             tally["load clients"] += CLIENTS
             # One generation at a time and a queue of max_queue: at least that many answer.
             assert counts["answer"] >= 1, (round_no, counts)
@@ -147,7 +154,9 @@ def test_fifty_streaming_clients_all_finish_or_get_529_and_nothing_grows_across_
 
 
 def test_fifty_simultaneous_connections_are_all_answered_none_reset(
-    local_server: Any, local_api_key: str, tally: Any,
+    local_server: Any,
+    local_api_key: str,
+    tally: Any,
 ) -> None:
     counts: Counter[str] = Counter()
     for _ in range(2):  # two bursts, so a lucky one cannot hide the resets
@@ -158,9 +167,9 @@ def test_fifty_simultaneous_connections_are_all_answered_none_reset(
 
 
 def test_the_server_answers_after_the_load(local_server: Any, local_api_key: str) -> None:
-    with Client(base_url=local_server.url, api_key=local_api_key, max_retries=0,
-                timeout=60) as client:
-        answer = client.completions.create(prompt=PROMPT, max_tokens_to_sample=4,
-                                           temperature=0)
+    with Client(
+        base_url=local_server.url, api_key=local_api_key, max_retries=0, timeout=60
+    ) as client:
+        answer = client.completions.create(prompt=PROMPT, max_tokens_to_sample=4, temperature=0)
     assert answer.completion and answer.stop_reason in ("max_tokens", "stop_sequence")
     assert local_server.gate.waiting == 0 and not local_server.gate.busy

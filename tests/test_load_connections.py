@@ -35,8 +35,13 @@ def run_streams(port: int, count: int, max_tokens: int) -> dict[str, Any]:
     """
     state: dict[str, Any] = {"heads": 0, "done": 0, "bad": []}
     sel = selectors.DefaultSelector()
-    body = {"model": "local", "prompt": PROMPT, "max_tokens_to_sample": max_tokens,
-            "temperature": 0, "stream": True}
+    body = {
+        "model": "local",
+        "prompt": PROMPT,
+        "max_tokens_to_sample": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     for _ in range(count):
         sock = connect(port)
         sock.sendall(post(body, key=KEY, extra={"connection": "close"}))
@@ -84,28 +89,41 @@ def test_two_hundred_streams_and_a_thousand_idle_connections_leave_a_new_client_
     from jupyter_complete.local.http.limits import HttpLimits
 
     limits = HttpLimits(head_timeout=300)
-    with serve(model=local_model, api_key=KEY, max_queue=STREAMS, limits=limits,
-               ping_interval=1.0) as server:
+    with serve(
+        model=local_model, api_key=KEY, max_queue=STREAMS, limits=limits, ping_interval=1.0
+    ) as server:
         idle = [connect(server.port) for _ in range(IDLE)]
         try:
             streams = run_streams(server.port, STREAMS, max_tokens=4)
             deadline = time.monotonic() + 120
             while streams["heads"] + len(streams["bad"]) < STREAMS and (
-                    time.monotonic() < deadline):
+                time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
             assert streams["heads"] == STREAMS, streams["bad"][:3]
             assert len(server._connections) >= IDLE + STREAMS - streams["done"]
             # A newcomer: the models list (no model needed) and a streamed request's head
             # and first ping (it queues behind the others) both come at once.
-            answer = exchange(server.port, head("GET", "/v1/models", key=KEY), timeout=30,
-                              check_close=0)
+            answer = exchange(
+                server.port, head("GET", "/v1/models", key=KEY), timeout=30, check_close=0
+            )
             assert answer.status == 200
             with connect(server.port, timeout=30) as sock:
-                sock.sendall(post({"model": "local", "prompt": PROMPT, "stream": True,
-                                   "max_tokens_to_sample": 1}, key=KEY))
+                sock.sendall(
+                    post(
+                        {
+                            "model": "local",
+                            "prompt": PROMPT,
+                            "stream": True,
+                            "max_tokens_to_sample": 1,
+                        },
+                        key=KEY,
+                    )
+                )
                 first = sock.recv(65536)
                 assert first.startswith(b"HTTP/1.1 200") and b"event: ping" in first + (
-                    sock.recv(65536) if b"event: ping" not in first else b"")
+                    sock.recv(65536) if b"event: ping" not in first else b""
+                )
             streams["thread"].join(480)
             assert not streams["bad"], streams["bad"][:3]
             assert streams["done"] == STREAMS
@@ -121,8 +139,10 @@ def test_an_idle_connection_that_never_sends_a_head_is_closed_at_the_head_timeou
     from jupyter_complete.local import serve
     from jupyter_complete.local.http.limits import HttpLimits
 
-    with serve(model=local_model, api_key=KEY, limits=HttpLimits(head_timeout=1.5)) as server, \
-            connect(server.port) as sock:
+    with (
+        serve(model=local_model, api_key=KEY, limits=HttpLimits(head_timeout=1.5)) as server,
+        connect(server.port) as sock,
+    ):
         started = time.monotonic()
         answer = read(sock, timeout=30)
         elapsed = time.monotonic() - started

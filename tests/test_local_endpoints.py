@@ -49,22 +49,31 @@ def test_an_unknown_model_id_is_a_404_and_a_bad_limit_a_400(local_server):
 
 def test_counted_tokens_are_the_input_tokens_a_message_reports(local_server):
     body = {"model": "m", "messages": MESSAGES, "system": "Be brief."}
-    r = requests.post(local_server.url + "/v1/messages/count_tokens", json=body,
-                      headers=HEADERS, timeout=30)
+    r = requests.post(
+        local_server.url + "/v1/messages/count_tokens", json=body, headers=HEADERS, timeout=30
+    )
     assert r.status_code == 200, r.text
     counted = r.json()
     assert set(counted) == {"input_tokens"} and counted["input_tokens"] > 0
-    answer = requests.post(local_server.url + "/v1/messages", json={**body, "max_tokens": 1},
-                           headers=HEADERS, timeout=60).json()
+    answer = requests.post(
+        local_server.url + "/v1/messages",
+        json={**body, "max_tokens": 1},
+        headers=HEADERS,
+        timeout=60,
+    ).json()
     assert answer["usage"]["input_tokens"] == counted["input_tokens"]
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ({"model": "m"}, "messages: Field required"),
-    ({"model": "m", "messages": MESSAGES, "max_tokens": 5}, "max_tokens: Extra inputs"),
-    ({"model": "m", "messages": []}, "at least one message"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"model": "m"}, "messages: Field required"),
+        ({"model": "m", "messages": MESSAGES, "max_tokens": 5}, "max_tokens: Extra inputs"),
+        ({"model": "m", "messages": []}, "at least one message"),
+    ],
+)
 def test_a_bad_count_tokens_body_is_a_400_naming_the_fault(local_server, body, words):
-    r = requests.post(local_server.url + "/v1/messages/count_tokens", json=body,
-                      headers=HEADERS, timeout=30)
+    r = requests.post(
+        local_server.url + "/v1/messages/count_tokens", json=body, headers=HEADERS, timeout=30
+    )
     assert r.status_code == 400 and words in r.json()["error"]["message"], r.text

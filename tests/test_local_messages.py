@@ -59,16 +59,22 @@ def user(text: str) -> list[dict[str, Any]]:
 
 
 def mbody(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": "claude-x", "max_tokens": 8, "temperature": 0,
-                            "messages": user(QUESTION)}
+    body: dict[str, Any] = {
+        "model": "claude-x",
+        "max_tokens": 8,
+        "temperature": 0,
+        "messages": user(QUESTION),
+    }
     body.update(overrides)
     return body
 
 
-def post(server: Any, body: Any, headers: dict[str, str] | None = None,
-         path: str = "/v1/messages") -> requests.Response:
-    return requests.post(server.url + path, json=body,
-                         headers=HEADERS if headers is None else headers, timeout=60)
+def post(
+    server: Any, body: Any, headers: dict[str, str] | None = None, path: str = "/v1/messages"
+) -> requests.Response:
+    return requests.post(
+        server.url + path, json=body, headers=HEADERS if headers is None else headers, timeout=60
+    )
 
 
 def envelope(response: requests.Response) -> tuple[int, str, str]:
@@ -99,66 +105,114 @@ def rejection(body: dict[str, Any]) -> str:
 
 # -- the request rules (no model) ------------------------------------------------------------
 
+
 def test_system_messages_and_a_final_assistant_message_make_the_conversation() -> None:
-    r = MessagesRequest.from_json(json.dumps({
-        "model": "m", "max_tokens": 5, "system": "Be brief.", "stream": True,
-        "messages": [{"role": "user", "content": "Hi"},
-                     {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
-                     {"role": "user", "content": "Count."},
-                     {"role": "assistant", "content": "1, 2,"}],
-        "stop_sequences": ["5"], "temperature": 0.5, "top_k": 3, "top_p": 0.9,
-        "metadata": {"user_id": "u"}}).encode())
+    r = MessagesRequest.from_json(
+        json.dumps(
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "system": "Be brief.",
+                "stream": True,
+                "messages": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+                    {"role": "user", "content": "Count."},
+                    {"role": "assistant", "content": "1, 2,"},
+                ],
+                "stop_sequences": ["5"],
+                "temperature": 0.5,
+                "top_k": 3,
+                "top_p": 0.9,
+                "metadata": {"user_id": "u"},
+            }
+        ).encode()
+    )
     assert r.conversation == Conversation(
-        system="Be brief.", turns=[("user", "Hi"), ("assistant", "Hello"), ("user", "Count.")],
-        prefill="1, 2,")
+        system="Be brief.",
+        turns=[("user", "Hi"), ("assistant", "Hello"), ("user", "Count.")],
+        prefill="1, 2,",
+    )
     assert (r.max_tokens, r.stop_sequences, r.temperature, r.top_k, r.top_p, r.stream) == (
-        5, ("5",), 0.5, 3, 0.9, True)
+        5,
+        ("5",),
+        0.5,
+        3,
+        0.9,
+        True,
+    )
 
 
 def test_text_blocks_of_one_message_or_of_the_system_join_with_blank_lines() -> None:
     blocks = [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}]
-    r = MessagesRequest.from_dict({"model": "m", "max_tokens": 1, "system": blocks,
-                                   "messages": [{"role": "user", "content": blocks}]})
-    assert r.conversation == Conversation(system="One.\n\nTwo.", turns=[
-        ("user", "One.\n\nTwo.")], prefill="")
+    r = MessagesRequest.from_dict(
+        {
+            "model": "m",
+            "max_tokens": 1,
+            "system": blocks,
+            "messages": [{"role": "user", "content": blocks}],
+        }
+    )
+    assert r.conversation == Conversation(
+        system="One.\n\nTwo.", turns=[("user", "One.\n\nTwo.")], prefill=""
+    )
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"max_tokens": None}, "max_tokens: Field required"),
-    ({"messages": None}, "messages: Field required"),
-    ({"model": None}, "model: Field required"),
-    ({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
-    ({"max_tokens": "8"}, "max_tokens: Input should be a valid integer"),
-    ({"messages": []}, "messages: at least one message is required"),
-    ({"messages": "hi"}, "messages: Input should be a valid list"),
-    ({"messages": [{"role": "system", "content": "x"}]},
-     "messages.0.role: Input should be 'user' or 'assistant'"),
-    ({"messages": [{"content": "x"}]}, "messages.0.role: Field required"),
-    ({"messages": [{"role": "user", "content": "x", "name": "a"}]},
-     "messages.0.name: Extra inputs are not permitted"),
-    ({"messages": [{"role": "user", "content": ""}]},
-     "messages: all messages must have non-empty content except for the optional final "
-     "assistant message"),
-    ({"messages": [*user("x"), {"role": "assistant", "content": "Sure. "}]},
-     "final assistant content cannot end with trailing whitespace"),
-    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
-     "messages.0.content.0.type: the local model reads only 'text' content blocks, not "
-     "'image'"),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]},
-     "messages.0.content: text content blocks must be non-empty"),
-    ({"messages": [{"role": "user", "content": 7}]},
-     "messages.0.content: Input should be a valid string or a list of content blocks"),
-    ({"system": 7}, "system: Input should be a valid string or a list of content blocks"),
-    ({"temperature": 1.5}, "temperature: range: 0..1"),
-    ({"top_p": -0.1}, "top_p: range: 0..1"),
-    ({"top_k": -1}, "top_k: Input should be greater than or equal to 0"),
-    ({"stream": "yes"}, "stream: Input should be a valid boolean"),
-    ({"metadata": {"session": "x"}}, "metadata.session: Extra inputs are not permitted"),
-    ({"prompt": "\n\nHuman: hi\n\nAssistant:"}, "prompt: Extra inputs are not permitted"),
-    ({"tools": []}, "tools: Extra inputs are not permitted"),
-], ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_tokens": None}, "max_tokens: Field required"),
+        ({"messages": None}, "messages: Field required"),
+        ({"model": None}, "model: Field required"),
+        ({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
+        ({"max_tokens": "8"}, "max_tokens: Input should be a valid integer"),
+        ({"messages": []}, "messages: at least one message is required"),
+        ({"messages": "hi"}, "messages: Input should be a valid list"),
+        (
+            {"messages": [{"role": "system", "content": "x"}]},
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        ({"messages": [{"content": "x"}]}, "messages.0.role: Field required"),
+        (
+            {"messages": [{"role": "user", "content": "x", "name": "a"}]},
+            "messages.0.name: Extra inputs are not permitted",
+        ),
+        (
+            {"messages": [{"role": "user", "content": ""}]},
+            "messages: all messages must have non-empty content except for the optional final "
+            "assistant message",
+        ),
+        (
+            {"messages": [*user("x"), {"role": "assistant", "content": "Sure. "}]},
+            "final assistant content cannot end with trailing whitespace",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+            "messages.0.content.0.type: the local model reads only 'text' content blocks, not "
+            "'image'",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]},
+            "messages.0.content: text content blocks must be non-empty",
+        ),
+        (
+            {"messages": [{"role": "user", "content": 7}]},
+            "messages.0.content: Input should be a valid string or a list of content blocks",
+        ),
+        ({"system": 7}, "system: Input should be a valid string or a list of content blocks"),
+        ({"temperature": 1.5}, "temperature: range: 0..1"),
+        ({"top_p": -0.1}, "top_p: range: 0..1"),
+        ({"top_k": -1}, "top_k: Input should be greater than or equal to 0"),
+        ({"stream": "yes"}, "stream: Input should be a valid boolean"),
+        ({"metadata": {"session": "x"}}, "metadata.session: Extra inputs are not permitted"),
+        ({"prompt": "\n\nHuman: hi\n\nAssistant:"}, "prompt: Extra inputs are not permitted"),
+        ({"tools": []}, "tools: Extra inputs are not permitted"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
 def test_a_wrong_messages_body_is_refused_with_the_apis_wording(
-    change: dict[str, Any], message: str,
+    change: dict[str, Any],
+    message: str,
 ) -> None:
     body = {**mbody(), **change}
     body = {k: v for k, v in body.items() if v is not None}
@@ -166,17 +220,20 @@ def test_a_wrong_messages_body_is_refused_with_the_apis_wording(
 
 
 def test_a_conversation_may_end_with_an_empty_assistant_message() -> None:
-    r = MessagesRequest.from_dict(mbody(messages=[*user("x"), {"role": "assistant",
-                                                               "content": ""}]))
+    r = MessagesRequest.from_dict(
+        mbody(messages=[*user("x"), {"role": "assistant", "content": ""}])
+    )
     assert r.conversation.prefill == "" and r.conversation.turns == [("user", "x")]
 
 
 # -- answers from the real model ---------------------------------------------------------------
 
+
 @pytest.fixture()
 def messages_client(local_server: Any) -> Iterator[Client]:
-    with Client(base_url=local_server.url, api_key=LOCAL_API_KEY, max_retries=0,
-                api="messages") as client:
+    with Client(
+        base_url=local_server.url, api_key=LOCAL_API_KEY, max_retries=0, api="messages"
+    ) as client:
         yield client
 
 
@@ -185,16 +242,16 @@ def refusing_server(local_model: Any) -> Iterator[Any]:
     """A server whose /v1/complete turns NEW_MODEL away, as the real API does newer models."""
     from jupyter_complete.local import serve
 
-    server = serve("127.0.0.1", 0, local_model, LOCAL_API_KEY,
-                   refuse_complete_models=[NEW_MODEL])
+    server = serve("127.0.0.1", 0, local_model, LOCAL_API_KEY, refuse_complete_models=[NEW_MODEL])
     yield server
     server.close()
 
 
 @pytest.mark.local
 def test_a_messages_answer_has_text_usage_and_the_local_model_name(messages_client):
-    c = messages_client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=8,
-                                           temperature=0)
+    c = messages_client.completions.create(
+        prompt=SHORT_PROMPT, max_tokens_to_sample=8, temperature=0
+    )
     assert c.completion
     assert c.id.startswith("msg_") and c.request_id.startswith("req_")
     assert c.model == LOCAL_MODEL_NAME
@@ -205,8 +262,9 @@ def test_a_messages_answer_has_text_usage_and_the_local_model_name(messages_clie
 
 @pytest.mark.local
 def test_a_streamed_messages_answer_arrives_in_pieces_with_usage(messages_client):
-    with messages_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=12,
-                                            temperature=0, stream=True) as stream:
+    with messages_client.completions.create(
+        prompt=COUNT_PROMPT, max_tokens_to_sample=12, temperature=0, stream=True
+    ) as stream:
         events = list(stream)
     final = stream.get_final_completion()
     assert len(events) >= 4
@@ -221,28 +279,47 @@ def test_a_streamed_messages_answer_arrives_in_pieces_with_usage(messages_client
 @pytest.mark.local
 def test_the_stream_is_the_messages_event_sequence_in_order(local_server, local_model):
     cold(local_model)  # the same evaluation as the whole answer below (see `cold`)
-    r = requests.post(local_server.url + "/v1/messages", json=mbody(
-        stream=True, max_tokens=6, messages=COUNT_MESSAGES), headers=HEADERS, timeout=60)
+    r = requests.post(
+        local_server.url + "/v1/messages",
+        json=mbody(stream=True, max_tokens=6, messages=COUNT_MESSAGES),
+        headers=HEADERS,
+        timeout=60,
+    )
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
     names = [name for name, _ in events]
     deltas = names.count("content_block_delta")
     assert deltas >= 1
-    assert names == ["message_start", "content_block_start", "ping",
-                     *["content_block_delta"] * deltas,
-                     "content_block_stop", "message_delta", "message_stop"]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert all(data["type"] == name for name, data in events)
     start = events[0][1]["message"]
     assert start["id"].startswith("msg_") and start["role"] == "assistant"
     assert start["content"] == [] and start["stop_reason"] is None
     assert start["model"] == LOCAL_MODEL_NAME
     assert start["usage"]["input_tokens"] > 0 and start["usage"]["output_tokens"] == 0
-    assert events[1][1] == {"type": "content_block_start", "index": 0,
-                            "content_block": {"type": "text", "text": ""}}
-    assert all(d["index"] == 0 and d["delta"]["type"] == "text_delta"
-               for n, d in events if n == "content_block_delta")
-    assert events[-2][1] == {"type": "message_delta", "delta": {
-        "stop_reason": "max_tokens", "stop_sequence": None}, "usage": {"output_tokens": 6}}
+    assert events[1][1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    assert all(
+        d["index"] == 0 and d["delta"]["type"] == "text_delta"
+        for n, d in events
+        if n == "content_block_delta"
+    )
+    assert events[-2][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+        "usage": {"output_tokens": 6},
+    }
     cold(local_model)
     whole = post(local_server, mbody(max_tokens=6, messages=COUNT_MESSAGES)).json()
     streamed = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
@@ -252,28 +329,43 @@ def test_the_stream_is_the_messages_event_sequence_in_order(local_server, local_
 @pytest.mark.local
 def test_the_whole_answer_is_a_message_object(local_server):
     data = post(local_server, mbody(messages=COUNT_MESSAGES)).json()
-    assert set(data) == {"id", "type", "role", "model", "content", "stop_reason",
-                         "stop_sequence", "usage"}
-    assert (data["type"], data["role"], data["model"]) == ("message", "assistant",
-                                                           LOCAL_MODEL_NAME)
+    assert set(data) == {
+        "id",
+        "type",
+        "role",
+        "model",
+        "content",
+        "stop_reason",
+        "stop_sequence",
+        "usage",
+    }
+    assert (data["type"], data["role"], data["model"]) == ("message", "assistant", LOCAL_MODEL_NAME)
     assert data["id"].startswith("msg_") and len(data["id"]) == len("msg_") + 24
-    assert_ran_to_limit(data["stop_reason"], data["usage"]["output_tokens"], 8,
-                        data["content"][0]["text"])
+    assert_ran_to_limit(
+        data["stop_reason"], data["usage"]["output_tokens"], 8, data["content"][0]["text"]
+    )
     assert data["stop_sequence"] is None
 
 
 @pytest.mark.local
 def test_the_model_ending_its_turn_is_end_turn_which_the_client_maps(
-    local_server, messages_client, local_model,
+    local_server,
+    messages_client,
+    local_model,
 ):
     # The prefill is a whole answer: the model ends its turn next, on every build.
-    assert_ends_its_turn(local_model, local_model.render(
-        Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)))
+    assert_ends_its_turn(
+        local_model,
+        local_model.render(
+            Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)
+        ),
+    )
     data = post(local_server, mbody(max_tokens=100, messages=DONE_MESSAGES)).json()
     assert (data["stop_reason"], data["stop_sequence"]) == ("end_turn", None)
     assert data["usage"]["output_tokens"] < 100
-    c = messages_client.completions.create(prompt=DONE_PROMPT, max_tokens_to_sample=100,
-                                           temperature=0)
+    c = messages_client.completions.create(
+        prompt=DONE_PROMPT, max_tokens_to_sample=100, temperature=0
+    )
     assert (c.stop_reason, c.stop) == ("stop_sequence", None)
 
 
@@ -287,15 +379,23 @@ def test_a_stop_sequence_is_stop_sequence_naming_it(local_server, messages_clien
     stop = " " + words[3]
     expected = text[: text.index(stop)]
     cold(local_model)
-    data = post(local_server, mbody(max_tokens=20, messages=COUNT_MESSAGES,
-                                    stop_sequences=[stop])).json()
+    data = post(
+        local_server, mbody(max_tokens=20, messages=COUNT_MESSAGES, stop_sequences=[stop])
+    ).json()
     assert (data["content"][0]["text"], data["stop_reason"], data["stop_sequence"]) == (
-        expected, "stop_sequence", stop)
+        expected,
+        "stop_sequence",
+        stop,
+    )
     for stream in (False, True):
         cold(local_model)
         c = messages_client.completions.create(
-            prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0, stop_sequences=[stop],
-            stream=stream)
+            prompt=COUNT_PROMPT,
+            max_tokens_to_sample=20,
+            temperature=0,
+            stop_sequences=[stop],
+            stream=stream,
+        )
         if stream:
             c = c.get_final_completion()
         assert (c.completion, c.stop_reason, c.stop) == (expected, "stop_sequence", stop)
@@ -303,8 +403,9 @@ def test_a_stop_sequence_is_stop_sequence_naming_it(local_server, messages_clien
 
 @pytest.mark.local
 def test_the_max_tokens_limit_is_max_tokens(messages_client, local_model):
-    c = messages_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=5,
-                                           temperature=0)
+    c = messages_client.completions.create(
+        prompt=COUNT_PROMPT, max_tokens_to_sample=5, temperature=0
+    )
     assert c.usage is not None
     assert_ran_to_limit(c.stop_reason, c.usage["output_tokens"], 5, c.completion)
     assert c.stop is None
@@ -318,8 +419,7 @@ def test_a_final_assistant_message_is_continued_not_repeated(local_server, local
     data = post(local_server, mbody(max_tokens=6, messages=messages)).json()
     text = data["content"][0]["text"]
     assert text and not text.lstrip().startswith(prefill)
-    conversation = Conversation(system="", turns=[("user", "Name a colour.")],
-                                prefill=prefill)
+    conversation = Conversation(system="", turns=[("user", "Name a colour.")], prefill=prefill)
     # The prompt the model read ends with the prefill: the answer continues it.
     assert local_model.render_text(conversation).endswith(prefill)
     assert data["usage"]["input_tokens"] == len(local_model.render(conversation))
@@ -344,31 +444,43 @@ def test_the_system_text_is_the_system_message_of_the_template(local_server, loc
     shift = np.abs(read - local_model.next_logits(local_model.render(plain))).max()
     assert shift > 3 * GREEDY_MARGIN
     cold(local_model)
-    blocks = post(local_server, mbody(max_tokens=16, system=[
-        {"type": "text", "text": system}])).json()
+    blocks = post(
+        local_server, mbody(max_tokens=16, system=[{"type": "text", "text": system}])
+    ).json()
     assert blocks["content"] == with_system["content"]
 
 
 @pytest.mark.local
-@pytest.mark.parametrize("prompt", [
-    SHORT_PROMPT,
-    "Answer in one word.\n\nHuman: Name a colour.\n\nAssistant:",
-    "\n\nHuman: Name a colour.\n\nAssistant: My favourite colour is",
-    "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?\n\nHuman: Count to three.\n\nAssistant:",
-], ids=["plain", "system", "prefill", "turns"])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        SHORT_PROMPT,
+        "Answer in one word.\n\nHuman: Name a colour.\n\nAssistant:",
+        "\n\nHuman: Name a colour.\n\nAssistant: My favourite colour is",
+        "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?"
+        "\n\nHuman: Count to three.\n\nAssistant:",
+    ],
+    ids=["plain", "system", "prefill", "turns"],
+)
 def test_temperature_zero_gives_the_same_text_on_both_endpoints(
-    local_client, messages_client, local_model, prompt,
+    local_client,
+    messages_client,
+    local_model,
+    prompt,
 ):
     # One chat template, one greedy sampler: the transport must not change the answer.
     cold(local_model)
-    complete = local_client.completions.create(prompt=prompt, max_tokens_to_sample=12,
-                                               temperature=0)
+    complete = local_client.completions.create(
+        prompt=prompt, max_tokens_to_sample=12, temperature=0
+    )
     cold(local_model)
-    via_messages = messages_client.completions.create(prompt=prompt, max_tokens_to_sample=12,
-                                                      temperature=0)
+    via_messages = messages_client.completions.create(
+        prompt=prompt, max_tokens_to_sample=12, temperature=0
+    )
     cold(local_model)
-    with messages_client.completions.create(prompt=prompt, max_tokens_to_sample=12,
-                                            temperature=0, stream=True) as stream:
+    with messages_client.completions.create(
+        prompt=prompt, max_tokens_to_sample=12, temperature=0, stream=True
+    ) as stream:
         streamed = stream.get_final_completion()
     assert complete.completion
     assert via_messages.completion == streamed.completion == complete.completion
@@ -378,19 +490,29 @@ def test_temperature_zero_gives_the_same_text_on_both_endpoints(
 
 # -- errors ------------------------------------------------------------------------------------
 
+
 @pytest.mark.local
-@pytest.mark.parametrize(("change", "message"), [
-    ({"messages": [{"role": "system", "content": "Hi"}]},
-     "messages.0.role: Input should be 'user' or 'assistant'"),
-    ({"max_tokens": None}, "max_tokens: Field required"),
-    ({"foo": 1}, "foo: Extra inputs are not permitted"),
-], ids=["bad role", "no max_tokens", "unknown field"])
-def test_a_wrong_body_is_400_invalid_request_error_with_an_envelope(local_server, change,
-                                                                   message):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"messages": [{"role": "system", "content": "Hi"}]},
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        ({"max_tokens": None}, "max_tokens: Field required"),
+        ({"foo": 1}, "foo: Extra inputs are not permitted"),
+    ],
+    ids=["bad role", "no max_tokens", "unknown field"],
+)
+def test_a_wrong_body_is_400_invalid_request_error_with_an_envelope(local_server, change, message):
     body = {k: v for k, v in {**mbody(), **change}.items() if v is not None}
     assert envelope(post(local_server, body)) == (400, "invalid_request_error", message)
-    streamed = requests.post(local_server.url + "/v1/messages", json={**body, "stream": True},
-                             headers=HEADERS, timeout=60)
+    streamed = requests.post(
+        local_server.url + "/v1/messages",
+        json={**body, "stream": True},
+        headers=HEADERS,
+        timeout=60,
+    )
     # Checked before the first byte: a plain JSON error, not an event stream.
     assert streamed.headers["content-type"] == "application/json"
     assert envelope(streamed) == (400, "invalid_request_error", message)
@@ -399,9 +521,14 @@ def test_a_wrong_body_is_400_invalid_request_error_with_an_envelope(local_server
 @pytest.mark.local
 def test_a_bad_key_is_401_authentication_error(local_server):
     assert envelope(post(local_server, mbody(), headers={**HEADERS, "x-api-key": "no"})) == (
-        401, "authentication_error", "invalid x-api-key")
-    with (Client(base_url=local_server.url, api_key="wrong", max_retries=0,
-                 api="messages") as client, pytest.raises(errors.AuthenticationError) as info):
+        401,
+        "authentication_error",
+        "invalid x-api-key",
+    )
+    with (
+        Client(base_url=local_server.url, api_key="wrong", max_retries=0, api="messages") as client,
+        pytest.raises(errors.AuthenticationError) as info,
+    ):
         client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=1)
     assert info.value.status_code == 401 and "invalid x-api-key" in str(info.value)
 
@@ -410,16 +537,24 @@ def test_a_bad_key_is_401_authentication_error(local_server):
 def test_versions_are_checked_and_the_current_sdks_version_is_known(local_server):
     missing = {"x-api-key": LOCAL_API_KEY}
     assert envelope(post(local_server, mbody(), headers=missing)) == (
-        400, "invalid_request_error", "anthropic-version: header is required")
+        400,
+        "invalid_request_error",
+        "anthropic-version: header is required",
+    )
     unknown = {**HEADERS, "anthropic-version": "2024-01-01"}
     assert envelope(post(local_server, mbody(), headers=unknown))[:2] == (
-        400, "invalid_request_error")
+        400,
+        "invalid_request_error",
+    )
     current = {**HEADERS, "anthropic-version": "2026-10-21"}
     assert post(local_server, mbody(max_tokens=1), headers=current).status_code == 200
     # a Messages-only version: /v1/complete still refuses it
     complete = {"model": "x", "prompt": SHORT_PROMPT, "max_tokens_to_sample": 1}
     assert envelope(post(local_server, complete, headers=current, path="/v1/complete")) == (
-        400, "invalid_request_error", 'anthropic-version: "2026-10-21" is not a valid version')
+        400,
+        "invalid_request_error",
+        'anthropic-version: "2026-10-21" is not a valid version',
+    )
 
 
 @pytest.mark.local
@@ -433,11 +568,14 @@ def test_a_wrong_method_on_messages_is_405(local_server):
 def test_messages_and_completions_share_one_queue(local_model):
     from jupyter_complete.local import serve
 
-    with (serve(model=local_model, api_key="k", max_queue=0) as server,
-          Client(base_url=server.url, api_key="k", max_retries=0) as complete,
-          Client(base_url=server.url, api_key="k", max_retries=0, api="messages") as client):
-        busy = complete.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=300,
-                                           stream=True)
+    with (
+        serve(model=local_model, api_key="k", max_queue=0) as server,
+        Client(base_url=server.url, api_key="k", max_retries=0) as complete,
+        Client(base_url=server.url, api_key="k", max_retries=0, api="messages") as client,
+    ):
+        busy = complete.completions.create(
+            prompt=COUNT_PROMPT, max_tokens_to_sample=300, stream=True
+        )
         next(iter(busy))  # the model is generating for /v1/complete now
         with pytest.raises(errors.OverloadedError) as info:
             client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=1)
@@ -449,27 +587,35 @@ def test_messages_and_completions_share_one_queue(local_model):
 @pytest.mark.local
 def test_a_messages_client_that_disconnects_frees_the_model(local_server, messages_client):
     before = local_server.stats["disconnected"]
-    stream = messages_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=1000,
-                                                stream=True)
+    stream = messages_client.completions.create(
+        prompt=COUNT_PROMPT, max_tokens_to_sample=1000, stream=True
+    )
     next(iter(stream))
     stream.close()
     assert wait_for(lambda: local_server.stats["disconnected"] > before)
     assert wait_for(lambda: not local_server.gate.busy)
-    assert messages_client.completions.create(prompt=SHORT_PROMPT,
-                                              max_tokens_to_sample=2).completion
+    assert messages_client.completions.create(
+        prompt=SHORT_PROMPT, max_tokens_to_sample=2
+    ).completion
 
 
 @pytest.mark.local
 def test_a_model_failure_mid_stream_is_an_error_event_keeping_the_text(
-    failing_server, monkeypatch,
+    failing_server,
+    monkeypatch,
 ):
     server, calls = failing_server
-    with Client(base_url=server.url, api_key=LOCAL_API_KEY, max_retries=0,
-                api="messages") as client:
+    with Client(
+        base_url=server.url, api_key=LOCAL_API_KEY, max_retries=0, api="messages"
+    ) as client:
         assert_stream_fails_keeping_text(client)
         calls.clear()
-        raw = requests.post(server.url + "/v1/messages", headers=HEADERS, timeout=60,
-                            json=mbody(max_tokens=20, messages=COUNT_MESSAGES, stream=True))
+        raw = requests.post(
+            server.url + "/v1/messages",
+            headers=HEADERS,
+            timeout=60,
+            json=mbody(max_tokens=20, messages=COUNT_MESSAGES, stream=True),
+        )
         name, data = sse_events(raw.text)[-1]
         assert (name, data["type"], data["error"]["type"]) == ("error", "error", "api_error")
         assert wait_for(lambda: server.stats["failed"] == 2)
@@ -479,10 +625,13 @@ def test_a_model_failure_mid_stream_is_an_error_event_keeping_the_text(
 
 # -- auto: switching to Messages when a model refuses Text Completions -------------------------
 
+
 @pytest.mark.local
 def test_a_refused_model_gets_the_apis_message_on_complete_only(refusing_server):
-    with (Client(base_url=refusing_server.url, api_key=LOCAL_API_KEY, max_retries=0) as client,
-          pytest.raises(errors.BadRequestError) as info):
+    with (
+        Client(base_url=refusing_server.url, api_key=LOCAL_API_KEY, max_retries=0) as client,
+        pytest.raises(errors.BadRequestError) as info,
+    ):
         client.completions.create(prompt=SHORT_PROMPT, model=NEW_MODEL, max_tokens_to_sample=1)
     assert info.value.message.endswith(REFUSAL)
     assert post(refusing_server, mbody(model=NEW_MODEL, max_tokens=1)).status_code == 200
@@ -492,22 +641,27 @@ def test_a_refused_model_gets_the_apis_message_on_complete_only(refusing_server)
 
 @pytest.mark.local
 def test_auto_switches_a_refused_model_to_messages_once_and_says_so(
-    refusing_server, capsys, local_model,
+    refusing_server,
+    capsys,
+    local_model,
 ):
     before = refusing_server.stats["rejected"]
-    with Client(base_url=refusing_server.url, api_key=LOCAL_API_KEY, max_retries=0,
-                api="auto") as client:
+    with Client(
+        base_url=refusing_server.url, api_key=LOCAL_API_KEY, max_retries=0, api="auto"
+    ) as client:
         # Each greedy answer is evaluated the same way (see `cold`), so they can be compared.
         cold(local_model)
-        first = client.completions.create(prompt=SHORT_PROMPT, model=NEW_MODEL,
-                                          max_tokens_to_sample=8, temperature=0, stream=True
-                                          ).get_final_completion()
+        first = client.completions.create(
+            prompt=SHORT_PROMPT, model=NEW_MODEL, max_tokens_to_sample=8, temperature=0, stream=True
+        ).get_final_completion()
         cold(local_model)
-        second = client.completions.create(prompt=SHORT_PROMPT, model=NEW_MODEL,
-                                           max_tokens_to_sample=8, temperature=0)
+        second = client.completions.create(
+            prompt=SHORT_PROMPT, model=NEW_MODEL, max_tokens_to_sample=8, temperature=0
+        )
         cold(local_model)
-        other = client.completions.create(prompt=SHORT_PROMPT, model="claude-2.1",
-                                          max_tokens_to_sample=8, temperature=0)
+        other = client.completions.create(
+            prompt=SHORT_PROMPT, model="claude-2.1", max_tokens_to_sample=8, temperature=0
+        )
         assert client.messages_models == {NEW_MODEL}
     assert first.completion and first.completion == second.completion == other.completion
     assert first.id.startswith("msg_") and second.id.startswith("msg_")
@@ -519,7 +673,7 @@ def test_auto_switches_a_refused_model_to_messages_once_and_says_so(
 
 # -- the current official SDK as a peer ----------------------------------------------------------
 
-_SDK_SCRIPT = r'''
+_SDK_SCRIPT = r"""
 import json, sys
 import anthropic
 
@@ -565,21 +719,35 @@ try:
 except anthropic.AuthenticationError as err:
     out["auth"] = [err.status_code, err.body]
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def current_sdk(local_server: Any) -> dict[str, Any]:
     """What the current SDK (run in a subprocess from .peer/) got from the local server."""
     if not (PEER_DIR / "anthropic").is_dir():
-        pytest.skip(f"the current anthropic SDK is not in {PEER_DIR}: run "
-                    "`bash scripts/setup.sh test`, or `pip install --target "
-                    ".peer/anthropic-current 'anthropic>=1'` from the repository root")
+        pytest.skip(
+            f"the current anthropic SDK is not in {PEER_DIR}: run "
+            "`bash scripts/setup.sh test`, or `pip install --target "
+            ".peer/anthropic-current 'anthropic>=1'` from the repository root"
+        )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     env["PYTHONPATH"] = str(PEER_DIR)  # ahead of site-packages, where anthropic<1 lives
-    run = subprocess.run([sys.executable, "-c", _SDK_SCRIPT, local_server.url, LOCAL_API_KEY,
-                          json.dumps(COUNT_MESSAGES), json.dumps(DONE_MESSAGES)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SDK_SCRIPT,
+            local_server.url,
+            LOCAL_API_KEY,
+            json.dumps(COUNT_MESSAGES),
+            json.dumps(DONE_MESSAGES),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     result: dict[str, Any] = json.loads(run.stdout)
     return result
@@ -596,20 +764,27 @@ def test_the_current_sdk_gets_a_message(current_sdk):
     assert m["type"] == "message" and m["role"] == "assistant"
     assert m["id"].startswith("msg_") and m["model"] == LOCAL_MODEL_NAME
     assert m["content"][0]["type"] == "text" and m["content"][0]["text"]
-    assert_ran_to_limit(m["stop_reason"], m["usage"]["output_tokens"], 8,
-                        m["content"][0]["text"])
+    assert_ran_to_limit(m["stop_reason"], m["usage"]["output_tokens"], 8, m["content"][0]["text"])
     assert m["stop_sequence"] is None and m["usage"]["input_tokens"] > 0
 
 
 @pytest.mark.local
 def test_the_current_sdk_streams_the_same_text_it_gets_whole(
-    current_sdk, messages_client, local_model,
+    current_sdk,
+    messages_client,
+    local_model,
 ):
     # The SDK's two requests meet different cache states (the test cannot empty the cache
     # between them, see `cold`): comparable because this greedy path has no near tie.
-    assert_clear_greedy_path(local_model, local_model.render(
-        Conversation(system="Be brief.", turns=[("user", COUNT_QUESTION)],
-                     prefill=COUNT_PREFILL)), 8)
+    assert_clear_greedy_path(
+        local_model,
+        local_model.render(
+            Conversation(
+                system="Be brief.", turns=[("user", COUNT_QUESTION)], prefill=COUNT_PREFILL
+            )
+        ),
+        8,
+    )
     assert current_sdk["stream_text"] == current_sdk["create"]["content"][0]["text"]
     streamed = current_sdk["stream_message"]
     assert streamed["stop_reason"] == "max_tokens"
@@ -618,7 +793,9 @@ def test_the_current_sdk_streams_the_same_text_it_gets_whole(
     # the same prompt.
     ours = messages_client.completions.create(
         prompt=f"Be brief.\n\nHuman: {COUNT_QUESTION}\n\nAssistant: {COUNT_PREFILL}",
-        max_tokens_to_sample=1, temperature=0)
+        max_tokens_to_sample=1,
+        temperature=0,
+    )
     assert ours.usage is not None
     assert ours.usage["input_tokens"] == current_sdk["create"]["usage"]["input_tokens"]
 
@@ -636,10 +813,19 @@ def test_the_current_sdk_sees_the_raw_event_sequence(current_sdk):
 def test_the_current_sdk_sees_stop_reasons_and_a_continued_prefill(current_sdk, local_model):
     # As above, two greedy answers meet different cache states; and the end of turn is
     # the clear next token after DONE_MESSAGES on every build.
-    assert_clear_greedy_path(local_model, local_model.render(
-        Conversation(system="", turns=[("user", COUNT_QUESTION)], prefill=COUNT_PREFILL)), 20)
-    assert_ends_its_turn(local_model, local_model.render(
-        Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)))
+    assert_clear_greedy_path(
+        local_model,
+        local_model.render(
+            Conversation(system="", turns=[("user", COUNT_QUESTION)], prefill=COUNT_PREFILL)
+        ),
+        20,
+    )
+    assert_ends_its_turn(
+        local_model,
+        local_model.render(
+            Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)
+        ),
+    )
     text, reason, sequence, stop = current_sdk["stopped"]
     free = current_sdk["free"]
     assert (text, reason, sequence) == (free[: free.index(stop)], "stop_sequence", stop)
@@ -656,5 +842,7 @@ def test_the_current_sdk_raises_its_own_error_classes(current_sdk):
     assert body["request_id"].startswith("req_")
     status, body = current_sdk["bad_request"]
     assert status == 400
-    assert body["error"] == {"type": "invalid_request_error",
-                             "message": "foo: Extra inputs are not permitted"}
+    assert body["error"] == {
+        "type": "invalid_request_error",
+        "message": "foo: Extra inputs are not permitted",
+    }

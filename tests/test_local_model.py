@@ -53,9 +53,11 @@ def test_a_missing_model_file_is_a_clear_error(tmp_path):
 
 def test_turns_go_through_the_models_chat_template(local_model):
     text = local_model.render_text(parse("Be brief.\n\nHuman: Hi there\n\nAssistant:"))
-    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n"
-                    "<|im_start|>user\nHi there<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\nHi there<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
 
 
 def test_without_a_system_prompt_the_templates_default_is_used(local_model):

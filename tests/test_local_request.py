@@ -33,8 +33,15 @@ def test_a_minimal_request_is_accepted_with_api_defaults():
 
 
 def test_every_spec_field_is_accepted():
-    body = {**GOOD, "stop_sequences": ["x"], "temperature": 0, "top_k": 3, "top_p": 1,
-            "metadata": {"user_id": "u"}, "stream": True}
+    body = {
+        **GOOD,
+        "stop_sequences": ["x"],
+        "temperature": 0,
+        "top_k": 3,
+        "top_p": 1,
+        "metadata": {"user_id": "u"},
+        "stream": True,
+    }
     r = CompletionRequest.from_json(json.dumps(body).encode())
     assert (r.temperature, r.top_k, r.top_p, r.stream) == (0.0, 3, 1.0, True)
 
@@ -42,7 +49,8 @@ def test_every_spec_field_is_accepted():
 def test_unknown_fields_are_rejected_like_additional_properties_false():
     assert _message({**GOOD, "foo": 1}) == "foo: Extra inputs are not permitted"
     assert _message({**GOOD, "metadata": {"tags": 1}}) == (
-        "metadata.tags: Extra inputs are not permitted")
+        "metadata.tags: Extra inputs are not permitted"
+    )
 
 
 def test_missing_required_fields_are_named():
@@ -57,21 +65,26 @@ def test_ranges_use_the_api_wording():
     assert _message({**GOOD, "top_p": 2}) == "top_p: range: 0..1"
     assert _message({**GOOD, "top_k": -1}) == "top_k: Input should be greater than or equal to 0"
     assert _message({**GOOD, "max_tokens_to_sample": 0}) == (
-        "max_tokens_to_sample: Input should be greater than or equal to 1")
+        "max_tokens_to_sample: Input should be greater than or equal to 1"
+    )
 
 
 def test_wrong_types_are_rejected():
     assert _message({**GOOD, "temperature": "hot"}) == "temperature: Input should be a valid number"
     assert _message({**GOOD, "top_k": 2.5}).startswith("top_k: Input should be a valid integer")
     assert _message({**GOOD, "max_tokens_to_sample": True}) == (
-        "max_tokens_to_sample: Input should be a valid integer")
+        "max_tokens_to_sample: Input should be a valid integer"
+    )
     assert _message({**GOOD, "stream": "yes"}) == "stream: Input should be a valid boolean"
     assert _message({**GOOD, "stop_sequences": "x"}) == (
-        "stop_sequences: Input should be a valid list")
+        "stop_sequences: Input should be a valid list"
+    )
     assert _message({**GOOD, "stop_sequences": [1]}) == (
-        "stop_sequences.0: Input should be a valid string")
+        "stop_sequences.0: Input should be a valid string"
+    )
     assert _message({**GOOD, "metadata": {"user_id": "u" * 257}}) == (
-        "metadata.user_id: String should have at most 256 characters")
+        "metadata.user_id: String should have at most 256 characters"
+    )
 
 
 def test_an_integral_float_is_an_integer():
@@ -81,7 +94,8 @@ def test_an_integral_float_is_an_integer():
 
 def test_a_prompt_without_a_human_turn_gets_the_api_message():
     assert _message({**GOOD, "prompt": "Hello, world"}) == (
-        'prompt must start with "\\n\\nHuman:" turn after an optional system prompt')
+        'prompt must start with "\\n\\nHuman:" turn after an optional system prompt'
+    )
 
 
 def test_an_empty_prompt_is_too_short():
@@ -90,7 +104,8 @@ def test_an_empty_prompt_is_too_short():
 
 def test_a_prompt_that_starts_with_human_without_blank_lines_is_sanitized():
     r = CompletionRequest.from_json(
-        json.dumps({**GOOD, "prompt": "Human: Hi\n\nAssistant:"}).encode())
+        json.dumps({**GOOD, "prompt": "Human: Hi\n\nAssistant:"}).encode()
+    )
     assert r.conversation.turns == [("user", "Hi")]
 
 
@@ -127,7 +142,10 @@ def test_the_key_check_uses_the_api_messages():
         with pytest.raises(RequestRejected) as info:
             check_key(given, None, "k")
         assert (info.value.status, info.value.error_type, info.value.message) == (
-            401, "authentication_error", message)
+            401,
+            "authentication_error",
+            message,
+        )
 
 
 SPEC_COPY = Path(__file__).parent / "data" / "complete-openapi.json"

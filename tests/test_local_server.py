@@ -38,16 +38,30 @@ HEADERS = {"x-api-key": LOCAL_API_KEY, "anthropic-version": "2023-06-01"}
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": "claude-2.1", "prompt": SHORT_PROMPT,
-                            "max_tokens_to_sample": 4, "temperature": 0}
+    body: dict[str, Any] = {
+        "model": "claude-2.1",
+        "prompt": SHORT_PROMPT,
+        "max_tokens_to_sample": 4,
+        "temperature": 0,
+    }
     body.update(overrides)
     return body
 
 
-def _post(server: Any, body: Any, headers: dict[str, str] | None = None,
-          path: str = "/v1/complete", **kwargs: Any) -> requests.Response:
-    return requests.post(server.url + path, json=body,
-                         headers=HEADERS if headers is None else headers, timeout=30, **kwargs)
+def _post(
+    server: Any,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/complete",
+    **kwargs: Any,
+) -> requests.Response:
+    return requests.post(
+        server.url + path,
+        json=body,
+        headers=HEADERS if headers is None else headers,
+        timeout=30,
+        **kwargs,
+    )
 
 
 def _error(response: requests.Response) -> tuple[int, str, str]:
@@ -73,13 +87,18 @@ def _read_chunks(sock: socket.socket) -> tuple[bytes, list[bytes]]:
         assert f.read(2) == b"\r\n"
 
 
-def _raw_request(server: Any, body: dict[str, Any], headers: dict[str, str] | None = None
-                 ) -> socket.socket:
+def _raw_request(
+    server: Any, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> socket.socket:
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     payload = json.dumps(body).encode()
-    lines = ["POST /v1/complete HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-             f"Content-Length: {len(payload)}"]
+    lines = [
+        "POST /v1/complete HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
     lines += [f"{k}: {v}" for k, v in (HEADERS if headers is None else headers).items()]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
     return sock
@@ -87,9 +106,11 @@ def _raw_request(server: Any, body: dict[str, Any], headers: dict[str, str] | No
 
 # -- answers -------------------------------------------------------------------------------
 
+
 def test_a_completion_has_text_a_stop_reason_and_the_local_model_name(local_client):
     c = local_client.completions.create(
-        model="claude-2.1", prompt=SHORT_PROMPT, max_tokens_to_sample=8, temperature=0)
+        model="claude-2.1", prompt=SHORT_PROMPT, max_tokens_to_sample=8, temperature=0
+    )
     assert c.completion
     assert c.stop_reason in ("stop_sequence", "max_tokens")
     assert c.model == LOCAL_MODEL_NAME
@@ -100,7 +121,8 @@ def test_a_completion_has_text_a_stop_reason_and_the_local_model_name(local_clie
 def test_any_requested_model_name_is_accepted(local_client):
     for name in ("claude-instant-1.2", "my-own-name", "SmolLM2-135M-Instruct"):
         c = local_client.completions.create(
-            model=name, prompt=SHORT_PROMPT, max_tokens_to_sample=1, temperature=0)
+            model=name, prompt=SHORT_PROMPT, max_tokens_to_sample=1, temperature=0
+        )
         assert c.model == LOCAL_MODEL_NAME
 
 
@@ -121,15 +143,19 @@ def test_temperature_zero_gives_the_same_text_twice(local_client, local_model):
     texts = []
     for _ in range(2):
         cold(local_model)  # the same evaluation both times (see `cold`)
-        texts.append(local_client.completions.create(
-            prompt=LONG_PROMPT, max_tokens_to_sample=12, temperature=0).completion)
+        texts.append(
+            local_client.completions.create(
+                prompt=LONG_PROMPT, max_tokens_to_sample=12, temperature=0
+            ).completion
+        )
     assert texts[0] and texts[0] == texts[1]
 
 
 def test_streamed_and_whole_answers_agree_at_temperature_zero(local_client, local_model):
     cold(local_model)
     whole = local_client.completions.create(
-        prompt=LONG_PROMPT, max_tokens_to_sample=12, temperature=0)
+        prompt=LONG_PROMPT, max_tokens_to_sample=12, temperature=0
+    )
     cold(local_model)
     with local_client.completions.create(
         prompt=LONG_PROMPT, max_tokens_to_sample=12, temperature=0, stream=True
@@ -140,8 +166,7 @@ def test_streamed_and_whole_answers_agree_at_temperature_zero(local_client, loca
 
 
 def test_max_tokens_to_sample_is_honoured_with_stop_reason_max_tokens(local_client, local_model):
-    c = local_client.completions.create(
-        prompt=COUNT_PROMPT, max_tokens_to_sample=5, temperature=0)
+    c = local_client.completions.create(prompt=COUNT_PROMPT, max_tokens_to_sample=5, temperature=0)
     assert c.stop_reason == "max_tokens", f"COUNT_PROMPT runs to any limit, but: {c!r}"
     assert c.stop is None
     # Re-tokenizing the text can merge tokens, never add: at most 5.
@@ -151,7 +176,8 @@ def test_max_tokens_to_sample_is_honoured_with_stop_reason_max_tokens(local_clie
 def test_a_stop_sequence_stops_the_text_and_is_excluded(local_client, local_model):
     cold(local_model)
     free = local_client.completions.create(
-        prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0).completion
+        prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0
+    ).completion
     words = free.split()
     assert len(words) >= 4, free
     stop = " " + words[3]
@@ -159,8 +185,12 @@ def test_a_stop_sequence_stops_the_text_and_is_excluded(local_client, local_mode
     for stream in (False, True):
         cold(local_model)  # the same greedy path as `free` (see `cold`)
         c = local_client.completions.create(
-            prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0,
-            stop_sequences=[stop], stream=stream)
+            prompt=COUNT_PROMPT,
+            max_tokens_to_sample=20,
+            temperature=0,
+            stop_sequences=[stop],
+            stream=stream,
+        )
         if stream:
             c = c.get_final_completion()
         assert c.completion == expected
@@ -171,14 +201,18 @@ def test_a_stop_sequence_stops_the_text_and_is_excluded(local_client, local_mode
 def test_a_stop_sequence_spanning_tokens_is_never_partly_sent(local_client, local_model):
     cold(local_model)
     free = local_client.completions.create(
-        prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0).completion
+        prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0
+    ).completion
     # Two words and the space between them: several tokens.
     words = free.split()
     assert len(words) >= 4, free
     stop = f"{words[2]} {words[3]}"
     cold(local_model)
     with local_client.completions.create(
-        prompt=COUNT_PROMPT, max_tokens_to_sample=20, temperature=0, stop_sequences=[stop],
+        prompt=COUNT_PROMPT,
+        max_tokens_to_sample=20,
+        temperature=0,
+        stop_sequences=[stop],
         stream=True,
     ) as stream:
         deltas = [e.completion for e in stream]
@@ -190,7 +224,8 @@ def test_a_stop_sequence_spanning_tokens_is_never_partly_sent(local_client, loca
 def test_sampling_at_temperature_one_varies(local_client):
     texts = {
         local_client.completions.create(
-            prompt=LONG_PROMPT, max_tokens_to_sample=8, temperature=1.0).completion
+            prompt=LONG_PROMPT, max_tokens_to_sample=8, temperature=1.0
+        ).completion
         for _ in range(4)
     }
     assert len(texts) > 1
@@ -199,10 +234,12 @@ def test_sampling_at_temperature_one_varies(local_client):
 def test_top_k_one_is_greedy_even_at_temperature_one(local_client, local_model):
     cold(local_model)
     greedy = local_client.completions.create(
-        prompt=LONG_PROMPT, max_tokens_to_sample=8, temperature=0).completion
+        prompt=LONG_PROMPT, max_tokens_to_sample=8, temperature=0
+    ).completion
     cold(local_model)
     top1 = local_client.completions.create(
-        prompt=LONG_PROMPT, max_tokens_to_sample=8, temperature=1.0, top_k=1).completion
+        prompt=LONG_PROMPT, max_tokens_to_sample=8, temperature=1.0, top_k=1
+    ).completion
     assert top1 == greedy
 
 
@@ -229,9 +266,11 @@ def test_responses_and_stream_events_validate_against_the_published_schema(
 
 # -- the wire ------------------------------------------------------------------------------
 
+
 def test_each_event_is_its_own_http_chunk_starting_with_a_ping(local_server):
-    with _raw_request(local_server, _body(prompt=COUNT_PROMPT, stream=True,
-                                          max_tokens_to_sample=6)) as sock:
+    with _raw_request(
+        local_server, _body(prompt=COUNT_PROMPT, stream=True, max_tokens_to_sample=6)
+    ) as sock:
         head, chunks = _read_chunks(sock)
     assert head.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding: chunked" in head.lower()
@@ -247,8 +286,9 @@ def test_each_event_is_its_own_http_chunk_starting_with_a_ping(local_server):
 def test_events_arrive_while_the_model_is_still_generating(local_server):
     # Each token's event is sent the moment it is sampled: the first completion event
     # arrives long before the last.
-    r = _post(local_server, _body(prompt=COUNT_PROMPT, max_tokens_to_sample=30, stream=True),
-              stream=True)
+    r = _post(
+        local_server, _body(prompt=COUNT_PROMPT, max_tokens_to_sample=30, stream=True), stream=True
+    )
     arrivals = []
     for line in r.iter_lines():
         if line.startswith(b"event: completion"):
@@ -270,14 +310,22 @@ def test_one_connection_serves_several_requests(local_server):
     with requests.Session() as s:
         for body in (_body(foo=1), _body(max_tokens_to_sample=1), _body(temperature=3)):
             s.post(local_server.url + "/v1/complete", json=body, headers=HEADERS, timeout=30)
-        r = s.post(local_server.url + "/v1/complete", json=_body(max_tokens_to_sample=1),
-                   headers=HEADERS, timeout=30)
+        r = s.post(
+            local_server.url + "/v1/complete",
+            json=_body(max_tokens_to_sample=1),
+            headers=HEADERS,
+            timeout=30,
+        )
     assert r.status_code == 200
 
 
 def test_the_legacy_version_streams_cumulative_unnamed_events_and_done(local_server):
-    r = _post(local_server, _body(prompt=COUNT_PROMPT, stream=True, max_tokens_to_sample=4),
-              headers={**HEADERS, "anthropic-version": "2023-01-01"}, stream=True)
+    r = _post(
+        local_server,
+        _body(prompt=COUNT_PROMPT, stream=True, max_tokens_to_sample=4),
+        headers={**HEADERS, "anthropic-version": "2023-01-01"},
+        stream=True,
+    )
     blocks = [b for b in r.text.split("\n\n") if b.startswith("data: ")]
     assert blocks[-1] == "data: [DONE]"
     texts = [json.loads(b[6:])["completion"] for b in blocks[:-1]]
@@ -287,14 +335,20 @@ def test_the_legacy_version_streams_cumulative_unnamed_events_and_done(local_ser
 
 # -- errors --------------------------------------------------------------------------------
 
+
 def test_a_bad_key_is_401_authentication_error(local_server):
-    with (Client(base_url=local_server.url, api_key="wrong", max_retries=0) as client,
-          pytest.raises(errors.AuthenticationError) as info):
+    with (
+        Client(base_url=local_server.url, api_key="wrong", max_retries=0) as client,
+        pytest.raises(errors.AuthenticationError) as info,
+    ):
         client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=1)
     assert info.value.status_code == 401
     assert "invalid x-api-key" in str(info.value)
     assert _error(_post(local_server, _body(), headers={**HEADERS, "x-api-key": "no"})) == (
-        401, "authentication_error", "invalid x-api-key")
+        401,
+        "authentication_error",
+        "invalid x-api-key",
+    )
 
 
 def test_a_missing_key_is_401_with_the_api_message(local_server):
@@ -303,8 +357,11 @@ def test_a_missing_key_is_401_with_the_api_message(local_server):
 
 
 def test_a_bearer_token_is_accepted_instead_of_x_api_key(local_server):
-    r = _post(local_server, _body(max_tokens_to_sample=1), headers={
-        "authorization": f"Bearer {LOCAL_API_KEY}", "anthropic-version": "2023-06-01"})
+    r = _post(
+        local_server,
+        _body(max_tokens_to_sample=1),
+        headers={"authorization": f"Bearer {LOCAL_API_KEY}", "anthropic-version": "2023-06-01"},
+    )
     assert r.status_code == 200
 
 
@@ -316,8 +373,11 @@ def test_a_missing_anthropic_version_is_400_with_the_exact_message(local_server,
 
 def test_an_unknown_version_is_400(local_server):
     r = _post(local_server, _body(), headers={**HEADERS, "anthropic-version": "2023-10-01"})
-    assert _error(r) == (400, "invalid_request_error",
-                         'anthropic-version: "2023-10-01" is not a valid version')
+    assert _error(r) == (
+        400,
+        "invalid_request_error",
+        'anthropic-version: "2023-10-01" is not a valid version',
+    )
 
 
 def test_an_unknown_body_field_is_400(local_server, spec_validator):
@@ -328,14 +388,18 @@ def test_an_unknown_body_field_is_400(local_server, spec_validator):
 
 def test_an_out_of_range_temperature_is_400(local_server):
     assert _error(_post(local_server, _body(temperature=1.5))) == (
-        400, "invalid_request_error", "temperature: range: 0..1")
+        400,
+        "invalid_request_error",
+        "temperature: range: 0..1",
+    )
 
 
 def test_a_prompt_without_a_human_turn_is_400_with_the_api_message(local_client):
     with pytest.raises(errors.BadRequestError) as info:
         local_client.completions.create(prompt="Hello, world", max_tokens_to_sample=1)
     assert 'prompt must start with "\\n\\nHuman:" turn after an optional system prompt' in (
-        info.value.message)
+        info.value.message
+    )
 
 
 def test_a_prompt_longer_than_the_context_is_400(local_server, local_model):
@@ -355,9 +419,15 @@ def test_a_streamed_request_that_is_wrong_gets_a_plain_json_error(local_server):
 
 def test_another_path_is_404_not_found_error(local_server):
     assert _error(_post(local_server, _body(), path="/v1/completions"))[:2] == (
-        404, "not_found_error")
-    with Client(base_url=local_server.url + "/elsewhere", api_key=LOCAL_API_KEY,
-                max_retries=0) as client, pytest.raises(errors.NotFoundError):
+        404,
+        "not_found_error",
+    )
+    with (
+        Client(
+            base_url=local_server.url + "/elsewhere", api_key=LOCAL_API_KEY, max_retries=0
+        ) as client,
+        pytest.raises(errors.NotFoundError),
+    ):
         client.completions.create(prompt=SHORT_PROMPT, max_tokens_to_sample=1)
 
 
@@ -375,8 +445,11 @@ def test_a_body_past_the_limit_is_413_request_too_large(local_model):
     with serve(model=local_model, api_key="k", max_body_bytes=2048) as server:
         big = _body(prompt="\n\nHuman: " + "x" * 5000 + "\n\nAssistant:")
         r = _post(server, big, headers={**HEADERS, "x-api-key": "k"})
-        assert _error(r) == (413, "request_too_large",
-                             "Request exceeds the maximum allowed number of bytes.")
+        assert _error(r) == (
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        )
         with Client(base_url=server.url, api_key="k", max_retries=0) as client:
             with pytest.raises(errors.RequestTooLargeError):
                 client.completions.create(prompt=big["prompt"], max_tokens_to_sample=1)
@@ -386,10 +459,12 @@ def test_a_body_past_the_limit_is_413_request_too_large(local_model):
 
 # -- disconnects, queueing, binding --------------------------------------------------------
 
+
 def test_a_streaming_client_that_disconnects_frees_the_model(local_server, local_client):
     before = local_server.stats["disconnected"]
     stream = local_client.completions.create(
-        prompt=COUNT_PROMPT, max_tokens_to_sample=1000, temperature=0, stream=True)
+        prompt=COUNT_PROMPT, max_tokens_to_sample=1000, temperature=0, stream=True
+    )
     next(iter(stream))
     stream.close()
     started = time.monotonic()
@@ -431,7 +506,8 @@ def test_concurrent_clients_all_finish_or_get_529(local_model):
             with Client(base_url=server.url, api_key="k", max_retries=0) as client:
                 start.wait(timeout=30)  # all six at once, so the queue really fills
                 c = client.completions.create(
-                    prompt=COUNT_PROMPT, max_tokens_to_sample=6, temperature=0, stream=stream)
+                    prompt=COUNT_PROMPT, max_tokens_to_sample=6, temperature=0, stream=stream
+                )
                 text = c.get_final_completion().completion if stream else c.completion
             outcome: Any = text
         except errors.OverloadedError as err:
@@ -503,8 +579,9 @@ def test_a_loopback_server_without_a_key_accepts_any_key(local_model):
     from jupyter_complete.local import serve
 
     with serve("127.0.0.1", 0, local_model) as server:
-        r = _post(server, _body(max_tokens_to_sample=1), headers={
-            "anthropic-version": "2023-06-01"})
+        r = _post(
+            server, _body(max_tokens_to_sample=1), headers={"anthropic-version": "2023-06-01"}
+        )
         assert r.status_code == 200
 
 
@@ -514,7 +591,8 @@ def test_closing_the_server_stops_a_running_stream(local_model):
     server = serve(model=local_model, api_key="k")
     with Client(base_url=server.url, api_key="k", max_retries=0) as client:
         stream = client.completions.create(
-            prompt=COUNT_PROMPT, max_tokens_to_sample=1000, stream=True)
+            prompt=COUNT_PROMPT, max_tokens_to_sample=1000, stream=True
+        )
         next(iter(stream))
         started = time.monotonic()
         server.close()
@@ -529,8 +607,9 @@ def test_a_queued_streaming_client_that_leaves_gives_up_its_place(local_model):
 
     with serve(model=local_model, api_key="k", max_queue=2, ping_interval=0.05) as server:
         keyed = {**HEADERS, "x-api-key": "k"}
-        running = _raw_request(server, _body(prompt=COUNT_PROMPT, max_tokens_to_sample=150,
-                                             stream=True), headers=keyed)
+        running = _raw_request(
+            server, _body(prompt=COUNT_PROMPT, max_tokens_to_sample=150, stream=True), headers=keyed
+        )
         assert wait_for(lambda: server.gate.busy)
         queued = _raw_request(server, _body(stream=True), headers=keyed)
         head = queued.recv(4096)
@@ -584,8 +663,9 @@ def test_a_burst_of_fifty_connections_is_answered_not_reset(local_model):
         start.wait(timeout=30)
         began = time.monotonic()
         try:
-            with _raw_request(server, _body(max_tokens_to_sample=1),
-                              headers={**HEADERS, "x-api-key": "k"}) as sock:
+            with _raw_request(
+                server, _body(max_tokens_to_sample=1), headers={**HEADERS, "x-api-key": "k"}
+            ) as sock:
                 connected = time.monotonic() - began
                 outcome: object = int(sock.makefile("rb").readline().split()[1])
         except OSError as err:

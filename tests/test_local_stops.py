@@ -77,8 +77,7 @@ def test_empty_stop_sequences_are_ignored():
 @given(
     text=st.text(alphabet="ab\nHumn: ", max_size=60),
     cuts=st.lists(st.integers(0, 60), max_size=10),
-    stops=st.lists(st.text(alphabet="ab\nHumn:", min_size=1, max_size=5), min_size=1,
-                   max_size=3),
+    stops=st.lists(st.text(alphabet="ab\nHumn:", min_size=1, max_size=5), min_size=1, max_size=3),
 )
 def test_streamed_output_equals_the_text_cut_at_its_first_stop(text, cuts, stops):
     bounds = sorted({c for c in cuts if c < len(text)} | {0, len(text)})

@@ -93,7 +93,10 @@ def test_the_threads_setting_must_be_a_whole_number(monkeypatch: pytest.MonkeyPa
 def test_serve_rejects_a_thread_count_below_one() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "jupyter_complete.cli", "serve", "--threads", "0"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "--threads: must be a whole number >= 1, not '0'" in result.stderr
@@ -137,8 +140,9 @@ def test_the_default_weights_are_found_without_importing_their_package() -> None
         "print(heavy)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 

@@ -31,16 +31,16 @@ def sent_prompt(replay: ReplayServer, index: int = -1) -> str:
 
 
 def html_outputs(run: object) -> str:
-    return "\n".join(m["content"]["data"].get("text/html", "")
-                     for m in run.displays())  # type: ignore[attr-defined]
+    return "\n".join(m["content"]["data"].get("text/html", "") for m in run.displays())  # type: ignore[attr-defined]
 
 
 def test_chat_cells_continue_one_conversation_and_reset_clears_it(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:
     kernel.execute("%complete --reset")
-    kreplay.enqueue(answer(" Hello", " Ada!"), answer(" You", " are Ada."),
-                    answer(" I do not know."))
+    kreplay.enqueue(
+        answer(" Hello", " Ada!"), answer(" You", " are Ada."), answer(" I do not know.")
+    )
     first = kernel.execute(chat_cell(kreplay, "My name is Ada."))
     assert first.status == "ok", first.error_text
     assert sent_prompt(kreplay) == "\n\nHuman: My name is Ada.\n\nAssistant:"
@@ -52,11 +52,14 @@ def test_chat_cells_continue_one_conversation_and_reset_clears_it(
     )
     # The conversation is a Python object in the namespace, named in the footer's record.
     assert kernel.value("[(t.human, t.assistant) for t in _chat.turns]") == [
-        ["My name is Ada.", " Hello Ada!"], ["What is my name?", " You are Ada."]]
+        ["My name is Ada.", " Hello Ada!"],
+        ["What is my name?", " You are Ada."],
+    ]
     assert second.completion_metadata()["chat"] == "default"
     reset = kernel.execute("%complete --reset")
     assert reset.status == "ok" and "conversation 'default' cleared" in json.dumps(
-        [m["content"]["data"] for m in reset.displays()])
+        [m["content"]["data"] for m in reset.displays()]
+    )
     third = kernel.execute(chat_cell(kreplay, "What is my name?"))
     assert third.status == "ok", third.error_text
     assert sent_prompt(kreplay) == "\n\nHuman: What is my name?\n\nAssistant:"
@@ -103,11 +106,20 @@ def test_an_answer_that_breaks_off_is_added_only_when_kept(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:
     kernel.execute("%complete --reset")
-    kreplay.enqueue(sse_script([
-        completion_event(" Half an"),
-        sse("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                 "message": "Overloaded"}}),
-    ]))
+    kreplay.enqueue(
+        sse_script(
+            [
+                completion_event(" Half an"),
+                sse(
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                ),
+            ]
+        )
+    )
     run = kernel.execute(chat_cell(kreplay, "Tell me a story."))
     assert run.status == "error"
     assert "not added" in html_outputs(run) and "--keep" in html_outputs(run)
@@ -126,9 +138,11 @@ def test_turns_that_do_not_fit_the_context_are_left_out_with_a_notice(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:
     kernel.execute("%complete --reset small")
-    kernel.execute("c = %complete --chat small\n"
-                   "for i in range(6): c.add(f'question {i} ' + 'x' * 300, 'y' * 300)\n"
-                   "c.context_tokens = 400")
+    kernel.execute(
+        "c = %complete --chat small\n"
+        "for i in range(6): c.add(f'question {i} ' + 'x' * 300, 'y' * 300)\n"
+        "c.context_tokens = 400"
+    )
     kreplay.enqueue(answer(" Ok."))
     run = kernel.execute(chat_cell(kreplay, "Newest.", "--chat small -n 100"))
     assert run.status == "ok", run.error_text
@@ -154,26 +168,46 @@ def test_chat_refuses_typed_turns_and_raw_with_one_line(
 def test_format_code_puts_the_fenced_code_into_a_new_cell_below_not_run(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:
-    kreplay.enqueue(answer("Here:\n```python\n", "def add(a, b):\n    return a + b\n",
-                           "```\nUse it well."))
+    kreplay.enqueue(
+        answer("Here:\n```python\n", "def add(a, b):\n    return a + b\n", "```\nUse it well.")
+    )
     run = kernel.execute(chat_cell(kreplay, "Write add().", "-f code"))
     assert run.status == "ok", run.error_text
     assert run.reply is not None
     payloads = run.reply["content"]["payload"]
-    assert payloads == [{"source": "set_next_input",
-                         "text": "def add(a, b):\n    return a + b", "replace": False}]
+    assert payloads == [
+        {"source": "set_next_input", "text": "def add(a, b):\n    return a + b", "replace": False}
+    ]
     assert "Use it well." in run.stream_text()  # the whole answer is still shown
 
 
 def test_models_lists_the_endpoints_models_with_a_get(
     kernel: KernelHandle, kreplay: ReplayServer
 ) -> None:
-    kreplay.enqueue(json_script(200, {
-        "data": [{"type": "model", "id": "replay-1", "display_name": "Replay One",
-                  "created_at": "2024-01-01T00:00:00Z"},
-                 {"type": "model", "id": "replay-<2>", "display_name": "Two",
-                  "created_at": "2024-02-01T00:00:00Z"}],
-        "has_more": False, "first_id": "replay-1", "last_id": "replay-<2>"}))
+    kreplay.enqueue(
+        json_script(
+            200,
+            {
+                "data": [
+                    {
+                        "type": "model",
+                        "id": "replay-1",
+                        "display_name": "Replay One",
+                        "created_at": "2024-01-01T00:00:00Z",
+                    },
+                    {
+                        "type": "model",
+                        "id": "replay-<2>",
+                        "display_name": "Two",
+                        "created_at": "2024-02-01T00:00:00Z",
+                    },
+                ],
+                "has_more": False,
+                "first_id": "replay-1",
+                "last_id": "replay-<2>",
+            },
+        )
+    )
     run = kernel.execute(f"%complete --models --base-url {kreplay.url}")
     assert run.status == "ok", run.error_text
     request = kreplay.received[-1]
@@ -212,8 +246,9 @@ def test_streamed_text_is_marked_to_wrap_at_word_boundaries(
     assert "text/plain" not in first  # nothing in a terminal
     kreplay.enqueue(answer(" **bold**"))
     run = kernel.execute(chat_cell(kreplay, "Say.", "-f markdown"))
-    assert not any("jc-wrap-marker" in m["content"]["data"].get("text/html", "")
-                   for m in run.displays())
+    assert not any(
+        "jc-wrap-marker" in m["content"]["data"].get("text/html", "") for m in run.displays()
+    )
 
 
 def test_chat_with_panel_opens_a_panel_that_continues_the_conversation(

@@ -47,13 +47,19 @@ def settle(kernel: KernelHandle, msg_id: str) -> list:
 
 def test_streamed_text_reaches_the_output_before_the_stream_ends(kernel, kreplay):
     held = threading.Event()
-    kreplay.enqueue(Script([
-        head(chunked=True),
-        chunk(completion_event(" First")), chunk(completion_event(" words")),
-        Wait(held, 20),
-        chunk(completion_event(" and the rest.")), chunk(final_event("stop_sequence")),
-        LAST_CHUNK,
-    ]))
+    kreplay.enqueue(
+        Script(
+            [
+                head(chunked=True),
+                chunk(completion_event(" First")),
+                chunk(completion_event(" words")),
+                Wait(held, 20),
+                chunk(completion_event(" and the rest.")),
+                chunk(final_event("stop_sequence")),
+                LAST_CHUNK,
+            ]
+        )
+    )
     run = kernel.start(cell(kreplay, "Say something."))
     first = run.wait_for(lambda m: m["msg_type"] == "stream" and "First" in m["content"]["text"])
     # The server is still holding the rest: this text was shown while the stream was open.
@@ -85,9 +91,7 @@ def _long_stream(n: int, *, paced: bool) -> tuple[Script, str]:
 
 
 @pytest.mark.parametrize("paced", [False, True], ids=["burst", "paced"])
-def test_a_5000_event_stream_stays_within_the_iopub_message_and_byte_budget(
-    kernel, kreplay, paced
-):
+def test_a_5000_event_stream_stays_within_the_iopub_message_and_byte_budget(kernel, kreplay, paced):
     script, text = _long_stream(5000, paced=paced)
     kreplay.enqueue(script)
     run = kernel.execute(cell(kreplay, "Count."))
@@ -114,15 +118,18 @@ def test_a_5000_event_stream_stays_within_the_iopub_message_and_byte_budget(
 
 
 def test_output_name_and_underscore_completion_hold_the_text(kernel, kreplay):
-    kreplay.enqueue(sse_script([completion_event(" Forty"), completion_event(" two."),
-                                final_event()]))
+    kreplay.enqueue(
+        sse_script([completion_event(" Forty"), completion_event(" two."), final_event()])
+    )
     run = kernel.execute(cell(kreplay, "The answer?", "-o answer"))
     assert run.status == "ok", run.error_text
     assert kernel.value("answer.completion") == " Forty two."
     assert kernel.value("_completion.completion") == " Forty two."
     assert kernel.value("answer is _completion") is True
     assert kernel.value("[answer.stop_reason, answer.model, answer.interrupted]") == [
-        "stop_sequence", "replay-1", False
+        "stop_sequence",
+        "replay-1",
+        False,
     ]
     # The cell shows no Out[] value: the text is in the output area once.
     assert not run.of_type("execute_result")
@@ -130,17 +137,23 @@ def test_output_name_and_underscore_completion_hold_the_text(kernel, kreplay):
 
 def test_footer_metadata_records_model_parameters_stop_reason_and_timings(kernel, kreplay):
     kreplay.enqueue(sse_script([completion_event(" Brief."), final_event("max_tokens")]))
-    run = kernel.execute(cell(
-        kreplay, "Explain SSE.",
-        '-m my-model -n 50 -t 0.25 -k 5 -p 0.9 -s "\\n\\nEND" --system "Be brief."',
-    ))
+    run = kernel.execute(
+        cell(
+            kreplay,
+            "Explain SSE.",
+            '-m my-model -n 50 -t 0.25 -k 5 -p 0.9 -s "\\n\\nEND" --system "Be brief."',
+        )
+    )
     assert run.status == "ok", run.error_text
     body = kreplay.received[0].json
     assert body["model"] == "my-model"
     # prompt.build puts the system text on its own line before "\n\nHuman:".
     assert body["prompt"] == "Be brief.\n\nHuman: Explain SSE.\n\nAssistant:"
     assert (body["max_tokens_to_sample"], body["temperature"], body["top_k"], body["top_p"]) == (
-        50, 0.25, 5, 0.9
+        50,
+        0.25,
+        5,
+        0.9,
     )
     assert body["stop_sequences"] == ["\n\nEND"]
 
@@ -157,7 +170,10 @@ def test_footer_metadata_records_model_parameters_stop_reason_and_timings(kernel
     assert meta["endpoint"] == kreplay.url
     assert meta["prompt"] == body["prompt"]
     assert (meta["system"], meta["format"], meta["raw"], meta["stream"]) == (
-        "Be brief.", "text", False, True
+        "Be brief.",
+        "text",
+        False,
+        True,
     )
     footer = next(m for m in run.displays() if "jupyter_complete" in m["content"]["metadata"])
     line = footer["content"]["data"]["text/plain"]
@@ -169,12 +185,19 @@ def test_kernel_interrupt_keeps_partial_text_closes_the_connection_and_next_cell
     kernel, kreplay
 ):
     held = threading.Event()
-    kreplay.enqueue(Script([
-        head(chunked=True),
-        chunk(completion_event(" Once upon")), chunk(completion_event(" a time")),
-        Wait(held, 30),
-        chunk(completion_event(" never sent")), chunk(final_event()), LAST_CHUNK,
-    ]))
+    kreplay.enqueue(
+        Script(
+            [
+                head(chunked=True),
+                chunk(completion_event(" Once upon")),
+                chunk(completion_event(" a time")),
+                Wait(held, 30),
+                chunk(completion_event(" never sent")),
+                chunk(final_event()),
+                LAST_CHUNK,
+            ]
+        )
+    )
     run = kernel.start(cell(kreplay, "Tell a story.", "-o story"))
     run.wait_for(lambda m: m["msg_type"] == "stream" and "a time" in m["content"]["text"])
     interrupted_at = time.monotonic()
@@ -201,7 +224,9 @@ def test_kernel_interrupt_keeps_partial_text_closes_the_connection_and_next_cell
     assert kreplay.wait_idle(5)
 
     assert kernel.value("[story.completion, story.interrupted, story is _completion]") == [
-        " Once upon a time", True, True
+        " Once upon a time",
+        True,
+        True,
     ]
     kreplay.enqueue(sse_script([completion_event(" Next."), final_event()]))
     after = kernel.execute(cell(kreplay, "Again."))
@@ -213,8 +238,7 @@ def test_an_interrupt_before_the_answer_starts_closes_the_request_and_stores_an_
     kernel, kreplay
 ):
     held = threading.Event()
-    kreplay.enqueue(Script([Wait(held, 30), head(chunked=True), chunk(final_event()),
-                            LAST_CHUNK]))
+    kreplay.enqueue(Script([Wait(held, 30), head(chunked=True), chunk(final_event()), LAST_CHUNK]))
     run = kernel.start(cell(kreplay, "Slow to answer.", "--no-stream"))
     deadline = time.monotonic() + 10
     while not kreplay.received and time.monotonic() < deadline:
@@ -282,14 +306,21 @@ def test_the_line_magic_sends_the_rest_of_the_line(kernel, kreplay):
     assert body["temperature"] == 0
 
 
-def test_a_server_error_mid_stream_keeps_the_partial_text_above_a_one_line_message(
-    kernel, kreplay
-):
-    kreplay.enqueue(sse_script([
-        completion_event(" Half an"),
-        sse("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                  "message": "Overloaded"}}),
-    ]))
+def test_a_server_error_mid_stream_keeps_the_partial_text_above_a_one_line_message(kernel, kreplay):
+    kreplay.enqueue(
+        sse_script(
+            [
+                completion_event(" Half an"),
+                sse(
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                ),
+            ]
+        )
+    )
     run = kernel.execute(cell(kreplay, "Go on."))
     assert run.status == "error"
     assert run.stream_text() == " Half an\n"
@@ -329,9 +360,7 @@ def test_show_traceback_config_switches_full_tracebacks_on_and_off(kernel, krepl
     assert "Traceback" not in again.error_text
 
 
-def test_markdown_format_replaces_the_streamed_text_once_with_rendered_markdown(
-    kernel, kreplay
-):
+def test_markdown_format_replaces_the_streamed_text_once_with_rendered_markdown(kernel, kreplay):
     words = ["# Title", "\n\n", "Some ", "*emphasis*", " and ", "`code`", "."]
     kreplay.enqueue(sse_script([completion_event(w) for w in words] + [final_event()]))
     run = kernel.execute(cell(kreplay, "Write markdown.", "--format markdown"))
@@ -347,13 +376,21 @@ def test_markdown_format_replaces_the_streamed_text_once_with_rendered_markdown(
     assert kinds.index("clear_output") < run.messages.index(rendered[0])
     assert run.completion_metadata()["format"] == "markdown"
     records = settle(kernel, run.msg_id)
-    print(f"\n[markdown] {len(records)} IOPub messages, {sum(r.nbytes for r in records)} bytes "
-          f"for {len(''.join(words))} characters")
+    print(
+        f"\n[markdown] {len(records)} IOPub messages, {sum(r.nbytes for r in records)} bytes "
+        f"for {len(''.join(words))} characters"
+    )
 
 
 def test_no_stream_shows_the_whole_answer_at_the_end(kernel, kreplay):
-    body = json.dumps({"type": "completion", "completion": " All at once.",
-                       "stop_reason": "stop_sequence", "model": "replay-1"}).encode()
+    body = json.dumps(
+        {
+            "type": "completion",
+            "completion": " All at once.",
+            "stop_reason": "stop_sequence",
+            "model": "replay-1",
+        }
+    ).encode()
     kreplay.enqueue(Script([head(content_type="application/json", length=len(body)) + body]))
     run = kernel.execute(cell(kreplay, "hi", "--no-stream"))
     assert run.status == "ok", run.error_text
@@ -399,18 +436,23 @@ def test_config_traits_are_the_defaults_and_options_override_them(kernel, krepla
         kernel.execute(cell(kreplay, "hi", "-t 0.9 -m other"))
         first, second = (r.json for r in kreplay.received)
         assert (first["temperature"], first["max_tokens_to_sample"], first["model"]) == (
-            0.2, 77, "cfg-model"
+            0.2,
+            77,
+            "cfg-model",
         )
         assert first["stop_sequences"] == ["###"]
         assert (second["temperature"], second["max_tokens_to_sample"], second["model"]) == (
-            0.9, 77, "other"
+            0.9,
+            77,
+            "other",
         )
         # The trait's range guards %config too: IPython logs the error, the value stays.
         bad = kernel.execute("%config CompleteMagics.temperature = 3")
         assert "should not be greater than 1.0" in bad.stream_text("stderr")
-        assert kernel.value(
-            "get_ipython().magics_manager.registry['CompleteMagics'].temperature"
-        ) == 0.2
+        assert (
+            kernel.value("get_ipython().magics_manager.registry['CompleteMagics'].temperature")
+            == 0.2
+        )
     finally:
         kernel.execute(
             "%config CompleteMagics.temperature = 1.0\n"
@@ -425,8 +467,12 @@ def test_the_api_key_never_appears_in_any_iopub_message(kernel, kreplay):
     kreplay.enqueue(
         sse_script([completion_event(" fine"), final_event()]),
         error_script(401, "authentication_error", "invalid x-api-key"),
-        sse_script([completion_event(" partial"),
-                    sse("error", {"error": {"type": "api_error", "message": "boom"}})]),
+        sse_script(
+            [
+                completion_event(" partial"),
+                sse("error", {"error": {"type": "api_error", "message": "boom"}}),
+            ]
+        ),
     )
     cells = [
         cell(kreplay, "hi"),
@@ -499,8 +545,11 @@ def test_the_panel_option_displays_the_panel_widget(kernel, kreplay):
     pytest.importorskip("jupyter_complete.panel")
     run = kernel.execute(cell(kreplay, "Once upon a time", "--panel -t 0.4 -o p"))
     assert run.status == "ok", run.error_text
-    views = [m for m in run.displays()
-             if "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+    views = [
+        m
+        for m in run.displays()
+        if "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+    ]
     assert len(views) == 1
     assert kernel.value("[type(p).__name__, p.settings.temperature]") == ["Panel", 0.4]
     assert kreplay.received == []

@@ -15,14 +15,21 @@ from fixtures_kernel import KernelHandle
 from fixtures_replay import ReplayServer, json_script
 from test_wire_inputs import stream_script, text_events, whole_body
 
-MODES = [("complete", ""), ("complete", "--no-stream"), ("messages", ""),
-         ("messages", "--no-stream")]
+MODES = [
+    ("complete", ""),
+    ("complete", "--no-stream"),
+    ("messages", ""),
+    ("messages", "--no-stream"),
+]
 MODE_IDS = ["complete-stream", "complete-whole", "messages-stream", "messages-whole"]
 
 
 def enqueue_answer(replay: ReplayServer, api: str, stream: bool, text: str = " ok") -> None:
-    replay.enqueue(stream_script(text_events(api, [text])) if stream
-                   else json_script(200, whole_body(api, text)))
+    replay.enqueue(
+        stream_script(text_events(api, [text]))
+        if stream
+        else json_script(200, whole_body(api, text))
+    )
 
 
 def sent_text(body: dict[str, Any]) -> tuple[str, str]:
@@ -44,12 +51,16 @@ def run_ok(kernel: KernelHandle, code: str) -> Any:
 
 
 @pytest.mark.parametrize(("api", "opts"), MODES, ids=MODE_IDS)
-@pytest.mark.parametrize("line", [
-    "%complete {opts} -t 0.7 What is a monad?",
-    "%complete {opts} -t 0.7 What is a monad??",
-    "x = 1\n%complete {opts} -t 0.7 What is a monad?",
-    "%complete {opts} -t 0.7 What's 2+2, really?",
-], ids=["?", "??", "second-line", "quote-and-operator"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "%complete {opts} -t 0.7 What is a monad?",
+        "%complete {opts} -t 0.7 What is a monad??",
+        "x = 1\n%complete {opts} -t 0.7 What is a monad?",
+        "%complete {opts} -t 0.7 What's 2+2, really?",
+    ],
+    ids=["?", "??", "second-line", "quote-and-operator"],
+)
 def test_a_line_magic_ending_in_a_question_mark_sends_the_question(
     kernel: KernelHandle, kreplay: ReplayServer, api: str, opts: str, line: str
 ) -> None:
@@ -65,11 +76,15 @@ def test_a_line_magic_ending_in_a_question_mark_sends_the_question(
 
 
 @pytest.mark.parametrize(("api", "opts"), MODES[::3], ids=MODE_IDS[::3])
-@pytest.mark.parametrize("line", [
-    "%complete\t{opts} -t 0.7 What is a monad?",
-    "%complete {opts} -t 0.7 What is \\\n  a monad?",
-    "%complete {opts} \\\n -t 0.7 What is a monad?",
-], ids=["tab-after-name", "continued-line", "continued-after-options"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "%complete\t{opts} -t 0.7 What is a monad?",
+        "%complete {opts} -t 0.7 What is \\\n  a monad?",
+        "%complete {opts} \\\n -t 0.7 What is a monad?",
+    ],
+    ids=["tab-after-name", "continued-line", "continued-after-options"],
+)
 def test_a_question_on_a_tab_separated_or_continued_magic_line_arrives_whole(
     kernel: KernelHandle, kreplay: ReplayServer, api: str, opts: str, line: str
 ) -> None:
@@ -94,8 +109,9 @@ def test_the_magic_name_followed_by_a_question_mark_still_shows_the_help(
     assert kreplay.received == []
 
 
-def test_a_question_mark_inside_a_string_is_left_to_python(kernel: KernelHandle,
-                                                           kreplay: ReplayServer) -> None:
+def test_a_question_mark_inside_a_string_is_left_to_python(
+    kernel: KernelHandle, kreplay: ReplayServer
+) -> None:
     run_ok(kernel, "s = '''\n%complete Why?\n'''")
     assert kernel.value("s") == "\n%complete Why?\n" and kreplay.received == []
 
@@ -103,8 +119,27 @@ def test_a_question_mark_inside_a_string_is_left_to_python(kernel: KernelHandle,
 # -- 10. interpolation reaches only the user's names -----------------------------------------
 
 
-IPYTHON_NAMES = ["In", "Out", "_", "__", "___", "_i", "_ii", "_i1", "_1", "_oh", "_dh", "_ih",
-                 "exit", "quit", "get_ipython", "__name__", "__builtins__", "max", "open"]
+IPYTHON_NAMES = [
+    "In",
+    "Out",
+    "_",
+    "__",
+    "___",
+    "_i",
+    "_ii",
+    "_i1",
+    "_1",
+    "_oh",
+    "_dh",
+    "_ih",
+    "exit",
+    "quit",
+    "get_ipython",
+    "__name__",
+    "__builtins__",
+    "max",
+    "open",
+]
 
 
 @pytest.mark.parametrize(("api", "opts"), MODES, ids=MODE_IDS)
@@ -116,8 +151,11 @@ def test_ipython_history_and_builtins_are_never_interpolated(
     run_ok(kernel, "topic = 'rivers'")
     enqueue_answer(kreplay, api, not opts)
     names = " ".join("{" + n + "}" for n in IPYTHON_NAMES)
-    run_ok(kernel, f"%%complete --base-url {kreplay.url} --api {api} {opts} "
-                   f"--system \"sys {{topic}} {names}\"\nAbout {{topic}}: {names}")
+    run_ok(
+        kernel,
+        f"%%complete --base-url {kreplay.url} --api {api} {opts} "
+        f'--system "sys {{topic}} {names}"\nAbout {{topic}}: {names}',
+    )
     system, text = sent_text(kreplay.received[0].json)
     assert text == f"About rivers: {names}"
     assert system == f"sys rivers {names}"
@@ -132,8 +170,11 @@ def test_ipythons_own_values_are_sent_once_the_user_names_them(
     run_ok(kernel, "previous_cell = _i")  # asking for IPython's own: bind it to a name
     run_ok(kernel, "_ = 'mine'")  # a user's own binding of an IPython name is theirs
     enqueue_answer(kreplay, api, not opts)
-    run_ok(kernel, f"%%complete --base-url {kreplay.url} --api {api} {opts}\n"
-                   "Explain {previous_cell} and {_}")
+    run_ok(
+        kernel,
+        f"%%complete --base-url {kreplay.url} --api {api} {opts}\n"
+        "Explain {previous_cell} and {_}",
+    )
     assert sent_text(kreplay.received[0].json)[1] == "Explain earlier = 'print(42)' and mine"
     run_ok(kernel, "del _")
 
@@ -147,9 +188,12 @@ def test_options_follow_the_same_interpolation_rule_as_the_body(
 ) -> None:
     run_ok(kernel, "n_words = 5\ntemp = 0.25")
     enqueue_answer(kreplay, api, not opts)
-    run_ok(kernel, f"%%complete --base-url {kreplay.url} --api {api} {opts} -t {{temp}} "
-                   "--system \"at most {max} words, {n_words} at best, $n_words, {{n_words}}\""
-                   "\nat most {max} words, {n_words} at best, $n_words, {{n_words}}")
+    run_ok(
+        kernel,
+        f"%%complete --base-url {kreplay.url} --api {api} {opts} -t {{temp}} "
+        '--system "at most {max} words, {n_words} at best, $n_words, {{n_words}}"'
+        "\nat most {max} words, {n_words} at best, $n_words, {{n_words}}",
+    )
     body = kreplay.received[0].json
     system, text = sent_text(body)
     expected = "at most {max} words, 5 at best, $n_words, {n_words}"
@@ -157,12 +201,15 @@ def test_options_follow_the_same_interpolation_rule_as_the_body(
     assert body["temperature"] == 0.25
 
 
-def test_no_interpolate_leaves_the_options_as_typed_too(kernel: KernelHandle,
-                                                        kreplay: ReplayServer) -> None:
+def test_no_interpolate_leaves_the_options_as_typed_too(
+    kernel: KernelHandle, kreplay: ReplayServer
+) -> None:
     run_ok(kernel, "n_words = 5")
     enqueue_answer(kreplay, "complete", True)
-    run_ok(kernel, f"%%complete --base-url {kreplay.url} --no-interp --system \"{{n_words}}\"\n"
-                   "{n_words}")
+    run_ok(
+        kernel,
+        f'%%complete --base-url {kreplay.url} --no-interp --system "{{n_words}}"\n{{n_words}}',
+    )
     assert sent_text(kreplay.received[0].json) == ("{n_words}", "{n_words}")
 
 
@@ -173,8 +220,10 @@ def test_a_question_in_the_cell_that_loads_the_extension_is_reported_not_lost(
     # It cannot be saved, so the extension says what happened instead of nothing.
     run_ok(kernel, "%unload_ext jupyter_complete")
     try:
-        run = run_ok(kernel, "%load_ext jupyter_complete\n"
-                             f"%complete --base-url {kreplay.url} What is a monad?")
+        run = run_ok(
+            kernel,
+            f"%load_ext jupyter_complete\n%complete --base-url {kreplay.url} What is a monad?",
+        )
         assert "read by IPython as a help request" in run.stream_text("stderr")
         assert "run that line again" in run.stream_text("stderr")
         assert kreplay.received == []

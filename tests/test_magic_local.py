@@ -32,8 +32,10 @@ def test_the_built_in_local_model_answers_through_the_magic_with_no_key_set() ->
         again = kernel.execute("%complete -n 8 -t 0 Say hi.", timeout=120)
         assert again.status == "ok", again.error_text
         assert again.stream_text().strip()
-        assert not any("using the built-in local model" in m["content"]["data"].get(
-            "text/plain", "") for m in again.displays())
+        assert not any(
+            "using the built-in local model" in m["content"]["data"].get("text/plain", "")
+            for m in again.displays()
+        )
 
         # The server's random key was used for both requests but never shown.
         wire = b"".join(r.raw for r in kernel.sniffer.records)

@@ -27,8 +27,9 @@ def server(local_model: Any) -> Iterator[Any]:
     """The local server, keyed with the kernel's key, refusing NEW_MODEL on /v1/complete."""
     from jupyter_complete.local import serve
 
-    with serve("127.0.0.1", 0, local_model, FAKE_KEY,
-               refuse_complete_models=[NEW_MODEL]) as running:
+    with serve(
+        "127.0.0.1", 0, local_model, FAKE_KEY, refuse_complete_models=[NEW_MODEL]
+    ) as running:
         yield running
 
 
@@ -63,10 +64,16 @@ def test_auto_switches_a_refused_model_once_with_a_one_line_notice(server, kerne
     second = run_cell(kernel, server, options, "Name a colour.")
     second_id = kernel.value("reply.id")
     assert first.stream_text().strip() and second.stream_text().strip()
-    notices = [line for run in (first, second)
-               for line in run.stream_text("stderr").splitlines() if NOTICE in line]
-    assert notices == [f"jupyter_complete: {NEW_MODEL} does not support Text Completions; "
-                       "using the Messages API for it from now on."]
+    notices = [
+        line
+        for run in (first, second)
+        for line in run.stream_text("stderr").splitlines()
+        if NOTICE in line
+    ]
+    assert notices == [
+        f"jupyter_complete: {NEW_MODEL} does not support Text Completions; "
+        "using the Messages API for it from now on."
+    ]
     assert NOTICE in first.stream_text("stderr")
     assert first_id.startswith("msg_") and second_id.startswith("msg_")
     # Only the first cell asked /v1/complete; the second went to /v1/messages directly.

@@ -64,8 +64,11 @@ def test_a_plain_cell_is_wrapped_in_one_human_turn(send: Any) -> None:
 
 
 def test_typed_turns_are_normalised_and_a_trailing_assistant_text_is_a_prefill(send: Any) -> None:
-    body = send("", "You are terse.\nHuman: Hi\nAssistant: Hello.\nHuman: Name a colour.\n"
-                    "Assistant: The colour is\n")
+    body = send(
+        "",
+        "You are terse.\nHuman: Hi\nAssistant: Hello.\nHuman: Name a colour.\n"
+        "Assistant: The colour is\n",
+    )
     assert body["prompt"] == (
         "You are terse.\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Name a colour."
         "\n\nAssistant: The colour is"
@@ -91,9 +94,7 @@ def test_names_from_the_namespace_are_interpolated_and_other_braces_survive(
 
 def test_the_system_prompt_comes_from_the_option_or_the_trait(ip: Any, send: Any) -> None:
     ip.user_ns["persona"] = "a pirate"
-    assert send('--system "You are {persona}."', "Hi")["prompt"].startswith(
-        "You are a pirate.\n"
-    )
+    assert send('--system "You are {persona}."', "Hi")["prompt"].startswith("You are a pirate.\n")
     magics(ip).system = "From config."
     try:
         assert send("", "Hi")["prompt"].startswith("From config.\n")
@@ -135,16 +136,40 @@ def test_long_and_short_options_mean_the_same(send: Any) -> None:
 def test_api_messages_sends_the_same_request_to_the_messages_endpoint(
     ip: Any, replay: ReplayServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    replay.enqueue(sse_script([
-        sse("message_start", {"type": "message_start",
-                              "message": {"id": "msg_1", "model": "replay-msg",
-                                          "usage": {"input_tokens": 5}}}),
-        sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                    "delta": {"type": "text_delta", "text": " Via messages."}}),
-        sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                              "usage": {"output_tokens": 3}}),
-        sse("message_stop", {"type": "message_stop"}),
-    ]))
+    replay.enqueue(
+        sse_script(
+            [
+                sse(
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": "msg_1",
+                            "model": "replay-msg",
+                            "usage": {"input_tokens": 5},
+                        },
+                    },
+                ),
+                sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": " Via messages."},
+                    },
+                ),
+                sse(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": "end_turn"},
+                        "usage": {"output_tokens": 3},
+                    },
+                ),
+                sse("message_stop", {"type": "message_stop"}),
+            ]
+        )
+    )
     ip.run_cell_magic("complete", f"--base-url {replay.url} --api messages -t 0.1", "Hi")
     assert replay.received[-1].path == "/v1/messages"
     assert replay.received[-1].json["messages"] == [{"role": "user", "content": "Hi"}]
@@ -168,7 +193,9 @@ def test_a_terminal_shell_prints_the_text_then_the_footer(
 
 
 def test_an_interrupt_before_any_text_still_stores_an_interrupted_completion(
-    ip: Any, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch,
+    ip: Any,
+    replay: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     client = magics(ip)._get_client(replay.url)
@@ -207,9 +234,30 @@ def test_bad_options_raise_usage_errors_before_anything_is_sent(
 
 def test_the_manual_has_every_option_with_its_trait_help_and_examples(ip: Any) -> None:
     doc = CompleteMagics.complete.__doc__ or ""
-    for option in ("--model", "--max-tokens", "--temperature", "--top-k", "--top-p", "--stop",
-                   "--system", "--raw", "--no-stream", "--format", "--output", "--no-interpolate",
-                   "--base-url", "--api", "--panel", "-m", "-n", "-t", "-k", "-p", "-s", "-o"):
+    for option in (
+        "--model",
+        "--max-tokens",
+        "--temperature",
+        "--top-k",
+        "--top-p",
+        "--stop",
+        "--system",
+        "--raw",
+        "--no-stream",
+        "--format",
+        "--output",
+        "--no-interpolate",
+        "--base-url",
+        "--api",
+        "--panel",
+        "-m",
+        "-n",
+        "-t",
+        "-k",
+        "-p",
+        "-s",
+        "-o",
+    ):
         assert f"{option} " in doc or f"{option}," in doc, option
     assert "Examples::" in doc and "%%complete -t 0 -n 100 -o answer" in doc
     help_of = CompleteMagics.complete.parser.format_help  # type: ignore[attr-defined]
@@ -271,6 +319,7 @@ def test_load_ext_imports_neither_the_client_nor_widgets_nor_the_local_model() -
         "         'jupyter_complete.client', 'jupyter_complete.render'}\n"
         "print(sorted(new & heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"

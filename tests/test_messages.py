@@ -25,17 +25,32 @@ def body(prompt: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_system_text_turns_and_parameters_convert_to_a_messages_body() -> None:
-    out = to_messages_body(body(
-        "Be terse.\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant:",
-        stop_sequences=["END"], temperature=0.2, top_k=5, top_p=0.9,
-        metadata={"user_id": "u"}, stream=True))
+    out = to_messages_body(
+        body(
+            "Be terse.\n\nHuman: hi\n\nAssistant: hello\n\nHuman: 2+2?\n\nAssistant:",
+            stop_sequences=["END"],
+            temperature=0.2,
+            top_k=5,
+            top_p=0.9,
+            metadata={"user_id": "u"},
+            stream=True,
+        )
+    )
     assert out == {
-        "model": "m", "max_tokens": 50, "system": "Be terse.",
-        "messages": [{"role": "user", "content": "hi"},
-                     {"role": "assistant", "content": "hello"},
-                     {"role": "user", "content": "2+2?"}],
-        "stop_sequences": ["END"], "temperature": 0.2, "top_k": 5, "top_p": 0.9,
-        "metadata": {"user_id": "u"}, "stream": True,
+        "model": "m",
+        "max_tokens": 50,
+        "system": "Be terse.",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "2+2?"},
+        ],
+        "stop_sequences": ["END"],
+        "temperature": 0.2,
+        "top_k": 5,
+        "top_p": 0.9,
+        "metadata": {"user_id": "u"},
+        "stream": True,
     }
 
 
@@ -50,31 +65,66 @@ def test_a_prompt_without_turns_is_refused_before_sending() -> None:
         to_messages_body(body("no turns here"))
 
 
-@pytest.mark.parametrize(("messages_reason", "complete_reason"), [
-    ("end_turn", "stop_sequence"), ("stop_sequence", "stop_sequence"),
-    ("max_tokens", "max_tokens"), ("refusal", "refusal"), (None, None)])
-def test_stop_reasons_map_to_text_completions_terms(messages_reason: str | None,
-                                                    complete_reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("messages_reason", "complete_reason"),
+    [
+        ("end_turn", "stop_sequence"),
+        ("stop_sequence", "stop_sequence"),
+        ("max_tokens", "max_tokens"),
+        ("refusal", "refusal"),
+        (None, None),
+    ],
+)
+def test_stop_reasons_map_to_text_completions_terms(
+    messages_reason: str | None, complete_reason: str | None
+) -> None:
     assert map_stop_reason(messages_reason) == complete_reason
 
 
 def messages_events(*texts: str, stop_reason: str = "end_turn") -> list[bytes]:
     events = [
-        sse("message_start", {"type": "message_start", "message": {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
-            "content": [], "stop_reason": None, "usage": {"input_tokens": 12,
-                                                          "output_tokens": 1}}}),
-        sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                    "content_block": {"type": "text", "text": ""}}),
+        sse(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-x",
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 12, "output_tokens": 1},
+                },
+            },
+        ),
+        sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         sse("ping", {"type": "ping"}),
     ]
-    events += [sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                           "delta": {"type": "text_delta", "text": t}})
-               for t in texts]
+    events += [
+        sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}},
+        )
+        for t in texts
+    ]
     events += [
         sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        sse("message_delta", {"type": "message_delta", "delta": {
-            "stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": 7}}),
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": 7},
+            },
+        ),
         sse("message_stop", {"type": "message_stop"}),
     ]
     return events
@@ -94,26 +144,47 @@ def test_a_messages_stream_reads_as_completion_deltas_with_usage(replay: ReplayS
     assert final.usage == {"input_tokens": 12, "output_tokens": 7}
     assert final.params["api"] == "messages"
     sent = replay.received[0]
-    assert sent.path == "/v1/messages" and sent.json["messages"] == [
-        {"role": "user", "content": "hi"}] and sent.json["stream"] is True
+    assert (
+        sent.path == "/v1/messages"
+        and sent.json["messages"] == [{"role": "user", "content": "hi"}]
+        and sent.json["stream"] is True
+    )
 
 
 def test_a_non_streaming_messages_answer_becomes_a_completion(replay: ReplayServer) -> None:
-    replay.enqueue(json_script(200, {
-        "id": "msg_2", "type": "message", "role": "assistant", "model": "claude-x",
-        "content": [{"type": "text", "text": "Hi there"}], "stop_reason": "end_turn",
-        "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 2}}))
+    replay.enqueue(
+        json_script(
+            200,
+            {
+                "id": "msg_2",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [{"type": "text", "text": "Hi there"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 2},
+            },
+        )
+    )
     client = Client(base_url=replay.url, api_key="k", api="messages")
     c = client.completions.create(prompt=PROMPT, model="claude-x")
     assert (c.completion, c.stop_reason, c.usage) == (
-        "Hi there", "stop_sequence", {"input_tokens": 3, "output_tokens": 2})
+        "Hi there",
+        "stop_sequence",
+        {"input_tokens": 3, "output_tokens": 2},
+    )
 
 
 def test_an_error_event_mid_messages_stream_raises_its_class_keeping_the_text(
     replay: ReplayServer,
 ) -> None:
-    events = messages_events("kept")[:4] + [sse("error", {"type": "error", "error": {
-        "type": "overloaded_error", "message": "Overloaded"}})]
+    events = messages_events("kept")[:4] + [
+        sse(
+            "error",
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        )
+    ]
     replay.enqueue(sse_script(events))
     client = Client(base_url=replay.url, api_key="k", api="messages")
     with pytest.raises(errors.OverloadedError) as info:
@@ -136,29 +207,35 @@ def test_auto_switches_a_refusing_model_to_messages_once_and_says_so(
     replay: ReplayServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     replay.enqueue(
-        error_script(400, "invalid_request_error",
-                     "claude-new does not support the Text Completions API"),
+        error_script(
+            400, "invalid_request_error", "claude-new does not support the Text Completions API"
+        ),
         sse_script(messages_events("via messages")),
         sse_script(messages_events("again")),
     )
     client = Client(base_url=replay.url, api_key="k", api="auto")
-    first = client.completions.create(prompt=PROMPT, model="claude-new",
-                                      stream=True).get_final_completion()
-    second = client.completions.create(prompt=PROMPT, model="claude-new",
-                                       stream=True).get_final_completion()
+    first = client.completions.create(
+        prompt=PROMPT, model="claude-new", stream=True
+    ).get_final_completion()
+    second = client.completions.create(
+        prompt=PROMPT, model="claude-new", stream=True
+    ).get_final_completion()
     assert (first.completion, second.completion) == ("via messages", "again")
-    assert [r.path for r in replay.received] == ["/v1/complete", "/v1/messages",
-                                                 "/v1/messages"]
+    assert [r.path for r in replay.received] == ["/v1/complete", "/v1/messages", "/v1/messages"]
     assert capsys.readouterr().err.count("using the Messages API") == 1
 
 
-@pytest.mark.parametrize("message", [
-    "temperature: range: 0..1",
-    "prompt cannot be rendered with the model's chat template",
-    "model: field required",
-])
-def test_auto_does_not_switch_on_an_unrelated_bad_request(replay: ReplayServer,
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    "message",
+    [
+        "temperature: range: 0..1",
+        "prompt cannot be rendered with the model's chat template",
+        "model: field required",
+    ],
+)
+def test_auto_does_not_switch_on_an_unrelated_bad_request(
+    replay: ReplayServer, message: str
+) -> None:
     replay.enqueue(error_script(400, "invalid_request_error", message))
     client = Client(base_url=replay.url, api_key="k", api="auto")
     with pytest.raises(errors.BadRequestError):
@@ -168,14 +245,28 @@ def test_auto_does_not_switch_on_an_unrelated_bad_request(replay: ReplayServer,
 
 def test_auto_switches_on_the_apis_own_refusal_wording(replay: ReplayServer) -> None:
     replay.enqueue(
-        error_script(400, "invalid_request_error", '"claude-3-opus-20240229" is not supported '
-                     "on this API. Please use the Messages API instead."),
-        json_script(200, {"id": "msg_3", "type": "message", "role": "assistant",
-                          "model": "claude-3-opus-20240229", "stop_reason": "end_turn",
-                          "content": [{"type": "text", "text": "ok"}]}))
+        error_script(
+            400,
+            "invalid_request_error",
+            '"claude-3-opus-20240229" is not supported '
+            "on this API. Please use the Messages API instead.",
+        ),
+        json_script(
+            200,
+            {
+                "id": "msg_3",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-3-opus-20240229",
+                "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": "ok"}],
+            },
+        ),
+    )
     client = Client(base_url=replay.url, api_key="k", api="auto")
-    assert client.completions.create(prompt=PROMPT, model="claude-3-opus-20240229"
-                                      ).completion == "ok"
+    assert (
+        client.completions.create(prompt=PROMPT, model="claude-3-opus-20240229").completion == "ok"
+    )
     assert client.messages_models == {"claude-3-opus-20240229"}
 
 

@@ -24,8 +24,12 @@ from test_wire_inputs import PROMPT, make_client, stream_script, text_events, wh
 from jupyter_complete import Client, errors
 
 NOT_FOUND = {
-    "llama-server": ("application/json; charset=utf-8", json.dumps({"error": {
-        "message": "File Not Found", "type": "not_found_error", "code": 404}}).encode()),
+    "llama-server": (
+        "application/json; charset=utf-8",
+        json.dumps(
+            {"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}}
+        ).encode(),
+    ),
     "fastapi (vLLM, LiteLLM)": ("application/json", b'{"detail":"Not Found"}'),
     "plain text": ("text/plain; charset=utf-8", b"404 page not found"),
 }
@@ -45,8 +49,11 @@ def answer(api: str, stream: bool, text: str) -> Script:
 
 def ask(client: Client, stream: bool, model: str = "some-model") -> str:
     if stream:
-        return client.completions.create(prompt=PROMPT, model=model,
-                                         stream=True).get_final_completion().completion
+        return (
+            client.completions.create(prompt=PROMPT, model=model, stream=True)
+            .get_final_completion()
+            .completion
+        )
     return client.completions.create(prompt=PROMPT, model=model).completion
 
 
@@ -55,13 +62,15 @@ def ask(client: Client, stream: bool, model: str = "some-model") -> str:
 def test_auto_switches_once_when_the_server_has_no_complete_endpoint(
     replay: ReplayServer, capsys: pytest.CaptureFixture[str], shape: str, stream: bool
 ) -> None:
-    replay.enqueue(not_found(shape), answer("messages", stream, " via messages"),
-                   answer("messages", stream, " again"))
+    replay.enqueue(
+        not_found(shape),
+        answer("messages", stream, " via messages"),
+        answer("messages", stream, " again"),
+    )
     client = make_client(replay, "auto")
     assert ask(client, stream) == " via messages"
     assert ask(client, stream, model="another-model") == " again"
-    assert [r.path for r in replay.received] == ["/v1/complete", "/v1/messages",
-                                                 "/v1/messages"]
+    assert [r.path for r in replay.received] == ["/v1/complete", "/v1/messages", "/v1/messages"]
     err = capsys.readouterr().err
     assert err.count(SWITCH_NOTICE) == 1 and f"127.0.0.1:{replay.port}" in err
     assert client.complete_missing
@@ -85,8 +94,15 @@ def test_complete_against_a_server_without_the_endpoint_names_the_cause_and_the_
 def test_a_404_about_the_model_is_not_read_as_a_missing_endpoint(
     replay: ReplayServer, stream: bool
 ) -> None:
-    replay.enqueue(json_script(404, {"type": "error", "error": {
-        "type": "not_found_error", "message": "model: claude-nope"}}))
+    replay.enqueue(
+        json_script(
+            404,
+            {
+                "type": "error",
+                "error": {"type": "not_found_error", "message": "model: claude-nope"},
+            },
+        )
+    )
     client = make_client(replay, "auto")
     with pytest.raises(errors.NotFoundError) as info:
         ask(client, stream, model="claude-nope")
@@ -111,15 +127,29 @@ def test_auto_against_a_server_with_neither_endpoint_says_both_are_missing(
 def llama_cpp_server() -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port with the SmolLM2 GGUF."""
     pytest.importorskip("llama_cpp", reason="needs the [local] extra (llama-cpp-python)")
-    for dep in ("uvicorn", "fastapi", "sse_starlette", "starlette_context",
-                "pydantic_settings"):
+    for dep in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
         pytest.importorskip(dep, reason=f"llama_cpp.server needs {dep} (the test extra)")
     from jupyter_complete.local.model import default_model_path
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
-         "--host", "127.0.0.1", "--port", "0", "--n_ctx", "512", "--verbose", "False"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--n_ctx",
+            "512",
+            "--verbose",
+            "False",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert proc.stdout is not None

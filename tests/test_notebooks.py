@@ -20,15 +20,18 @@ import pytest
 from jupyter_complete._demo import RAISES, run_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01-quickstart.ipynb", "02-parameter-tuning.ipynb", "03-how-sampling-works.ipynb",
-         "04-many-samples.ipynb"]
+NAMES = [
+    "01-quickstart.ipynb",
+    "02-parameter-tuning.ipynb",
+    "03-how-sampling-works.ipynb",
+    "04-many-samples.ipynb",
+]
 #: Seconds a single cell may take (the slowest cell here takes a few seconds).
 CELL_TIMEOUT = 120
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_notebooks",
-                                                  NOTEBOOKS / "make_notebooks.py")
+    spec = importlib.util.spec_from_file_location("make_notebooks", NOTEBOOKS / "make_notebooks.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -49,7 +52,8 @@ def test_the_committed_notebook_has_no_outputs_a_kernelspec_and_matches_its_gene
     generator = _generator()
     expected = generator.build(name, generator.NOTEBOOKS[name])
     assert text.rstrip("\n") == nbformat.writes(expected).rstrip("\n"), (
-        "the notebook differs from notebooks/make_notebooks.py: run it and commit the result")
+        "the notebook differs from notebooks/make_notebooks.py: run it and commit the result"
+    )
 
 
 @pytest.mark.local
@@ -62,8 +66,7 @@ def test_the_notebook_runs_top_to_bottom_with_no_key_and_every_answer_is_non_emp
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     run = run_notebook(NOTEBOOKS / name, timeout=CELL_TIMEOUT)
-    print(f"\n{name}: {len(run.cells)} code cells, {len(run.answers)} answers, "
-          f"{run.seconds:.1f} s")
+    print(f"\n{name}: {len(run.cells)} code cells, {len(run.answers)} answers, {run.seconds:.1f} s")
     record_property("seconds", round(run.seconds, 1))
     assert run.stopped_by is None, run.stopped_by
     unexpected = [(c.index, c.source.splitlines()[0], c.errors) for c in run.unexpected_errors]

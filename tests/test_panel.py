@@ -66,8 +66,10 @@ def answer(*texts: str, stop_reason: str = "stop_sequence") -> Script:
 def test_sliders_take_bounds_step_and_help_from_the_settings_declaration() -> None:
     panel = Panel()
     for name, slider in [
-        ("temperature", panel.temperature_slider), ("top_k", panel.top_k_slider),
-        ("top_p", panel.top_p_slider), ("max_tokens", panel.max_tokens_slider),
+        ("temperature", panel.temperature_slider),
+        ("top_k", panel.top_k_slider),
+        ("top_p", panel.top_p_slider),
+        ("max_tokens", panel.max_tokens_slider),
     ]:
         spec = slider_spec(name)
         # max tokens: the slider covers 1 to 300 (easy to set the usual values); the number
@@ -97,8 +99,14 @@ def test_a_slider_and_its_setting_follow_each_other_both_ways() -> None:
 
 
 def test_the_panel_starts_from_the_settings_it_is_given() -> None:
-    settings = CompletionSettings(temperature=0.2, top_p=0.7, max_tokens=99, model="m-1",
-                                  system="Be brief.", stop_sequences=["END"])
+    settings = CompletionSettings(
+        temperature=0.2,
+        top_p=0.7,
+        max_tokens=99,
+        model="m-1",
+        system="Be brief.",
+        stop_sequences=["END"],
+    )
     panel = Panel(settings=settings)
     assert panel.temperature_slider.value == 0.2
     assert (panel.top_p_check.value, panel.top_p_slider.value) == (True, 0.7)
@@ -215,8 +223,9 @@ def test_the_panel_displays_as_a_widget() -> None:
 # -- run ------------------------------------------------------------------------------
 
 
-def test_run_streams_the_answer_with_the_slider_settings(replay: ReplayServer,
-                                                          make_panel: Any) -> None:
+def test_run_streams_the_answer_with_the_slider_settings(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     replay.enqueue(answer(" Blue", " is", " calm."))
     panel = make_panel(replay, prompt="Name a colour.")
     panel.temperature_slider.value = 0.3
@@ -295,7 +304,10 @@ def test_stop_closes_the_connection_at_once_while_the_server_still_holds_the_str
     assert panel.error.value == ""
     record = panel.history[-1]
     assert (record["outcome"], record["text"], record["stop_reason"]) == (
-        "stopped", "Hello world", None)
+        "stopped",
+        "Hello world",
+        None,
+    )
     assert not panel.run_button.disabled and panel.stop_button.disabled
 
 
@@ -303,8 +315,16 @@ def test_stop_while_the_server_has_not_answered_ends_the_run_when_it_does(
     replay: ReplayServer, make_panel: Any
 ) -> None:
     release = threading.Event()
-    replay.enqueue(Script([Wait(release, timeout=10), head(200, chunked=True),
-                           chunk(completion_event("late")), LAST_CHUNK]))
+    replay.enqueue(
+        Script(
+            [
+                Wait(release, timeout=10),
+                head(200, chunked=True),
+                chunk(completion_event("late")),
+                LAST_CHUNK,
+            ]
+        )
+    )
     panel = make_panel(replay)
     panel.run()
     assert wait_until(lambda: len(replay.received) == 1)
@@ -320,8 +340,9 @@ def test_an_error_mid_stream_shows_one_line_and_keeps_the_partial_text(
     replay: ReplayServer, make_panel: Any
 ) -> None:
     error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    replay.enqueue(sse_script([completion_event("Partial"), completion_event(" text"),
-                               sse("error", error)]))
+    replay.enqueue(
+        sse_script([completion_event("Partial"), completion_event(" text"), sse("error", error)])
+    )
     panel = make_panel(replay)
     panel.run_button.click()
     assert panel.wait(10)
@@ -336,8 +357,9 @@ def test_an_error_mid_stream_shows_one_line_and_keeps_the_partial_text(
     assert not panel.run_button.disabled
 
 
-def test_an_http_error_shows_the_error_class_and_hint(replay: ReplayServer,
-                                                      make_panel: Any) -> None:
+def test_an_http_error_shows_the_error_class_and_hint(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     replay.enqueue(error_script(429, "rate_limit_error", "Slow down"))
     panel = make_panel(replay)
     panel.run()
@@ -359,8 +381,9 @@ def test_an_unreachable_server_is_an_error_line_not_a_crash() -> None:
     panel.close()
 
 
-def test_an_empty_prompt_is_refused_before_anything_is_sent(replay: ReplayServer,
-                                                            make_panel: Any) -> None:
+def test_an_empty_prompt_is_refused_before_anything_is_sent(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     panel = make_panel(replay, prompt="   ")
     panel.run_button.click()
     assert panel.wait(1)
@@ -387,8 +410,9 @@ def test_client_none_means_the_default_client_created_at_the_first_run(
 # -- compare --------------------------------------------------------------------------
 
 
-def test_compare_temperatures_runs_each_and_shows_columns(replay: ReplayServer,
-                                                          make_panel: Any) -> None:
+def test_compare_temperatures_runs_each_and_shows_columns(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     replay.enqueue(answer("red"), answer("green"), answer("blue", stop_reason="max_tokens"))
     panel = make_panel(replay)
     panel.compare(temperatures=[0, 0.5, 1])
@@ -403,14 +427,16 @@ def test_compare_temperatures_runs_each_and_shows_columns(replay: ReplayServer,
     assert "repeat(auto-fit" in panel.compare_grid.box.layout.grid_template_columns
     records = [r for r in panel.history if r["kind"] == "compare"]
     assert [(r["group"], r["temperature"], r["text"]) for r in records] == [
-        (1, 0.0, "red"), (1, 0.5, "green"), (1, 1.0, "blue")]
+        (1, 0.0, "red"),
+        (1, 0.5, "green"),
+        (1, 1.0, "blue"),
+    ]
     assert panel.state == "done" and "compare 1" in panel.status.value
     # The settings themselves are not changed by a compare.
     assert panel.settings.temperature == 1.0
 
 
-def test_compare_button_reads_samples_from_its_box(replay: ReplayServer,
-                                                   make_panel: Any) -> None:
+def test_compare_button_reads_samples_from_its_box(replay: ReplayServer, make_panel: Any) -> None:
     replay.enqueue(answer("a"), answer("b"))
     panel = make_panel(replay)
     panel.temperature_slider.value = 0.7
@@ -433,22 +459,26 @@ def test_a_second_compare_replaces_the_columns(replay: ReplayServer, make_panel:
     assert [r["group"] for r in panel.history] == [1, 1, 2]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("0, 0.5, 1", {"temperatures": [0.0, 0.5, 1.0]}),
-    ("0 1", {"temperatures": [0.0, 1.0]}),
-    ("x3", {"samples": 3}),
-    ("3x", {"samples": 3}),
-    ("×4", {"samples": 4}),
-    ("2 samples", {"samples": 2}),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0, 0.5, 1", {"temperatures": [0.0, 0.5, 1.0]}),
+        ("0 1", {"temperatures": [0.0, 1.0]}),
+        ("x3", {"samples": 3}),
+        ("3x", {"samples": 3}),
+        ("×4", {"samples": 4}),
+        ("2 samples", {"samples": 2}),
+    ],
+)
 def test_the_compare_box_understands_temperatures_and_sample_counts(
     text: str, expected: dict[str, Any]
 ) -> None:
     assert parse_compare(text) == expected
 
 
-def test_bad_compare_values_are_refused_with_a_clear_message(replay: ReplayServer,
-                                                             make_panel: Any) -> None:
+def test_bad_compare_values_are_refused_with_a_clear_message(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     panel = make_panel(replay)
     with pytest.raises(ValueError, match="neither temperatures"):
         parse_compare("hot, cold")
@@ -473,8 +503,9 @@ def test_stop_during_a_compare_keeps_the_partial_column_and_skips_the_rest(
     holding_replay.enqueue(answer("first"), paced_script(["sec"], hold=True))
     panel = make_panel(holding_replay)
     panel.compare(temperatures=[0, 0.5, 1])
-    assert wait_until(lambda: holding_replay.holding.is_set()
-                      and panel.compare_grid.columns[1].view.text == "sec")
+    assert wait_until(
+        lambda: holding_replay.holding.is_set() and panel.compare_grid.columns[1].view.text == "sec"
+    )
     panel.stop_button.click()
     assert panel.wait(2)
     assert holding_replay.peer_closed.wait(2)
@@ -488,8 +519,9 @@ def test_stop_during_a_compare_keeps_the_partial_column_and_skips_the_rest(
 # -- history --------------------------------------------------------------------------
 
 
-def test_history_keeps_every_run_with_its_parameters_and_timings(replay: ReplayServer,
-                                                                 make_panel: Any) -> None:
+def test_history_keeps_every_run_with_its_parameters_and_timings(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     replay.enqueue(answer("one"), answer("two", stop_reason="max_tokens"))
     panel = make_panel(replay, prompt="Count.")
     panel.run()
@@ -517,8 +549,9 @@ def test_history_keeps_every_run_with_its_parameters_and_timings(replay: ReplayS
     assert panel.history_select.value == 1 and not panel.load_button.disabled
 
 
-def test_load_puts_a_run_back_into_the_controls_with_one_click(replay: ReplayServer,
-                                                               make_panel: Any) -> None:
+def test_load_puts_a_run_back_into_the_controls_with_one_click(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     replay.enqueue(answer("first answer"), answer("second"))
     panel = make_panel(replay, prompt="First prompt")
     panel.temperature_slider.value = 0.2
@@ -551,8 +584,7 @@ def test_load_puts_a_run_back_into_the_controls_with_one_click(replay: ReplaySer
     assert body["prompt"] == WIRE.format("First prompt")
 
 
-def test_load_refuses_while_running(holding_replay: HoldingReplayServer,
-                                    make_panel: Any) -> None:
+def test_load_refuses_while_running(holding_replay: HoldingReplayServer, make_panel: Any) -> None:
     holding_replay.enqueue(answer("x"), paced_script(["y"], hold=True))
     panel = make_panel(holding_replay)
     panel.run()
@@ -566,8 +598,9 @@ def test_load_refuses_while_running(holding_replay: HoldingReplayServer,
     assert panel.load(-1)["outcome"] == "stopped"
 
 
-def test_history_frame_is_a_dataframe_with_one_row_per_run(replay: ReplayServer,
-                                                           make_panel: Any) -> None:
+def test_history_frame_is_a_dataframe_with_one_row_per_run(
+    replay: ReplayServer, make_panel: Any
+) -> None:
     pd = pytest.importorskip("pandas")
     replay.enqueue(answer("a"), answer("b"))
     panel = make_panel(replay)
@@ -578,9 +611,7 @@ def test_history_frame_is_a_dataframe_with_one_row_per_run(replay: ReplayServer,
     assert list(frame.columns) == list(COLUMNS) and list(frame["text"]) == ["a", "b"]
 
 
-def test_history_frame_without_pandas_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_history_frame_without_pandas_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas -> ImportError
     panel = Panel()
     with pytest.raises(ImportError, match="pip install pandas"):

@@ -51,8 +51,13 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         words = [f" word{i}" + ("\n" if i % 15 == 14 else "") for i in range(400)]
         server.enqueue(paced_script(words, delay=0.03, hold=True))
         for temperature in (0, 1):  # the compare's two answers
-            server.enqueue(paced_script([f"Answer at temperature {temperature}:", *words[:40]],
-                                        delay=0.01, stop_reason="max_tokens"))
+            server.enqueue(
+                paced_script(
+                    [f"Answer at temperature {temperature}:", *words[:40]],
+                    delay=0.01,
+                    stop_reason="max_tokens",
+                )
+            )
         yield Backend(server.url, "replay-key", "replay")
         server.close()
         return
@@ -61,23 +66,28 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 
 def stream_text(page: Any) -> str:
-    return str(page.evaluate(
-        "() => Array.from(document.querySelectorAll('.jc-panel .jc-output .jc-stream-text'))"
-        ".map(e => e.textContent).join('')"
-    ))
+    return str(
+        page.evaluate(
+            "() => Array.from(document.querySelectorAll('.jc-panel .jc-output .jc-stream-text'))"
+            ".map(e => e.textContent).join('')"
+        )
+    )
 
 
 def test_slider_run_stream_and_stop_in_jupyterlab(
     jupyter_lab: JupyterLab, browser_page: Any, backend: Backend
 ) -> None:
     page = browser_page
-    cell = "\n".join([
-        "from jupyter_complete import Client, Panel",
-        f"client = Client(base_url={backend.url!r}, api_key={backend.api_key!r}, max_retries=0)",
-        f"panel = Panel({PROMPT!r}, client=client)",
-        "panel.settings.max_tokens = 1024  # long enough to be stopped mid-answer",
-        "panel",
-    ])
+    cell = "\n".join(
+        [
+            "from jupyter_complete import Client, Panel",
+            f"client = Client(base_url={backend.url!r}, api_key={backend.api_key!r},"
+            " max_retries=0)",
+            f"panel = Panel({PROMPT!r}, client=client)",
+            "panel.settings.max_tokens = 1024  # long enough to be stopped mid-answer",
+            "panel",
+        ]
+    )
     name = jupyter_lab.write_notebook("panel.ipynb", [cell])
     jupyter_lab.open(page, name)
     run_all_cells(page)
@@ -94,7 +104,8 @@ def test_slider_run_stream_and_stop_in_jupyterlab(
     for _ in range(10):
         page.keyboard.press("ArrowLeft")
     page.wait_for_function(
-        "el => el.textContent.trim() === '0.50'", arg=readout.element_handle(), timeout=10_000)
+        "el => el.textContent.trim() === '0.50'", arg=readout.element_handle(), timeout=10_000
+    )
     # The max_tokens set in the notebook shows on its slider.
     max_tokens = panel.locator(".widget-slider", has_text="max tokens").first
     assert max_tokens.locator(".widget-readout").inner_text().strip() == "1024"
@@ -102,25 +113,34 @@ def test_slider_run_stream_and_stop_in_jupyterlab(
     run.click()
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('.jc-panel .jc-output .jc-stream-text'))"
-        ".map(e => e.textContent).join('').length > 30", timeout=120_000)
+        ".map(e => e.textContent).join('').length > 30",
+        timeout=120_000,
+    )
     assert run.is_disabled() and stop.is_enabled()
     first = len(stream_text(page))
     page.wait_for_function(
         "n => Array.from(document.querySelectorAll('.jc-panel .jc-output .jc-stream-text'))"
-        ".map(e => e.textContent).join('').length > n + 300", arg=first, timeout=120_000)
+        ".map(e => e.textContent).join('').length > n + 300",
+        arg=first,
+        timeout=120_000,
+    )
     assert "running" in panel.locator(".jc-status").inner_text()
 
     stop.click()
     status = panel.locator(".jc-status")
-    page.wait_for_function("el => el.textContent.includes('stopped')",
-                           arg=status.element_handle(), timeout=10_000)
+    page.wait_for_function(
+        "el => el.textContent.includes('stopped')", arg=status.element_handle(), timeout=10_000
+    )
     kept = stream_text(page)
     assert len(kept) > first
     assert run.is_enabled() and stop.is_disabled()
     # The status counts the characters kept, and the history records the slider's value.
     assert f"{len(kept):,} chars" in status.inner_text()
-    label = panel.locator(".jc-history select").evaluate(
-        "s => s.options[s.selectedIndex].text").replace("\xa0", " ")  # ipywidgets' nbsp
+    label = (
+        panel.locator(".jc-history select")
+        .evaluate("s => s.options[s.selectedIndex].text")
+        .replace("\xa0", " ")
+    )  # ipywidgets' nbsp
     assert label.startswith("#1 · T 0.5 ·"), label
     assert "stopped" in label
 
@@ -130,12 +150,16 @@ def test_slider_run_stream_and_stop_in_jupyterlab(
     page.keyboard.press("Control+A")
     page.keyboard.type("60")
     page.keyboard.press("Enter")
-    page.wait_for_function("el => el.textContent.trim() === '60'",
-                           arg=max_readout.element_handle(), timeout=10_000)
+    page.wait_for_function(
+        "el => el.textContent.trim() === '60'", arg=max_readout.element_handle(), timeout=10_000
+    )
     panel.locator("input[placeholder^='0, 0.5, 1']").fill("0, 1")
     panel.locator("button", has_text="Compare").click()
-    page.wait_for_function("el => el.textContent.includes('compare 1 · done')",
-                           arg=status.element_handle(), timeout=180_000)
+    page.wait_for_function(
+        "el => el.textContent.includes('compare 1 · done')",
+        arg=status.element_handle(),
+        timeout=180_000,
+    )
     columns = panel.locator(".jc-compare > .widget-vbox")
     assert columns.count() == 2
     for i, title in enumerate(("temperature 0", "temperature 1")):
@@ -149,5 +173,8 @@ def test_slider_run_stream_and_stop_in_jupyterlab(
     panel.screenshot(path=str(SCREENSHOT))
     if os.environ.get("UPDATE_SCREENSHOTS"):
         README_SCREENSHOT.write_bytes(SCREENSHOT.read_bytes())
-    print(json.dumps({"backend": backend.kind, "chars_kept": len(kept),
-                      "screenshot": str(SCREENSHOT)}))
+    print(
+        json.dumps(
+            {"backend": backend.kind, "chars_kept": len(kept), "screenshot": str(SCREENSHOT)}
+        )
+    )

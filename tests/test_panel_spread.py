@@ -40,16 +40,20 @@ def answer(text: str, stop_reason: str = "stop_sequence") -> Script:
     return paced_script([text], stop_reason=stop_reason)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("temperature 0.2, 0.6, 1 x5", ("temperature", [0.2, 0.6, 1.0], 5)),
-    ("top_p 0.5 0.9 ×3", ("top_p", [0.5, 0.9], 3)),
-    ("k 1, 5, 50", ("top_k", [1, 5, 50], DEFAULT_SAMPLES)),
-    ("0.2, 1", ("temperature", [0.2, 1.0], DEFAULT_SAMPLES)),
-    ("top_k: 1 10 4 samples", ("top_k", [1, 10], 4)),
-    ("t=0 1 n=2", ("temperature", [0.0, 1.0], 2)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("temperature 0.2, 0.6, 1 x5", ("temperature", [0.2, 0.6, 1.0], 5)),
+        ("top_p 0.5 0.9 ×3", ("top_p", [0.5, 0.9], 3)),
+        ("k 1, 5, 50", ("top_k", [1, 5, 50], DEFAULT_SAMPLES)),
+        ("0.2, 1", ("temperature", [0.2, 1.0], DEFAULT_SAMPLES)),
+        ("top_k: 1 10 4 samples", ("top_k", [1, 10], 4)),
+        ("t=0 1 n=2", ("temperature", [0.0, 1.0], 2)),
+    ],
+)
 def test_the_samples_box_names_a_parameter_its_values_and_the_count(
-    text: str, expected: tuple[str, list[float], int],
+    text: str,
+    expected: tuple[str, list[float], int],
 ) -> None:
     spec = parse_spread(text)
     assert (spec["parameter"], spec["values"], spec["n"]) == expected
@@ -57,12 +61,15 @@ def test_the_samples_box_names_a_parameter_its_values_and_the_count(
         assert all(isinstance(v, int) for v in spec["values"])
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("heat 0.2, 1", "'heat' is not temperature, top_p or top_k"),
-    ("temperature hot, cold", "'hot' is not a number"),
-    ("temperature x5", "no values to sweep"),
-    ("", "no values to sweep"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("heat 0.2, 1", "'heat' is not temperature, top_p or top_k"),
+        ("temperature hot, cold", "'hot' is not a number"),
+        ("temperature x5", "no values to sweep"),
+        ("", "no values to sweep"),
+    ],
+)
 def test_a_bad_samples_box_is_a_one_line_error(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_spread(text)
@@ -70,7 +77,8 @@ def test_a_bad_samples_box_is_a_one_line_error(text: str, message: str) -> None:
 
 
 def test_samples_draws_n_per_value_with_the_panel_settings_and_records_each(
-    replay: ReplayServer, make_panel: Any,
+    replay: ReplayServer,
+    make_panel: Any,
 ) -> None:
     for text in ["red", "red", "Red", "blue"]:
         replay.enqueue(answer(text))
@@ -102,7 +110,9 @@ def test_samples_draws_n_per_value_with_the_panel_settings_and_records_each(
 
 
 def test_a_long_sweep_redraws_its_figures_at_intervals_not_for_every_sample(
-    replay: ReplayServer, make_panel: Any, monkeypatch: Any,
+    replay: ReplayServer,
+    make_panel: Any,
+    monkeypatch: Any,
 ) -> None:
     # The live HTML grows with the samples (1 MB for 10,000): drawn per sample, the panel
     # stayed busy drawing long after the last answer came.
@@ -128,7 +138,8 @@ def test_a_long_sweep_redraws_its_figures_at_intervals_not_for_every_sample(
 
 
 def test_samples_with_bad_values_shows_the_error_and_sends_nothing(
-    replay: ReplayServer, make_panel: Any,
+    replay: ReplayServer,
+    make_panel: Any,
 ) -> None:
     panel = make_panel(replay)
     panel.spread_values.value = "top_p 0.5, 1.5"
@@ -145,7 +156,8 @@ def test_samples_with_bad_values_shows_the_error_and_sends_nothing(
 
 
 def test_stop_during_samples_keeps_what_was_drawn_and_says_partial(
-    holding_replay: HoldingReplayServer, make_panel: Any,
+    holding_replay: HoldingReplayServer,
+    make_panel: Any,
 ) -> None:
     holding_replay.enqueue(answer("one"), paced_script(["tw"], hold=True), answer("never"))
     panel = make_panel(holding_replay)
@@ -169,7 +181,8 @@ def test_stop_during_samples_keeps_what_was_drawn_and_says_partial(
 
 
 def test_the_saved_record_shows_the_samples_and_a_panel_comes_back_from_it(
-    replay: ReplayServer, make_panel: Any,
+    replay: ReplayServer,
+    make_panel: Any,
 ) -> None:
     pytest.importorskip("matplotlib")
     for text in ["a", "b", "a", "c"]:
@@ -189,7 +202,8 @@ def test_the_saved_record_shows_the_samples_and_a_panel_comes_back_from_it(
     try:
         (restored,) = again.spreads
         assert [st.answers for st in restored.stats] == [
-            st.answers for st in panel.spreads[0].stats]
+            st.answers for st in panel.spreads[0].stats
+        ]
         assert "distinct-1" in again.spread_view.html.value
     finally:
         again.close()

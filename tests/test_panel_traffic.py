@@ -43,7 +43,7 @@ def sample_text(n: int) -> str:
 
 
 def pieces(text: str, size: int) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def test_the_text_view_sends_bytes_linear_in_the_text(comm_recorder: CommRecorder) -> None:
@@ -75,14 +75,18 @@ def test_no_update_re_sends_more_than_a_bounded_tail(comm_recorder: CommRecorder
     mark = comm_recorder.mark()
     for piece in pieces(sample_text(20000).replace("\n", " "), 7):  # one endless line
         view.append(piece)
-    sizes = [len(s.data["state"]["value"]) for s in comm_recorder.since(mark)
-             if s.method == "update" and "value" in s.data.get("state", {})]
+    sizes = [
+        len(s.data["state"]["value"])
+        for s in comm_recorder.since(mark)
+        if s.method == "update" and "value" in s.data.get("state", {})
+    ]
     assert max(sizes) < HARD + 200  # escaped tail plus the <pre> wrapper
     assert view.segments > 20000 / HARD
 
 
-def run_and_measure(server: ReplayServer, recorder: CommRecorder, texts: list[str],
-                    delay: float) -> tuple[Panel, list[Any], float]:
+def run_and_measure(
+    server: ReplayServer, recorder: CommRecorder, texts: list[str], delay: float
+) -> tuple[Panel, list[Any], float]:
     server.enqueue(paced_script(texts, delay=delay))
     panel = Panel("Tell me.", client=Client(base_url=server.url, api_key="k", max_retries=0))
     mark = recorder.mark()
@@ -103,8 +107,12 @@ def test_a_panel_run_coalesces_updates_and_sends_bytes_linear_in_the_text(
     for n in (2000, 8000):
         texts = pieces(sample_text(n), 20)
         _, sent, duration = run_and_measure(replay, comm_recorder, texts, delay=0.005)
-        tail_updates = [s for s in sent if s.method == "update"
-                        and "jc-stream-text" in str(s.data.get("state", {}).get("value", ""))]
+        tail_updates = [
+            s
+            for s in sent
+            if s.method == "update"
+            and "jc-stream-text" in str(s.data.get("state", {}).get("value", ""))
+        ]
         # At most one text update per interval (0.05 s), plus the first one and the last.
         assert len(tail_updates) <= duration / 0.05 + 3, (len(tail_updates), duration)
         assert len(tail_updates) < len(texts) / 3
@@ -178,8 +186,10 @@ def test_in_a_real_kernel_iopub_bytes_grow_linearly_unlike_append_stdout(
     results: dict[str, dict[int, tuple[int, int]]] = {"panel": {}, "append_stdout": {}}
     for n in (2000, 8000):
         texts = pieces(sample_text(n), 20)
-        for name, code in (("panel", (_PANEL_SETUP, _PANEL_RUN)),
-                           ("append_stdout", (_NAIVE_SETUP, _NAIVE_RUN))):
+        for name, code in (
+            ("panel", (_PANEL_SETUP, _PANEL_RUN)),
+            ("append_stdout", (_NAIVE_SETUP, _NAIVE_RUN)),
+        ):
             setup = panel_kernel.execute(code[0].format(url=replay.url))
             assert setup.status == "ok", setup.error_text
             replay.enqueue(paced_script(texts, delay=0.005))
@@ -187,8 +197,10 @@ def test_in_a_real_kernel_iopub_bytes_grow_linearly_unlike_append_stdout(
             results[name][n] = (nbytes, count)
     ours = results["panel"][8000][0] / results["panel"][2000][0]
     naive = results["append_stdout"][8000][0] / results["append_stdout"][2000][0]
-    print(f"\nIOPub (bytes, messages): {json.dumps(results)} ratio panel {ours:.2f}, "
-          f"append_stdout {naive:.2f}")
+    print(
+        f"\nIOPub (bytes, messages): {json.dumps(results)} ratio panel {ours:.2f}, "
+        f"append_stdout {naive:.2f}"
+    )
     assert ours < 6
     assert naive > 8
     assert results["panel"][8000][0] < results["append_stdout"][8000][0] / 2

@@ -18,7 +18,8 @@ def test_a_system_option_goes_before_the_first_human_turn() -> None:
 def test_typed_turns_are_normalised_to_the_double_newline_form() -> None:
     cell = "Human: What is 2+2?\nAssistant: 4\nHuman: And 3+3?"
     assert prompt.build(cell) == (
-        "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: And 3+3?\n\nAssistant:")
+        "\n\nHuman: What is 2+2?\n\nAssistant: 4\n\nHuman: And 3+3?\n\nAssistant:"
+    )
 
 
 def test_text_after_the_last_assistant_label_is_kept_as_a_prefill() -> None:

@@ -40,8 +40,9 @@ def make(server: ReplayServer, made: list[Panel], prompt: str = "Name a colour."
 def test_the_record_holds_the_answer_comparison_and_history_escaped(
     replay: ReplayServer, panels: list[Panel]
 ) -> None:
-    replay.enqueue(paced_script([" Blue <b>&", " green."]),
-                   paced_script([" Red."]), paced_script([" Cyan."]))
+    replay.enqueue(
+        paced_script([" Blue <b>&", " green."]), paced_script([" Red."]), paced_script([" Cyan."])
+    )
     panel = make(replay, panels, "Colours <please>")
     panel.run()
     assert panel.wait(30)
@@ -68,8 +69,7 @@ def test_the_record_holds_the_answer_comparison_and_history_escaped(
 def test_from_record_rebuilds_the_panel_without_sending_anything(
     replay: ReplayServer, panels: list[Panel]
 ) -> None:
-    replay.enqueue(paced_script([" One", " answer."]), paced_script([" A."]),
-                   paced_script([" B."]))
+    replay.enqueue(paced_script([" One", " answer."]), paced_script([" A."]), paced_script([" B."]))
     panel = make(replay, panels)
     panel.settings.temperature = 0.3
     panel.settings.top_k = 7
@@ -89,7 +89,8 @@ def test_from_record_rebuilds_the_panel_without_sending_anything(
     assert back.history == panel.history
     assert [c.view.text for c in back.compare_grid.columns] == [" A.", " B."]
     assert [c.title for c in back.compare_grid.columns] == [
-        c.title for c in panel.compare_grid.columns]
+        c.title for c in panel.compare_grid.columns
+    ]
     assert back.to_state() == state
     # The restored panel runs like any other, and its history goes on from the saved one.
     replay.enqueue(paced_script([" Again."]))
@@ -100,18 +101,21 @@ def test_from_record_rebuilds_the_panel_without_sending_anything(
         Panel.from_record({"nope": 1})
 
 
-@pytest.mark.parametrize(("part", "state"), [
-    ("settings", {"prompt": "x", "settings": []}),
-    ("settings", {"prompt": "x", "settings": {"max_tokens": -5}}),
-    ("settings", {"prompt": "x", "settings": {"temperature": "hot"}}),
-    ("history", {"prompt": "x", "settings": {}, "history": "abc"}),
-    ("history", {"prompt": "x", "settings": {}, "history": [5]}),
-    ("history", {"prompt": "x", "settings": {}, "history": [{"run": 1, "text": 5}]}),
-    ("history", {"prompt": "x", "settings": {}, "history": [{"run": 1}]}),
-    ("output", {"prompt": "x", "settings": {}, "output": [1]}),
-    ("compare", {"prompt": "x", "settings": {}, "compare": [{"text": "a"}]}),
-    ("compare", {"prompt": "x", "settings": {}, "compare": 5}),
-])
+@pytest.mark.parametrize(
+    ("part", "state"),
+    [
+        ("settings", {"prompt": "x", "settings": []}),
+        ("settings", {"prompt": "x", "settings": {"max_tokens": -5}}),
+        ("settings", {"prompt": "x", "settings": {"temperature": "hot"}}),
+        ("history", {"prompt": "x", "settings": {}, "history": "abc"}),
+        ("history", {"prompt": "x", "settings": {}, "history": [5]}),
+        ("history", {"prompt": "x", "settings": {}, "history": [{"run": 1, "text": 5}]}),
+        ("history", {"prompt": "x", "settings": {}, "history": [{"run": 1}]}),
+        ("output", {"prompt": "x", "settings": {}, "output": [1]}),
+        ("compare", {"prompt": "x", "settings": {}, "compare": [{"text": "a"}]}),
+        ("compare", {"prompt": "x", "settings": {}, "compare": 5}),
+    ],
+)
 def test_a_tampered_record_gives_one_line_naming_the_part_not_a_crash(
     part: str, state: dict[str, Any]
 ) -> None:
@@ -126,14 +130,27 @@ def test_restore_from_a_hand_edited_notebook_skips_odd_entries_or_says_it_is_no_
     def saved(metadata: list[Any]) -> Path:
         path = tmp_path / "edited.ipynb"
         outputs = [{"output_type": "display_data", "data": {}, "metadata": m} for m in metadata]
-        path.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": outputs},
-                                              {"cell_type": "code", "outputs": {"x": 1}},
-                                              "not a cell"]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "cells": [
+                        {"cell_type": "code", "outputs": outputs},
+                        {"cell_type": "code", "outputs": {"x": 1}},
+                        "not a cell",
+                    ]
+                }
+            )
+        )
         return path
 
     state = {"prompt": "kept", "settings": {}}
-    odd = saved([{METADATA_KEY: {"record": "panel", "id": 5, "state": state}},
-                 {METADATA_KEY: {"record": "panel", "state": state}}, "not metadata"])
+    odd = saved(
+        [
+            {METADATA_KEY: {"record": "panel", "id": 5, "state": state}},
+            {METADATA_KEY: {"record": "panel", "state": state}},
+            "not metadata",
+        ]
+    )
     with pytest.raises(LookupError, match="no saved panel record 'abc'"):
         Panel.restore("abc", notebook=str(odd))
     good = saved([{METADATA_KEY: {"record": "panel", "id": "abc", "state": state}}])
@@ -155,10 +172,10 @@ def test_the_record_output_is_updated_in_place_when_a_run_ends(
     from IPython import display
 
     shown: list[tuple[str, Any]] = []
-    monkeypatch.setattr(display, "display",
-                        lambda obj, **kw: shown.append(("display", (obj, kw))))
-    monkeypatch.setattr(display, "update_display",
-                        lambda obj, **kw: shown.append(("update", (obj, kw))))
+    monkeypatch.setattr(display, "display", lambda obj, **kw: shown.append(("display", (obj, kw))))
+    monkeypatch.setattr(
+        display, "update_display", lambda obj, **kw: shown.append(("update", (obj, kw)))
+    )
     replay.enqueue(paced_script([" Shown", " later."]))
     panel = make(replay, panels)
     panel._ipython_display_()
@@ -183,8 +200,7 @@ NOTEBOOK_CELLS = [
     "import sys\nfrom jupyter_complete import Client, Panel\n"
     "client = Client(base_url={url!r}, api_key='k', max_retries=0)\n"
     "panel = Panel('Write <one> word.', client=client)\npanel",
-    "panel.run(); assert panel.wait(60)\npanel.compare(temperatures=[0, 1]); "
-    "assert panel.wait(60)",
+    "panel.run(); assert panel.wait(60)\npanel.compare(temperatures=[0, 1]); assert panel.wait(60)",
 ]
 
 
@@ -192,23 +208,27 @@ def _execute_notebook(replay: ReplayServer, path: Path) -> Any:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(c.format(url=replay.url)) for c in NOTEBOOK_CELLS]
     # Widget state is not saved (JupyterLab's default): the record must stand on its own.
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            store_widget_state=False).execute(cwd=str(path.parent))
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", store_widget_state=False
+    ).execute(cwd=str(path.parent))
     nbformat.write(nb, str(path))
     return nb
-
 
 
 def test_a_saved_notebook_keeps_the_panels_record_and_nbconvert_shows_it(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     pytest.importorskip("nbconvert")
-    replay.enqueue(paced_script([" Saved", " <answer>."]), paced_script([" Cold."]),
-                   paced_script([" Hot."]))
+    replay.enqueue(
+        paced_script([" Saved", " <answer>."]), paced_script([" Cold."]), paced_script([" Hot."])
+    )
     path = tmp_path / "saved.ipynb"
     nb = _execute_notebook(replay, path)
     outputs = nb.cells[0].outputs
@@ -232,14 +252,14 @@ def test_a_saved_notebook_keeps_the_panels_record_and_nbconvert_shows_it(
     assert "VBox(children" not in page and "live in a running kernel" in page
 
 
-
 def test_a_reopened_notebook_restores_the_panel_from_its_saved_record(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     from fixtures_kernel import kernel_env, running_kernel
 
-    replay.enqueue(paced_script([" Kept", " answer."]), paced_script([" T0."]),
-                   paced_script([" T1."]))
+    replay.enqueue(
+        paced_script([" Kept", " answer."]), paced_script([" T0."]), paced_script([" T1."])
+    )
     path = tmp_path / "reopen.ipynb"
     _execute_notebook(replay, path)
     record_id = records(path)[0]["id"]

@@ -113,8 +113,10 @@ def test_a_failing_write_is_raised_by_close() -> None:
     renderer = StreamRenderer(broken)
     renderer.feed("x")
     deadline = time.monotonic() + 2
-    while renderer._thread is not None and renderer._thread.is_alive() and (
-        time.monotonic() < deadline
+    while (
+        renderer._thread is not None
+        and renderer._thread.is_alive()
+        and (time.monotonic() < deadline)
     ):
         time.sleep(0.01)
     with pytest.raises(OSError, match="output closed"):
@@ -139,8 +141,12 @@ def test_the_default_writer_writes_and_flushes_stdout(capsys: pytest.CaptureFixt
 
 def _completion(**kw: object) -> Completion:
     base: dict[str, object] = dict(
-        completion="x" * 1234, stop_reason="stop_sequence", model="claude-2.1",
-        elapsed=2.04, time_to_first_token=0.31, request_id="req_1",
+        completion="x" * 1234,
+        stop_reason="stop_sequence",
+        model="claude-2.1",
+        elapsed=2.04,
+        time_to_first_token=0.31,
+        request_id="req_1",
         params={"model": "claude-2.1", "temperature": 0.5, "max_tokens_to_sample": 300},
     )
     base.update(kw)
@@ -176,11 +182,17 @@ def test_the_footer_falls_back_to_the_requested_model_and_escapes_html() -> None
 
 
 def test_provenance_records_parameters_timings_and_the_prompt_but_not_the_text() -> None:
-    record = provenance(_completion(), prompt="\n\nHuman: hi\n\nAssistant:",
-                        endpoint="https://user:secret@example.com:8443/v1?key=abc", format="text")
+    record = provenance(
+        _completion(),
+        prompt="\n\nHuman: hi\n\nAssistant:",
+        endpoint="https://user:secret@example.com:8443/v1?key=abc",
+        format="text",
+    )
     assert record["params"]["temperature"] == 0.5
     assert (record["stop_reason"], record["characters"], record["request_id"]) == (
-        "stop_sequence", 1234, "req_1"
+        "stop_sequence",
+        1234,
+        "req_1",
     )
     assert (record["elapsed"], record["time_to_first_token"]) == (2.04, 0.31)
     assert record["prompt"] == "\n\nHuman: hi\n\nAssistant:"

@@ -32,8 +32,9 @@ def test_no_parameters_leave_the_distribution_unchanged_at_every_stage():
 
 
 def test_temperature_none_means_one():
-    assert np.allclose(stages(LOGITS, None, None, None).final,
-                       stages(LOGITS, 1.0, None, None).final)
+    assert np.allclose(
+        stages(LOGITS, None, None, None).final, stages(LOGITS, 1.0, None, None).final
+    )
 
 
 def test_temperature_zero_is_a_one_hot_on_the_argmax():
@@ -163,7 +164,12 @@ def test_stages_is_a_dataclass_with_the_five_arrays():
     s = stages(LOGITS, 0.8, 4, 0.9)
     assert isinstance(s, Stages)
     assert [f for f in Stages.__dataclass_fields__] == [
-        "raw", "tempered", "after_top_k", "after_top_p", "final"]
+        "raw",
+        "tempered",
+        "after_top_k",
+        "after_top_p",
+        "final",
+    ]
 
 
 def test_a_full_vocabulary_nucleus_matches_a_plain_sort():
@@ -194,8 +200,7 @@ def test_a_full_vocabulary_token_is_staged_and_sampled_in_a_few_milliseconds():
 
 @settings(max_examples=200, deadline=None)
 @given(
-    logits=arrays(np.float64, st.integers(1, 40),
-                  elements=st.floats(-30, 30, allow_nan=False)),
+    logits=arrays(np.float64, st.integers(1, 40), elements=st.floats(-30, 30, allow_nan=False)),
     temperature=st.one_of(st.none(), st.floats(0, 1)),
     top_k=st.one_of(st.none(), st.integers(0, 50)),
     top_p=st.one_of(st.none(), st.floats(0, 1)),

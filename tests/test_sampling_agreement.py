@@ -47,10 +47,18 @@ class Case:
 
 
 CASES = [
-    Case("temperature 0.8, top_k 20, top_p 0.9", (0.8, 20, 0.9), 800,
-         {"without top_p": (0.8, 20, None), "at temperature 1": (1.0, 20, 0.9)}),
-    Case("temperature 1, no cuts (the model's own distribution)", (1.0, None, None), 400,
-         {"at temperature 0.7": (0.7, None, None)}),
+    Case(
+        "temperature 0.8, top_k 20, top_p 0.9",
+        (0.8, 20, 0.9),
+        800,
+        {"without top_p": (0.8, 20, None), "at temperature 1": (1.0, 20, 0.9)},
+    ),
+    Case(
+        "temperature 1, no cuts (the model's own distribution)",
+        (1.0, None, None),
+        400,
+        {"at temperature 0.7": (0.7, None, None)},
+    ),
 ]
 
 
@@ -80,8 +88,7 @@ def chi_square_fit(observed: Counter[str], probs: dict[str, float]) -> FitResult
     """
     n = sum(observed.values())
     impossible = {k: c for k, c in observed.items() if probs.get(k, 0.0) == 0.0}
-    big = sorted((k for k, p in probs.items() if p * n >= MIN_EXPECTED),
-                 key=lambda k: -probs[k])
+    big = sorted((k for k, p in probs.items() if p * n >= MIN_EXPECTED), key=lambda k: -probs[k])
     bins = [(repr(k), observed.get(k, 0), probs[k] * n) for k in big]
     rest = [k for k in {*probs, *observed} if k not in set(big)]
     other_obs = sum(observed.get(k, 0) for k in rest)
@@ -131,9 +138,7 @@ Samples = tuple[Counter[str], np.ndarray[Any, Any]]
 
 
 @pytest.fixture(scope="module")
-def server_samples(
-    local_server: Any, local_api_key: str
-) -> Iterator[Callable[[Case], Samples]]:
+def server_samples(local_server: Any, local_api_key: str) -> Iterator[Callable[[Case], Samples]]:
     """``server_samples(case)``: first-token texts from real requests, and the logits the
     server sampled them from (cached per case).
 
@@ -159,16 +164,21 @@ def server_samples(
                 model.next_logits(tokens)  # the prefix the server's requests will reuse
                 logits = np.asarray(model.next_logits(tokens))
             t, k, p = case.settings
-            body: dict[str, Any] = {"model": "local", "prompt": prompts.build(CELL),
-                                    "max_tokens_to_sample": 1, "temperature": t}
+            body: dict[str, Any] = {
+                "model": "local",
+                "prompt": prompts.build(CELL),
+                "max_tokens_to_sample": 1,
+                "temperature": t,
+            }
             if k is not None:
                 body["top_k"] = k
             if p is not None:
                 body["top_p"] = p
             counts: Counter[str] = Counter()
             for _ in range(case.samples):
-                response = session.post(f"{local_server.url}/v1/complete", json=body,
-                                        headers=headers, timeout=60)
+                response = session.post(
+                    f"{local_server.url}/v1/complete", json=body, headers=headers, timeout=60
+                )
                 assert response.status_code == 200, response.text
                 counts[response.json()["completion"]] += 1
             cache[case.name] = (counts, logits)
@@ -222,8 +232,7 @@ def test_the_same_samples_reject_a_deliberately_wrong_distribution(
     fit = chi_square_fit(observed, probs)
     report(record_property, f"negative check, {case.name}, {wrong}", fit)
     assert fit.p_value < FAIL_BELOW, (
-        f"the test could not tell the server's distribution from one {wrong}: "
-        f"{fit.describe()}"
+        f"the test could not tell the server's distribution from one {wrong}: {fit.describe()}"
     )
 
 
@@ -231,11 +240,11 @@ def test_the_same_samples_reject_a_deliberately_wrong_distribution(
 @pytest.mark.parametrize("stat", [0.01, 0.5, 1.0, 3.84, 10.0, 40.0, 120.0])
 def test_the_p_value_matches_the_closed_forms_for_one_two_and_four_dof(stat: float) -> None:
     # dof 1: erfc(sqrt(x/2)); dof 2: exp(-x/2); dof 4: exp(-x/2) (1 + x/2).
-    assert chi_square_p_value(stat, 1) == pytest.approx(math.erfc(math.sqrt(stat / 2)),
-                                                        rel=1e-10)
+    assert chi_square_p_value(stat, 1) == pytest.approx(math.erfc(math.sqrt(stat / 2)), rel=1e-10)
     assert chi_square_p_value(stat, 2) == pytest.approx(math.exp(-stat / 2), rel=1e-10)
     assert chi_square_p_value(stat, 4) == pytest.approx(
-        math.exp(-stat / 2) * (1 + stat / 2), rel=1e-10)
+        math.exp(-stat / 2) * (1 + stat / 2), rel=1e-10
+    )
 
 
 def test_the_p_value_agrees_with_scipy_far_into_the_tail() -> None:
@@ -273,8 +282,9 @@ def test_pooling_keeps_every_bin_expected_at_least_five_times() -> None:
     assert [b[0] for b in fit.bins] == ["'a'", "'b'", "'c'", "other (2)"]
     assert all(e >= MIN_EXPECTED for _, _, e in fit.bins) and fit.dof == 3
     assert fit.stat == pytest.approx(0.0) and fit.p_value == pytest.approx(1.0)
-    small = chi_square_fit(Counter(a=60, b=30, c=8, d=2), {"a": 0.6, "b": 0.3, "c": 0.08,
-                                                           "d": 0.02})
+    small = chi_square_fit(
+        Counter(a=60, b=30, c=8, d=2), {"a": 0.6, "b": 0.3, "c": 0.08, "d": 0.02}
+    )
     assert small.bins[-1][0] == "'c' + other (1)" and small.bins[-1][2] == pytest.approx(10.0)
     zero = chi_square_fit(Counter(a=50, z=1), {"a": 0.5, "b": 0.5})
     assert zero.impossible == {"z": 1} and zero.p_value == 0.0

@@ -119,8 +119,14 @@ def test_no_repr_str_or_attribute_dump_of_the_client_shows_the_key(keyed: Replay
             final = stream.get_final_completion()
             assert_clean("the stream", repr(stream), pprint.pformat(vars(stream)))
         assert_clean("the completion", repr(final), json.dumps(final.to_dict()))
-        assert_clean("the client", repr(client), str(client), pprint.pformat(vars(client)),
-                     repr(client.completions), repr(client._key))
+        assert_clean(
+            "the client",
+            repr(client),
+            str(client),
+            pprint.pformat(vars(client)),
+            repr(client.completions),
+            repr(client._key),
+        )
         client.close()
     assert key_was_sent(keyed)
 
@@ -174,7 +180,10 @@ FAILURES: dict[str, Callable[[ReplayServer], Client]] = {
 @pytest.mark.parametrize("name", list(FAILURES))
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "no-stream"])
 def test_an_error_and_its_tracebacks_plain_or_verbose_never_show_the_key(
-    name: str, stream: bool, replay: ReplayServer, tally: Any,
+    name: str,
+    stream: bool,
+    replay: ReplayServer,
+    tally: Any,
 ) -> None:
     client = FAILURES[name](replay)
     with pytest.raises(errors.APIError) as info:
@@ -211,24 +220,33 @@ def test_an_error_raised_inside_the_user_s_own_except_block_shows_no_key_either(
 
 
 def test_debug_logging_of_every_library_involved_never_records_the_key(
-    replay: ReplayServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    replay: ReplayServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(Client, "_sleep", lambda self, seconds: None)
     caplog.set_level(logging.DEBUG)  # the root logger: jupyter_complete, urllib3, everything
-    replay.enqueue(ok_stream(), error_script(500, "api_error", "boom"), ok_stream(),
-                   error_script(401, "authentication_error", "invalid x-api-key"))
+    replay.enqueue(
+        ok_stream(),
+        error_script(500, "api_error", "boom"),
+        ok_stream(),
+        error_script(401, "authentication_error", "invalid x-api-key"),
+    )
     client = Client(api_key=KEY, base_url=replay.url, max_retries=1)
     client.completions.create(prompt=PROMPT, stream=True).get_final_completion()
     client.completions.create(prompt=PROMPT, stream=True).get_final_completion()
     with pytest.raises(errors.AuthenticationError):
         client.completions.create(prompt=PROMPT)
     with pytest.raises(errors.APIConnectionError):
-        Client(api_key=KEY, base_url=refused_url(), max_retries=0).completions.create(
-            prompt=PROMPT)
+        Client(api_key=KEY, base_url=refused_url(), max_retries=0).completions.create(prompt=PROMPT)
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     for record in caplog.records:
-        assert_clean(f"log record from {record.name}", formatter.format(record),
-                     repr(record.args), repr(record.__dict__))
+        assert_clean(
+            f"log record from {record.name}",
+            formatter.format(record),
+            repr(record.args),
+            repr(record.__dict__),
+        )
     names = {r.name for r in caplog.records}
     assert "jupyter_complete" in names and any(n.startswith("urllib3") for n in names)
     assert key_was_sent(replay)
@@ -248,10 +266,15 @@ def test_jupyter_complete_log_debug_output_on_stderr_has_no_key(replay: ReplaySe
             print(err)
             traceback.print_exc()
     """)
-    env = {**os.environ, "JUPYTER_COMPLETE_LOG": "debug", "ANTHROPIC_API_KEY": KEY,
-           "ANTHROPIC_BASE_URL": replay.url}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=60)
+    env = {
+        **os.environ,
+        "JUPYTER_COMPLETE_LOG": "debug",
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_BASE_URL": replay.url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "DEBUG:jupyter_complete:POST" in done.stderr  # the debug log really was on
     assert "AuthenticationError" in done.stderr
@@ -285,22 +308,31 @@ def run_cell(ip: Any, source: str) -> str:
 
     with capture_output() as captured:
         ip.run_cell(source, store_history=False)
-    shown = [json.dumps(o.data, default=str) + json.dumps(o.metadata, default=str)
-             for o in captured.outputs]
+    shown = [
+        json.dumps(o.data, default=str) + json.dumps(o.metadata, default=str)
+        for o in captured.outputs
+    ]
     return ANSI.sub("", captured.stdout + captured.stderr + "".join(shown))
 
 
 @pytest.mark.parametrize("verbose", [False, True], ids=["one-line errors", "verbose tracebacks"])
 def test_the_magic_shows_no_key_in_answers_errors_or_tracebacks(
-    shell: Any, keyed: ReplayServer, verbose: bool, tally: Any,
+    shell: Any,
+    keyed: ReplayServer,
+    verbose: bool,
+    tally: Any,
 ) -> None:
     if verbose:
         shell.run_line_magic("xmode", "Verbose")
         shell.run_line_magic("config", "CompleteMagics.show_traceback = True")
-    keyed.enqueue(ok_stream(" streamed"), json_script(200, {
-        "completion": " whole", "stop_reason": "stop_sequence", "model": "replay-1"}),
+    keyed.enqueue(
+        ok_stream(" streamed"),
+        json_script(
+            200, {"completion": " whole", "stop_reason": "stop_sequence", "model": "replay-1"}
+        ),
         error_script(401, "authentication_error", "invalid x-api-key"),
-        Script([head(chunked=False), completion_event(" cut"), Reset()]))
+        Script([head(chunked=False), completion_event(" cut"), Reset()]),
+    )
     outputs = {
         "a streamed answer": run_cell(shell, "%%complete\nSay hi"),
         "a whole answer": run_cell(shell, "%%complete --no-stream -o answer\nSay hi"),
@@ -349,13 +381,16 @@ def widget_tree_state(root: Any) -> str:
 
 
 def test_the_panel_shows_no_key_in_its_widgets_traffic_history_or_errors(
-    keyed: ReplayServer, comm_recorder: Any, tally: Any,
+    keyed: ReplayServer,
+    comm_recorder: Any,
+    tally: Any,
 ) -> None:
     pytest.importorskip("ipywidgets")
     from jupyter_complete import Panel
 
-    keyed.enqueue(ok_stream(" from the panel"),
-                  error_script(401, "authentication_error", "invalid x-api-key"))
+    keyed.enqueue(
+        ok_stream(" from the panel"), error_script(401, "authentication_error", "invalid x-api-key")
+    )
     panel = Panel("Say hi")  # the key comes from the environment
     surfaces: dict[str, str] = {}
     panel.run()
@@ -388,7 +423,9 @@ def test_the_panel_shows_no_key_in_its_widgets_traffic_history_or_errors(
 
 
 def test_an_executed_and_saved_notebook_holds_no_key(
-    replay: ReplayServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    replay: ReplayServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -396,9 +433,11 @@ def test_an_executed_and_saved_notebook_holds_no_key(
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", replay.url)
     monkeypatch.delenv("JUPYTER_COMPLETE_RAISE_ERRORS", raising=False)
-    replay.enqueue(ok_stream(" notebook answer"),
-                   error_script(401, "authentication_error", "invalid x-api-key"),
-                   Script([head(chunked=False), completion_event(" cut"), Reset()]))
+    replay.enqueue(
+        ok_stream(" notebook answer"),
+        error_script(401, "authentication_error", "invalid x-api-key"),
+        Script([head(chunked=False), completion_event(" cut"), Reset()]),
+    )
     cells = [
         "%load_ext jupyter_complete",
         "%%complete -o answer\nSay hi",
@@ -411,8 +450,9 @@ def test_an_executed_and_saved_notebook_holds_no_key(
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
-                            startup_timeout=90).execute()
+    nbclient.NotebookClient(
+        nb, timeout=60, kernel_name="python3", allow_errors=True, startup_timeout=90
+    ).execute()
     path = tmp_path / "saved.ipynb"
     nbformat.write(nb, str(path))
     saved = path.read_text()
@@ -431,8 +471,7 @@ def test_connection_errors_name_the_endpoint_without_credentials_from_the_base_u
     where: str,
 ) -> None:
     refused = refused_url()
-    base = (refused.replace("://", f"://{where}") if where.endswith("@")
-            else refused + "/" + where)
+    base = refused.replace("://", f"://{where}") if where.endswith("@") else refused + "/" + where
     client = Client(base_url=base, api_key="k", max_retries=0)
     calls: list[Callable[[], Any]] = [
         client.models.list,

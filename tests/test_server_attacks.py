@@ -32,8 +32,7 @@ pytest.importorskip("llama_cpp", reason="needs the [local] extra (llama-cpp-pyth
 pytestmark = [pytest.mark.local, pytest.mark.timeout(300)]
 
 PROMPT = "\n\nHuman: Say one word.\n\nAssistant:"
-LONG_PROMPT = ("\n\nHuman: Write a long story about a dragon who learns to bake bread."
-               "\n\nAssistant:")
+LONG_PROMPT = "\n\nHuman: Write a long story about a dragon who learns to bake bread.\n\nAssistant:"
 VALID: dict[str, Any] = {"model": "local", "prompt": PROMPT, "max_tokens_to_sample": 1}
 
 
@@ -46,7 +45,8 @@ def chunked(body: bytes) -> bytes:
 
 @pytest.mark.parametrize("size", [b"-1", b"+61", b"0_61", b"0x61", b" 61"])
 def test_a_chunk_size_that_is_not_plain_hex_is_a_400_and_the_connection_is_closed(
-    attack_server: Any, size: bytes,
+    attack_server: Any,
+    size: bytes,
 ) -> None:
     data = head(extra={"transfer-encoding": "chunked"}) + size + b"\r\n" + b"a" * 0x61 + b"\r\n"
     with connect(attack_server.port) as sock:
@@ -165,8 +165,9 @@ def test_a_thousand_slowloris_connections_hold_no_threads_and_are_all_cut(
             socks.append(sock)
         during = threading.active_count()
         # Meanwhile a real client is answered.
-        answer = exchange(attack_server.port, post(VALID, extra={"connection": "close"}),
-                          check_close=0)
+        answer = exchange(
+            attack_server.port, post(VALID, extra={"connection": "close"}), check_close=0
+        )
         assert answer.status == 200, answer
         cut = 0
         deadline = time.monotonic() + attack_server.limits.head_timeout + 30
@@ -223,12 +224,17 @@ def test_a_half_closing_client_that_asks_to_close_the_connection_still_gets_its_
         assert answer.closed
 
 
-@pytest.mark.parametrize("line", [
-    b"x-api-key : " + ATTACK_KEY.encode(),
-    b"x-api-key:" + ATTACK_KEY.encode() + b"\r\nbad line " + ATTACK_KEY.encode(),
-], ids=["space before colon", "no colon"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"x-api-key : " + ATTACK_KEY.encode(),
+        b"x-api-key:" + ATTACK_KEY.encode() + b"\r\nbad line " + ATTACK_KEY.encode(),
+    ],
+    ids=["space before colon", "no colon"],
+)
 def test_a_malformed_header_is_refused_without_echoing_what_it_held(
-    attack_server: Any, line: bytes,
+    attack_server: Any,
+    line: bytes,
 ) -> None:
     # The refusal may end up in a notebook's output or a proxy's log: the key must not.
     request = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n" + line + b"\r\n\r\n"
@@ -240,8 +246,11 @@ def test_a_malformed_header_is_refused_without_echoing_what_it_held(
 # -- request smuggling -----------------------------------------------------------------------
 
 
-HIDDEN = b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: " + ATTACK_KEY.encode() + (
-    b"\r\nanthropic-version: 2023-06-01\r\n\r\n")
+HIDDEN = (
+    b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: "
+    + ATTACK_KEY.encode()
+    + (b"\r\nanthropic-version: 2023-06-01\r\n\r\n")
+)
 
 
 def test_content_length_with_transfer_encoding_is_refused_and_the_hidden_request_unanswered(
@@ -256,15 +265,21 @@ def test_content_length_with_transfer_encoding_is_refused_and_the_hidden_request
     assert b"HTTP/1.1" not in answer.rest, answer.rest[:200]
 
 
-@pytest.mark.parametrize(("fields", "status"), [
-    ([b"content-length: 5", b"content-length: 6"], 400),
-    ([b"content-length: 5, 6"], 400),
-    ([b"transfer-encoding: xchunked"], 501),
-    ([b"transfer-encoding: chunked, identity"], 501),
-    ([b"transfer-encoding: chunked", b"transfer-encoding: chunked"], 501),
-], ids=repr)
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ([b"content-length: 5", b"content-length: 6"], 400),
+        ([b"content-length: 5, 6"], 400),
+        ([b"transfer-encoding: xchunked"], 501),
+        ([b"transfer-encoding: chunked, identity"], 501),
+        ([b"transfer-encoding: chunked", b"transfer-encoding: chunked"], 501),
+    ],
+    ids=repr,
+)
 def test_smuggling_shapes_of_the_framing_headers_are_refused_and_the_connection_closed(
-    attack_server: Any, fields: list[bytes], status: int,
+    attack_server: Any,
+    fields: list[bytes],
+    status: int,
 ) -> None:
     raw = b"".join(f + b"\r\n" for f in fields)
     answer = exchange(attack_server.port, head(raw=raw) + b"hello" + HIDDEN)
@@ -281,8 +296,13 @@ def test_a_host_that_is_not_the_server_s_name_is_refused_by_a_keyless_server(
     open_server: Any,
 ) -> None:
     port = open_server.port
-    for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.nip.io",
-                 "localhost.attacker.example", "[::2]"):
+    for host in (
+        "attacker.example",
+        f"attacker.example:{port}",
+        "127.0.0.1.nip.io",
+        "localhost.attacker.example",
+        "[::2]",
+    ):
         answer = exchange(port, head("GET", "/v1/models", key=None, host=host), check_close=0)
         assert_envelope(answer, 403, "permission_error", "--allow-host")
     before = open_server.stats["requests"]
@@ -291,14 +311,26 @@ def test_a_host_that_is_not_the_server_s_name_is_refused_by_a_keyless_server(
     assert open_server.stats["completed"] == 0 or open_server.stats["requests"] > before
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:{port}", "localhost:{port}",
-                                  "LOCALHOST", "[::1]:{port}", "notebook.example:443"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.0.0.1:{port}",
+        "localhost:{port}",
+        "LOCALHOST",
+        "[::1]:{port}",
+        "notebook.example:443",
+    ],
+)
 def test_the_server_s_own_names_and_allowed_hosts_are_answered(
-    open_server: Any, host: str,
+    open_server: Any,
+    host: str,
 ) -> None:
-    answer = exchange(open_server.port,
-                      head("GET", "/v1/models", key=None, host=host.format(port=open_server.port)),
-                      check_close=0)
+    answer = exchange(
+        open_server.port,
+        head("GET", "/v1/models", key=None, host=host.format(port=open_server.port)),
+        check_close=0,
+    )
     assert answer.status == 200, answer.body
 
 
@@ -319,16 +351,20 @@ def test_a_million_stop_sequences_are_a_400_before_the_model_is_touched(
 
 
 def test_a_huge_prompt_is_refused_by_its_size_before_it_is_tokenised(
-    attack_server: Any, local_model: Any, monkeypatch: pytest.MonkeyPatch,
+    attack_server: Any,
+    local_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tokenised: list[int] = []
     real = local_model.tokenize
-    monkeypatch.setattr(local_model, "tokenize",
-                        lambda text, **kw: tokenised.append(len(text)) or real(text, **kw))
+    monkeypatch.setattr(
+        local_model, "tokenize", lambda text, **kw: tokenised.append(len(text)) or real(text, **kw)
+    )
     for size in (600_000, 4 << 20):  # past what 4096 tokens can hold; past --max-prompt-bytes
         prompt = "\n\nHuman: " + "word " * (size // 5) + "\n\nAssistant:"
-        answer = exchange(attack_server.port, post({**VALID, "prompt": prompt}), timeout=60,
-                          check_close=0)
+        answer = exchange(
+            attack_server.port, post({**VALID, "prompt": prompt}), timeout=60, check_close=0
+        )
         assert_envelope(answer, 400, "invalid_request_error", "prompt is too long")
         assert "bytes" in answer.envelope["error"]["message"]
     assert not tokenised or max(tokenised) < 100_000
@@ -337,16 +373,22 @@ def test_a_huge_prompt_is_refused_by_its_size_before_it_is_tokenised(
 def test_a_hundred_thousand_turns_are_refused_by_their_count(attack_server: Any) -> None:
     turns = "".join(f"\n\nHuman: q{i}\n\nAssistant: a{i}" for i in range(64_000))
     prompt = turns + "\n\nHuman: and?\n\nAssistant:"
-    answer = exchange(attack_server.port, post({**VALID, "prompt": prompt}), timeout=60,
-                      check_close=0)
+    answer = exchange(
+        attack_server.port, post({**VALID, "prompt": prompt}), timeout=60, check_close=0
+    )
     assert_envelope(answer, 400, "invalid_request_error", "turns")
 
 
 def test_a_reader_that_never_reads_its_cumulative_stream_does_not_hold_the_model(
     attack_server: Any,
 ) -> None:
-    body = {**VALID, "prompt": LONG_PROMPT, "max_tokens_to_sample": 200, "temperature": 1,
-            "stream": True}
+    body = {
+        **VALID,
+        "prompt": LONG_PROMPT,
+        "max_tokens_to_sample": 200,
+        "temperature": 1,
+        "stream": True,
+    }
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     slow.connect(("127.0.0.1", attack_server.port))
@@ -356,22 +398,29 @@ def test_a_reader_that_never_reads_its_cumulative_stream_does_not_hold_the_model
         # The text is generated whatever the reader does; the model is then free and the
         # next request is answered while the slow reader has read nothing.
         assert wait_until(lambda: not attack_server.gate.busy, 120)
-        answer = exchange(attack_server.port, post({**VALID, "max_tokens_to_sample": 3}),
-                          timeout=60, check_close=0)
+        answer = exchange(
+            attack_server.port,
+            post({**VALID, "max_tokens_to_sample": 3}),
+            timeout=60,
+            check_close=0,
+        )
         assert answer.status == 200
     finally:
         slow.close()
 
 
 def test_a_repeated_prompt_reuses_only_the_template_s_own_tokens_from_the_cache(
-    attack_server: Any, local_model: Any, monkeypatch: pytest.MonkeyPatch,
+    attack_server: Any,
+    local_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_complete.prompt import parse
 
     evaluated: list[int] = []
     real = local_model.llm.eval
-    monkeypatch.setattr(local_model.llm, "eval",
-                        lambda tokens: evaluated.append(len(tokens)) or real(tokens))
+    monkeypatch.setattr(
+        local_model.llm, "eval", lambda tokens: evaluated.append(len(tokens)) or real(tokens)
+    )
     secret = "\n\nHuman: my secret is 4242, keep it\n\nAssistant:"
     tokens, public = local_model.render_public(parse(secret))
     other, other_public = local_model.render_public(parse(PROMPT))
@@ -388,12 +437,15 @@ def test_a_repeated_prompt_reuses_only_the_template_s_own_tokens_from_the_cache(
 
 
 def test_a_client_s_repeated_prompt_on_its_own_connection_reuses_its_own_cache(
-    attack_server: Any, local_model: Any, monkeypatch: pytest.MonkeyPatch,
+    attack_server: Any,
+    local_model: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     evaluated: list[int] = []
     real = local_model.llm.eval
-    monkeypatch.setattr(local_model.llm, "eval",
-                        lambda tokens: evaluated.append(len(tokens)) or real(tokens))
+    monkeypatch.setattr(
+        local_model.llm, "eval", lambda tokens: evaluated.append(len(tokens)) or real(tokens)
+    )
     body = {**VALID, "prompt": "\n\nHuman: my own question, twice\n\nAssistant:"}
     with connect(attack_server.port) as sock:  # one keep-alive connection
         for _ in range(2):
@@ -413,8 +465,9 @@ def test_connections_past_the_limit_get_a_503_and_the_server_still_answers(
     from jupyter_complete.local import serve
     from jupyter_complete.local.http.limits import HttpLimits
 
-    with serve(model=local_model, api_key=ATTACK_KEY,
-               limits=HttpLimits(max_connections=20, head_timeout=2)) as server:
+    with serve(
+        model=local_model, api_key=ATTACK_KEY, limits=HttpLimits(max_connections=20, head_timeout=2)
+    ) as server:
         idle = [connect(server.port) for _ in range(20)]
         try:
             assert wait_until(lambda: len(server._connections) == 20)
@@ -434,8 +487,7 @@ def test_key_holders_cannot_hold_more_body_bytes_at_once_than_the_in_flight_limi
     from jupyter_complete.local import serve
     from jupyter_complete.local.http.limits import HttpLimits
 
-    limits = HttpLimits(max_body_bytes=1 << 20, max_body_bytes_in_flight=2 << 20,
-                        body_timeout=2)
+    limits = HttpLimits(max_body_bytes=1 << 20, max_body_bytes_in_flight=2 << 20, body_timeout=2)
     with serve(model=local_model, api_key=ATTACK_KEY, limits=limits) as server:
         stalled = []
         try:
@@ -450,11 +502,11 @@ def test_key_holders_cannot_hold_more_body_bytes_at_once_than_the_in_flight_limi
             assert exchange(server.port, post(VALID), check_close=0).status == 200
             # The stalled bodies time out (408) and free the budget.
             for sock in stalled:
-                assert_envelope(read(sock, timeout=30, check_close=0), 408,
-                                "invalid_request_error")
+                assert_envelope(read(sock, timeout=30, check_close=0), 408, "invalid_request_error")
         finally:
             for sock in stalled:
                 sock.close()
-        answer = exchange(server.port, head(length=1 << 20) + b" " * (1 << 20), timeout=30,
-                          check_close=0)
+        answer = exchange(
+            server.port, head(length=1 << 20) + b" " * (1 << 20), timeout=30, check_close=0
+        )
         assert_envelope(answer, 400, "invalid_request_error")  # read and parsed: not JSON

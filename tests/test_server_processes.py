@@ -58,13 +58,19 @@ SERVER = textwrap.dedent("""
 
 
 @pytest.fixture
-def subprocess_server(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str],
-                                                                        int, int]]:
+def subprocess_server(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
     mode = request.param
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, "256", mode, KEY, "2"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                            cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, "256", mode, KEY, "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     try:
         assert proc.stdout is not None
         url, cap = proc.stdout.readline().split()
@@ -118,7 +124,9 @@ def test_the_embedded_server_in_a_kernel_withstands_strangers_and_keeps_the_kern
         run = kernel.execute(
             "import threading\n"
             "from jupyter_complete.local.embedded import ensure_started\n"
-            "url, key = ensure_started()\n", timeout=120)
+            "url, key = ensure_started()\n",
+            timeout=120,
+        )
         assert run.status == "ok", run.error_text
         url = kernel.value("url")
         key = kernel.value("key")
@@ -133,12 +141,14 @@ def test_the_embedded_server_in_a_kernel_withstands_strangers_and_keeps_the_kern
             assert answer.status in (400, 401)
             assert_envelope(answer, answer.status, answer.envelope["error"]["type"])
         # A web page through DNS rebinding cannot know the random key.
-        answer = exchange(port, head("GET", "/v1/models", key=None, host="attacker.example"),
-                          check_close=0)
+        answer = exchange(
+            port, head("GET", "/v1/models", key=None, host="attacker.example"), check_close=0
+        )
         assert_envelope(answer, 401, "authentication_error")
         # Smuggling: Content-Length with Transfer-Encoding.
-        answer = exchange(port, head(key=key, length=5,
-                                     extra={"transfer-encoding": "chunked"}) + b"0\r\n\r\n")
+        answer = exchange(
+            port, head(key=key, length=5, extra={"transfer-encoding": "chunked"}) + b"0\r\n\r\n"
+        )
         assert_envelope(answer, 400, "invalid_request_error")
         assert answer.closed
         # 300 slowloris connections: no thread each, and all cut at the head timeout.
@@ -158,7 +168,9 @@ def test_the_embedded_server_in_a_kernel_withstands_strangers_and_keeps_the_kern
             for sock in slow:
                 sock.close()
         assert wait_until(lambda: proc_status(pid)["fds"] <= before["fds"] + 5, 30), (
-            before, proc_status(pid))
+            before,
+            proc_status(pid),
+        )
         after = proc_status(pid)
         assert after["Threads"] - before["Threads"] <= 2, (before, after)
         assert after["VmRSS"] - before["VmRSS"] < 64 * 1024, (before, after)
@@ -168,17 +180,36 @@ def test_the_serve_command_s_limit_flags_reach_the_server() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0",
-         "--max-stop-sequences", "2", "--head-timeout", "1", "--allow-host", "lab.example"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_complete.cli",
+            "serve",
+            "--port",
+            "0",
+            "--max-stop-sequences",
+            "2",
+            "--head-timeout",
+            "1",
+            "--allow-host",
+            "lab.example",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
-        answer = exchange(port, post({**VALID, "stop_sequences": ["a", "b", "c"]}, key=None),
-                          check_close=0)
+        answer = exchange(
+            port, post({**VALID, "stop_sequences": ["a", "b", "c"]}, key=None), check_close=0
+        )
         assert_envelope(answer, 400, "invalid_request_error", "--max-stop-sequences")
-        answer = exchange(port, head("GET", "/v1/models", key=None, host="lab.example"),
-                          check_close=0)
+        answer = exchange(
+            port, head("GET", "/v1/models", key=None, host="lab.example"), check_close=0
+        )
         assert answer.status == 200
         with connect(port) as sock:
             started = time.monotonic()
@@ -192,18 +223,31 @@ def test_the_serve_command_s_limit_flags_reach_the_server() -> None:
             proc.wait()
 
 
-@pytest.mark.parametrize("flag", [
-    ["--max-connections", "0"], ["--max-body-bytes", "-3"], ["--head-timeout", "-1"],
-    ["--body-timeout", "nan"], ["--max-headers", "0"], ["--max-prompt-bytes", "0"],
-    ["--max-stop-sequences", "-1"],
-], ids=lambda flag: " ".join(flag))
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--max-connections", "0"],
+        ["--max-body-bytes", "-3"],
+        ["--head-timeout", "-1"],
+        ["--body-timeout", "nan"],
+        ["--max-headers", "0"],
+        ["--max-prompt-bytes", "0"],
+        ["--max-stop-sequences", "-1"],
+    ],
+    ids=lambda flag: " ".join(flag),
+)
 def test_the_serve_command_refuses_a_limit_that_cannot_work_in_one_line(flag: list[str]) -> None:
     # Accepted, such a limit would start a server that refuses every request.
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run(
         [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0", *flag],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2, done
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()

@@ -12,8 +12,13 @@ from jupyter_complete.settings import slider_spec
 
 def test_settings_reject_values_outside_the_spec_ranges() -> None:
     s = CompletionSettings()
-    for name, bad in [("temperature", 1.5), ("top_p", -0.1), ("top_k", -1), ("max_tokens", 0),
-                      ("temperature", float("nan"))]:
+    for name, bad in [
+        ("temperature", 1.5),
+        ("top_p", -0.1),
+        ("top_k", -1),
+        ("max_tokens", 0),
+        ("temperature", float("nan")),
+    ]:
         with pytest.raises(TraitError):
             setattr(s, name, bad)
 
@@ -22,8 +27,14 @@ def test_request_params_leave_out_unset_top_k_and_top_p() -> None:
     s = CompletionSettings(temperature=0.3)
     assert s.request_params() == {"max_tokens_to_sample": 256, "temperature": 0.3}
     s.top_k, s.top_p, s.stop_sequences, s.model = 5, 0.9, ["END"], "m"
-    assert s.request_params() == {"max_tokens_to_sample": 256, "temperature": 0.3, "top_k": 5,
-                                  "top_p": 0.9, "stop_sequences": ["END"], "model": "m"}
+    assert s.request_params() == {
+        "max_tokens_to_sample": 256,
+        "temperature": 0.3,
+        "top_k": 5,
+        "top_p": 0.9,
+        "stop_sequences": ["END"],
+        "model": "m",
+    }
 
 
 def test_slider_specs_come_from_the_trait_declarations() -> None:
@@ -42,18 +53,23 @@ def test_settings_are_configurable_through_a_traitlets_config() -> None:
 
 
 def test_an_error_with_partial_text_says_so_in_its_one_line_message() -> None:
-    err = errors.OverloadedError("529 overloaded_error: Overloaded", status_code=529,
-                                 partial=Completion(" abc"), request_id="req_1")
+    err = errors.OverloadedError(
+        "529 overloaded_error: Overloaded",
+        status_code=529,
+        partial=Completion(" abc"),
+        request_id="req_1",
+    )
     text = str(err)
-    assert text == ("529 overloaded_error: Overloaded. The server is overloaded; try again in "
-                    "a moment. (4 characters received were kept.) [request req_1]")
+    assert text == (
+        "529 overloaded_error: Overloaded. The server is overloaded; try again in "
+        "a moment. (4 characters received were kept.) [request req_1]"
+    )
 
 
 def test_render_traceback_gives_one_line_unless_the_switch_asks_for_the_full_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    err = errors.AuthenticationError("401 authentication_error: invalid x-api-key",
-                                     status_code=401)
+    err = errors.AuthenticationError("401 authentication_error: invalid x-api-key", status_code=401)
     lines = err._render_traceback_()
     assert len(lines) == 1 and "AuthenticationError" in lines[0] and "ANTHROPIC_API_KEY" in lines[0]
     monkeypatch.setattr(errors.CompleteError, "show_traceback", True)

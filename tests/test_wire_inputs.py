@@ -45,16 +45,39 @@ def text_events(api: str, texts: list[str]) -> list[bytes]:
     """One event per text delta, then the final event(s), in ``api``'s protocol."""
     if api == "complete":
         return [completion_event(t) for t in texts] + [final_event()]
-    start = sse("message_start", {"type": "message_start", "message": {
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
-        "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
-    deltas = [sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                          "delta": {"type": "text_delta", "text": t}})
-              for t in texts]
-    end = [sse("message_delta", {"type": "message_delta",
-                                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                 "usage": {"output_tokens": 3}}),
-           sse("message_stop", {"type": "message_stop"})]
+    start = sse(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "m",
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": 5, "output_tokens": 1},
+            },
+        },
+    )
+    deltas = [
+        sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}},
+        )
+        for t in texts
+    ]
+    end = [
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 3},
+            },
+        ),
+        sse("message_stop", {"type": "message_stop"}),
+    ]
     return [start, *deltas, *end]
 
 
@@ -65,11 +88,22 @@ def without_end(api: str, events: list[bytes]) -> list[bytes]:
 
 def whole_body(api: str, text: str) -> dict[str, Any]:
     if api == "complete":
-        return {"type": "completion", "completion": text, "stop_reason": "stop_sequence",
-                "model": "m"}
-    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-            "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 3}}
+        return {
+            "type": "completion",
+            "completion": text,
+            "stop_reason": "stop_sequence",
+            "model": "m",
+        }
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 3},
+    }
 
 
 def compressor(coding: str) -> Any:
@@ -84,8 +118,9 @@ def compressed_events(events: list[bytes], coding: str) -> list[bytes]:
     return out
 
 
-def stream_script(pieces: list[bytes], *, chunked: bool = True,
-                  headers: dict[str, str] | None = None) -> Script:
+def stream_script(
+    pieces: list[bytes], *, chunked: bool = True, headers: dict[str, str] | None = None
+) -> Script:
     steps: list[Any] = [head(200, headers, chunked=chunked)]
     steps += [chunk(p) if chunked else p for p in pieces if p]
     steps.append(LAST_CHUNK if chunked else Close())
@@ -99,8 +134,11 @@ def make_client(replay: ReplayServer, api: str, **kw: Any) -> Client:
 
 def run(client: Client, stream: bool) -> str:
     if stream:
-        return client.completions.create(prompt=PROMPT, model="m",
-                                         stream=True).get_final_completion().completion
+        return (
+            client.completions.create(prompt=PROMPT, model="m", stream=True)
+            .get_final_completion()
+            .completion
+        )
     return client.completions.create(prompt=PROMPT, model="m").completion
 
 
@@ -110,23 +148,33 @@ def run(client: Client, stream: bool) -> str:
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
 @pytest.mark.parametrize("api", APIS)
-def test_a_compressed_event_stream_is_decoded(replay: ReplayServer, api: str, chunked: bool,
-                                              coding: str) -> None:
+def test_a_compressed_event_stream_is_decoded(
+    replay: ReplayServer, api: str, chunked: bool, coding: str
+) -> None:
     pieces = compressed_events(text_events(api, [" Paris", " is the capital."]), coding)
-    replay.enqueue(stream_script(pieces, chunked=chunked,
-                                 headers={"content-encoding": coding}))
+    replay.enqueue(stream_script(pieces, chunked=chunked, headers={"content-encoding": coding}))
     assert run(make_client(replay, api), stream=True) == " Paris is the capital."
     assert replay.received[0].headers["accept-encoding"] == C.ACCEPT_ENCODING
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
 @pytest.mark.parametrize("api", APIS)
-def test_a_compressed_json_answer_is_decoded(replay: ReplayServer, api: str,
-                                             coding: str) -> None:
+def test_a_compressed_json_answer_is_decoded(replay: ReplayServer, api: str, coding: str) -> None:
     z = compressor(coding)
     raw = z.compress(json.dumps(whole_body(api, " Paris.")).encode()) + z.flush()
-    replay.enqueue(Script([head(200, {"content-encoding": coding},
-                                content_type="application/json", length=len(raw)) + raw]))
+    replay.enqueue(
+        Script(
+            [
+                head(
+                    200,
+                    {"content-encoding": coding},
+                    content_type="application/json",
+                    length=len(raw),
+                )
+                + raw
+            ]
+        )
+    )
     assert run(make_client(replay, api), stream=False) == " Paris."
 
 
@@ -143,8 +191,19 @@ def test_identity_listed_beside_a_real_coding_means_no_extra_coding(
     else:
         z = compressor("gzip")
         raw = z.compress(json.dumps(whole_body("complete", " Paris.")).encode()) + z.flush()
-        replay.enqueue(Script([head(200, {"content-encoding": header},
-                                    content_type="application/json", length=len(raw)) + raw]))
+        replay.enqueue(
+            Script(
+                [
+                    head(
+                        200,
+                        {"content-encoding": header},
+                        content_type="application/json",
+                        length=len(raw),
+                    )
+                    + raw
+                ]
+            )
+        )
     assert run(make_client(replay, "complete"), stream) == " Paris."
 
 
@@ -162,13 +221,18 @@ def test_each_gzip_event_reaches_the_caller_before_the_server_sends_the_next(
     after = b"".join(z.compress(e) for e in events[split:]) + z.flush()
     got_first = threading.Event()
     hold = Wait(got_first, timeout=5.0)
-    steps: list[Any] = [head(200, {"content-encoding": "gzip"}, chunked=chunked),
-                        chunk(before) if chunked else before, hold,
-                        chunk(after) if chunked else after, LAST_CHUNK if chunked else Close()]
+    steps: list[Any] = [
+        head(200, {"content-encoding": "gzip"}, chunked=chunked),
+        chunk(before) if chunked else before,
+        hold,
+        chunk(after) if chunked else after,
+        LAST_CHUNK if chunked else Close(),
+    ]
     replay.enqueue(Script(steps))
     seen = []
-    with make_client(replay, api).completions.create(prompt=PROMPT, model="m",
-                                                     stream=True) as stream:
+    with make_client(replay, api).completions.create(
+        prompt=PROMPT, model="m", stream=True
+    ) as stream:
         for text in stream.text_stream:
             seen.append(text)
             if text == " first":
@@ -194,8 +258,16 @@ def test_a_small_gzip_body_that_inflates_to_a_gigabyte_stops_at_the_documented_l
 ) -> None:
     assert len(gzip_gigabyte) < 8 * MiB
     ctype = "text/event-stream" if stream else "application/json"
-    replay.enqueue(Script([head(200, {"content-encoding": "gzip"}, content_type=ctype,
-                                length=len(gzip_gigabyte)) + gzip_gigabyte]))
+    replay.enqueue(
+        Script(
+            [
+                head(
+                    200, {"content-encoding": "gzip"}, content_type=ctype, length=len(gzip_gigabyte)
+                )
+                + gzip_gigabyte
+            ]
+        )
+    )
     with pytest.raises(errors.ResponseTooLargeError) as info:
         run(make_client(replay, "complete"), stream)
     assert info.value.limit == C.MAX_RESPONSE_BYTES
@@ -208,8 +280,9 @@ def test_a_small_gzip_body_that_inflates_to_a_gigabyte_stops_at_the_documented_l
 def test_a_content_encoding_the_client_did_not_ask_for_is_a_clear_error(
     replay: ReplayServer,
 ) -> None:
-    replay.enqueue(stream_script(text_events("complete", [" x"]),
-                                 headers={"content-encoding": "compress"}))
+    replay.enqueue(
+        stream_script(text_events("complete", [" x"]), headers={"content-encoding": "compress"})
+    )
     with pytest.raises(errors.APIResponseValidationError, match="compress") as info:
         run(make_client(replay, "complete"), stream=True)
     assert "gzip, deflate" in str(info.value)
@@ -227,8 +300,11 @@ def test_a_byte_order_mark_before_the_first_event_keeps_that_event(
     first = b"\xef\xbb\xbf" + events[0]
     pieces = [first[:2], first[2:], *events[1:]] if split_bom else [first, *events[1:]]
     replay.enqueue(stream_script(pieces))
-    final = make_client(replay, api).completions.create(
-        prompt=PROMPT, model="m", stream=True).get_final_completion()
+    final = (
+        make_client(replay, api)
+        .completions.create(prompt=PROMPT, model="m", stream=True)
+        .get_final_completion()
+    )
     assert final.completion == " Paris is the capital."
     if api == "messages":  # the first event is message_start: its id and usage are kept
         assert final.id == "msg_1" and final.usage == {"input_tokens": 5, "output_tokens": 3}
@@ -240,8 +316,15 @@ def test_a_byte_order_mark_before_the_first_event_keeps_that_event(
 def first_text_then_hold(api: str, never: threading.Event) -> Script:
     events = text_events(api, [" first", " never read"])
     split = events.index(next(e for e in events if b"first" in e)) + 1
-    return Script([head(200, chunked=True), *(chunk(e) for e in events[:split]),
-                   Wait(never, timeout=20), *(chunk(e) for e in events[split:]), LAST_CHUNK])
+    return Script(
+        [
+            head(200, chunked=True),
+            *(chunk(e) for e in events[:split]),
+            Wait(never, timeout=20),
+            *(chunk(e) for e in events[split:]),
+            LAST_CHUNK,
+        ]
+    )
 
 
 @pytest.fixture
@@ -277,8 +360,11 @@ def abandon_via_next(client: Client) -> str:
             return event.completion
 
 
-@pytest.mark.parametrize("abandon", [abandon_via_text_stream, abandon_via_iterator,
-                                     abandon_via_next], ids=["text_stream", "for", "next"])
+@pytest.mark.parametrize(
+    "abandon",
+    [abandon_via_text_stream, abandon_via_iterator, abandon_via_next],
+    ids=["text_stream", "for", "next"],
+)
 @pytest.mark.parametrize("api", APIS)
 def test_an_abandoned_stream_releases_its_connection_by_reference_counting_alone(
     replay: ReplayServer, no_gc: None, api: str, abandon: Any
@@ -314,11 +400,26 @@ def test_a_stream_that_is_still_referenced_stays_open_after_its_iterator_is_drop
 
 
 PROXY_ANSWERS = {
-    "html-403": (403, "text/html", b"<html><head><title>403 Forbidden</title></head><body>"
-                 b"<h1>Forbidden</h1><p>Request blocked by corporate proxy.</p></body></html>"),
-    "litellm-400": (400, "application/json", json.dumps({"error": {
-        "message": "Authentication Error, Invalid proxy server token passed.",
-        "type": "token_not_found_in_db", "param": "key", "code": "400"}}).encode()),
+    "html-403": (
+        403,
+        "text/html",
+        b"<html><head><title>403 Forbidden</title></head><body>"
+        b"<h1>Forbidden</h1><p>Request blocked by corporate proxy.</p></body></html>",
+    ),
+    "litellm-400": (
+        400,
+        "application/json",
+        json.dumps(
+            {
+                "error": {
+                    "message": "Authentication Error, Invalid proxy server token passed.",
+                    "type": "token_not_found_in_db",
+                    "param": "key",
+                    "code": "400",
+                }
+            }
+        ).encode(),
+    ),
     "text-400": (400, "text/plain", b"Bad Request: header too large"),
 }
 
@@ -342,10 +443,16 @@ def test_a_proxys_own_error_names_the_server_that_answered_and_what_it_said(
 
 
 @pytest.mark.parametrize("api", APIS)
-def test_an_api_error_envelope_keeps_the_hint_for_its_type(replay: ReplayServer,
-                                                          api: str) -> None:
-    replay.enqueue(json_script(400, {"type": "error", "error": {
-        "type": "invalid_request_error", "message": "temperature: range: 0..1"}}))
+def test_an_api_error_envelope_keeps_the_hint_for_its_type(replay: ReplayServer, api: str) -> None:
+    replay.enqueue(
+        json_script(
+            400,
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+            },
+        )
+    )
     with pytest.raises(errors.BadRequestError, match="Fix the prompt or parameters"):
         run(make_client(replay, api), False)
 
@@ -355,8 +462,15 @@ def test_an_api_error_envelope_keeps_the_hint_for_its_type(replay: ReplayServer,
 def test_an_api_error_envelope_after_a_byte_order_mark_is_still_read_as_one(
     replay: ReplayServer, api: str, stream: bool
 ) -> None:
-    raw = b"\xef\xbb\xbf" + json.dumps({"type": "error", "error": {
-        "type": "invalid_request_error", "message": "temperature: range: 0..1"}}).encode()
+    raw = (
+        b"\xef\xbb\xbf"
+        + json.dumps(
+            {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+            }
+        ).encode()
+    )
     replay.enqueue(Script([head(400, content_type="application/json", length=len(raw)) + raw]))
     with pytest.raises(errors.BadRequestError) as info:
         run(make_client(replay, api), stream)
@@ -417,8 +531,9 @@ def test_a_redirect_to_another_host_is_not_followed_and_the_error_says_where(
 ) -> None:
     path = "/v1/complete" if api == "complete" else "/v1/messages"
     location = f"{other_host.url}{path}?sig=SECRET123"
-    replay.enqueue(Script([head(status, {"location": location}, content_type="text/plain",
-                                length=0)]))
+    replay.enqueue(
+        Script([head(status, {"location": location}, content_type="text/plain", length=0)])
+    )
     with pytest.raises(errors.APIStatusError) as info:
         run(make_client(replay, api), stream)
     text = str(info.value)
@@ -431,16 +546,17 @@ def test_a_redirect_to_another_host_is_not_followed_and_the_error_says_where(
     assert len(replay.received) == 1
 
 
-@pytest.mark.parametrize("location", ["http://127.0.0.1:99999/v1/complete",
-                                      "http://127.0.0.1:port/v1/complete", "http://[::1/x"],
-                         ids=["port-out-of-range", "port-not-a-number", "broken-ipv6"])
+@pytest.mark.parametrize(
+    "location",
+    ["http://127.0.0.1:99999/v1/complete", "http://127.0.0.1:port/v1/complete", "http://[::1/x"],
+    ids=["port-out-of-range", "port-not-a-number", "broken-ipv6"],
+)
 def test_a_redirect_to_a_location_that_is_not_a_valid_url_is_still_a_redirect_error(
     replay: ReplayServer, location: str
 ) -> None:
     # The Location header is whatever the server sent; parsing it must not turn the
     # redirect error into a bare ValueError from urllib.parse.
-    replay.enqueue(Script([head(302, {"location": location}, content_type="text/plain",
-                                length=0)]))
+    replay.enqueue(Script([head(302, {"location": location}, content_type="text/plain", length=0)]))
     with pytest.raises(errors.APIStatusError) as info:
         run(make_client(replay, "complete"), False)
     text = str(info.value)
@@ -456,8 +572,9 @@ def test_a_json_body_larger_than_the_limit_stops_being_read_at_the_limit(
 ) -> None:
     declared = 512 * MiB
     sent = b'{"completion": "' + b"a" * (C.MAX_RESPONSE_BYTES + MiB)
-    replay.enqueue(Script([head(200, content_type="application/json", length=declared),
-                           sent, Close()]))
+    replay.enqueue(
+        Script([head(200, content_type="application/json", length=declared), sent, Close()])
+    )
     with pytest.raises(errors.ResponseTooLargeError) as info:
         run(make_client(replay, "complete"), False)
     assert info.value.setting == "MAX_RESPONSE_BYTES" and "response body" in str(info.value)
@@ -489,8 +606,9 @@ def test_an_error_body_is_read_only_up_to_its_limit_and_still_reported(
     replay: ReplayServer,
 ) -> None:
     page = b"<html>" + b"Service Unavailable " * (C.MAX_ERROR_BODY_BYTES // 10)
-    replay.enqueue(Script([head(403, content_type="text/html", length=len(page) * 100),
-                           page, Close()]))
+    replay.enqueue(
+        Script([head(403, content_type="text/html", length=len(page) * 100), page, Close()])
+    )
     with pytest.raises(errors.PermissionDeniedError, match="Service Unavailable"):
         run(make_client(replay, "complete"), False)
 
@@ -503,8 +621,9 @@ OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streaming", "whole"])
 @pytest.mark.parametrize("api", APIS)
-def test_an_error_envelope_with_status_200_is_an_error(replay: ReplayServer, api: str,
-                                                       stream: bool) -> None:
+def test_an_error_envelope_with_status_200_is_an_error(
+    replay: ReplayServer, api: str, stream: bool
+) -> None:
     replay.enqueue(json_script(200, OVERLOADED))
     with pytest.raises(errors.OverloadedError, match="Overloaded") as info:
         run(make_client(replay, api), stream)
@@ -512,13 +631,14 @@ def test_an_error_envelope_with_status_200_is_an_error(replay: ReplayServer, api
 
 
 @pytest.mark.parametrize("api", APIS)
-def test_text_that_arrived_in_the_same_read_as_a_bad_event_is_kept(replay: ReplayServer,
-                                                                  api: str) -> None:
+def test_text_that_arrived_in_the_same_read_as_a_bad_event_is_kept(
+    replay: ReplayServer, api: str
+) -> None:
     # One write: whole good events, then an event that is not UTF-8. The good text was
     # received before the bad bytes, so it must be in the error's partial.
     events = text_events(api, [" kept"])
     good = events[: events.index(next(e for e in events if b"kept" in e)) + 1]
-    bad = b"event: completion\ndata: {\"completion\": \"\xff\xfe\"}\n\n"
+    bad = b'event: completion\ndata: {"completion": "\xff\xfe"}\n\n'
     replay.enqueue(Script([head(200, chunked=True), chunk(b"".join(good) + bad), LAST_CHUNK]))
     with pytest.raises(errors.APIResponseValidationError, match="not UTF-8") as info:
         run(make_client(replay, api), True)
@@ -526,8 +646,7 @@ def test_text_that_arrived_in_the_same_read_as_a_bad_event_is_kept(replay: Repla
 
 
 @pytest.mark.parametrize("api", APIS)
-def test_an_error_envelope_inside_a_data_event_is_an_error(replay: ReplayServer,
-                                                           api: str) -> None:
+def test_an_error_envelope_inside_a_data_event_is_an_error(replay: ReplayServer, api: str) -> None:
     name = "completion" if api == "complete" else "content_block_delta"
     events = text_events(api, [" kept"])
     replay.enqueue(stream_script([*without_end(api, events), sse(name, OVERLOADED)]))
@@ -537,8 +656,9 @@ def test_an_error_envelope_inside_a_data_event_is_an_error(replay: ReplayServer,
 
 
 @pytest.mark.parametrize("api", APIS)
-def test_an_error_envelope_in_an_event_with_no_event_name_is_an_error(replay: ReplayServer,
-                                                                      api: str) -> None:
+def test_an_error_envelope_in_an_event_with_no_event_name_is_an_error(
+    replay: ReplayServer, api: str
+) -> None:
     # OpenAI-style gateways (LiteLLM) report a mid-stream failure as a bare "data:" line,
     # which the event-stream rules dispatch as type "message".
     events = text_events(api, [" kept"])
@@ -550,8 +670,9 @@ def test_an_error_envelope_in_an_event_with_no_event_name_is_an_error(replay: Re
 
 
 @pytest.mark.parametrize("api", APIS)
-def test_a_whole_json_answer_sent_for_a_stream_request_is_read(replay: ReplayServer,
-                                                               api: str) -> None:
+def test_a_whole_json_answer_sent_for_a_stream_request_is_read(
+    replay: ReplayServer, api: str
+) -> None:
     replay.enqueue(json_script(200, whole_body(api, " all at once")))
     assert run(make_client(replay, api), True) == " all at once"
 
@@ -571,12 +692,15 @@ def test_credentials_in_the_base_url_never_show_and_the_path_goes_before_the_que
     replay: ReplayServer, api: str, stream: bool
 ) -> None:
     base = f"http://alice:hunter2@127.0.0.1:{replay.port}/gateway?token=TOKEN42"
-    replay.enqueue(json_script(200, whole_body(api, " ok")) if not stream
-                   else stream_script(text_events(api, [" ok"])),
-                   json_script(429, {"type": "error", "error": {
-                       "type": "rate_limit_error", "message": "slow down"}}),
-                   Script([head(502, content_type="text/html", length=20) + b"<h1>Bad gw</h1>"
-                           + b" " * 5]))
+    replay.enqueue(
+        json_script(200, whole_body(api, " ok"))
+        if not stream
+        else stream_script(text_events(api, [" ok"])),
+        json_script(
+            429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+        ),
+        Script([head(502, content_type="text/html", length=20) + b"<h1>Bad gw</h1>" + b" " * 5]),
+    )
     client = Client(base_url=base, api_key="k", api=api, max_retries=0)  # type: ignore[arg-type]
     assert run(client, stream) == " ok"
     path = "/v1/complete" if api == "complete" else "/v1/messages"
@@ -589,8 +713,9 @@ def test_credentials_in_the_base_url_never_show_and_the_path_goes_before_the_que
         with pytest.raises(errors.APIStatusError) as info:
             run(client, stream)
         texts += [str(info.value), repr(info.value), info.value.message]
-    closed = Client(base_url="http://alice:hunter2@127.0.0.1:1/x?token=TOKEN42", api_key="k",
-                    max_retries=0)
+    closed = Client(
+        base_url="http://alice:hunter2@127.0.0.1:1/x?token=TOKEN42", api_key="k", max_retries=0
+    )
     with pytest.raises(errors.APIConnectionError) as conn:
         closed.completions.create(prompt=PROMPT)
     chain: list[str] = []
@@ -603,10 +728,15 @@ def test_credentials_in_the_base_url_never_show_and_the_path_goes_before_the_que
     assert f"127.0.0.1:{replay.port}/gateway" in client.display_url
 
 
-@pytest.mark.parametrize("base", ["http://alice:hunter2@127.0.0.1:99999/x?token=TOKEN42",
-                                  "http://alice:hunter2@127.0.0.1:abc/x?token=TOKEN42",
-                                  "http://alice:hunter2@[::1/x?token=TOKEN42"],
-                         ids=["port-out-of-range", "port-not-a-number", "broken-ipv6"])
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://alice:hunter2@127.0.0.1:99999/x?token=TOKEN42",
+        "http://alice:hunter2@127.0.0.1:abc/x?token=TOKEN42",
+        "http://alice:hunter2@[::1/x?token=TOKEN42",
+    ],
+    ids=["port-out-of-range", "port-not-a-number", "broken-ipv6"],
+)
 def test_a_base_url_with_a_bad_port_or_host_is_a_one_line_parameter_error(base: str) -> None:
     with pytest.raises(errors.InvalidParameterError) as info:
         Client(base_url=base, api_key="k", max_retries=0).completions.create(prompt=PROMPT)

@@ -79,8 +79,7 @@ class ModelBackend:
             only for a server a single party can reach).
     """
 
-    def __init__(self, model: LocalModel, *, max_queue: int = 8,
-                 reuse_cache: bool = False) -> None:
+    def __init__(self, model: LocalModel, *, max_queue: int = 8, reuse_cache: bool = False) -> None:
         self.model = model
         self.gate = Gate(max_queue)
         self.reuse_cache = reuse_cache
@@ -99,8 +98,7 @@ class ModelBackend:
         except OSError:
             stamp = 0.0
         created = datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc)
-        return [ModelCard(self.model.name, self.model.name,
-                          created.strftime("%Y-%m-%dT%H:%M:%SZ"))]
+        return [ModelCard(self.model.name, self.model.name, created.strftime("%Y-%m-%dT%H:%M:%SZ"))]
 
     async def count_tokens(self, request: MessagesRequest) -> int:
         """Prompt tokens of ``request`` as the model would see them."""
@@ -116,8 +114,7 @@ class ModelBackend:
             raise invalid(f"prompt is too long: {len(tokens)} tokens > {limit} maximum")
         ticket = self.gate.admit()
         if ticket is None:
-            raise RequestRejected(529, "overloaded_error", "Overloaded",
-                                  {"x-should-retry": "true"})
+            raise RequestRejected(529, "overloaded_error", "Overloaded", {"x-should-retry": "true"})
         job = _ModelJob(self, request, tokens, None if self.reuse_cache else public, ticket)
         with self._jobs_lock:
             self._jobs.add(job)
@@ -141,15 +138,18 @@ class ModelBackend:
         # is measured on the first text over n_ctx bytes: shorter ones always pass.)
         size = request.conversation_bytes()
         if size > model.n_ctx and size > model.n_ctx * model.max_token_bytes:
-            raise invalid(f"prompt is too long: {size} bytes cannot fit the model's "
-                          f"{model.n_ctx}-token context")
+            raise invalid(
+                f"prompt is too long: {size} bytes cannot fit the model's "
+                f"{model.n_ctx}-token context"
+            )
         try:
             return model.render_public(request.conversation)
         except Exception as err:
             # Some chat templates refuse conversations (e.g. roles that do not alternate)
             # by raising; that is the request's fault, so it is a 400 with their reason.
-            raise invalid(f"{field} cannot be rendered with the model's chat template: "
-                          f"{err}") from err
+            raise invalid(
+                f"{field} cannot be rendered with the model's chat template: {err}"
+            ) from err
 
     def _forget(self, job: _ModelJob) -> None:
         with self._jobs_lock:
@@ -159,8 +159,14 @@ class ModelBackend:
 class _ModelJob:
     """One request to the built-in model: a worker thread and the queue it fills."""
 
-    def __init__(self, backend: ModelBackend, request: GenerationRequest, tokens: list[int],
-                 public: int | None, ticket: object) -> None:
+    def __init__(
+        self,
+        backend: ModelBackend,
+        request: GenerationRequest,
+        tokens: list[int],
+        public: int | None,
+        ticket: object,
+    ) -> None:
         self._backend = backend
         self._request = request
         self._tokens = tokens
@@ -173,8 +179,9 @@ class _ModelJob:
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._cancel = threading.Event()
         self._started = False
-        self._thread = threading.Thread(target=self._work, name="jupyter-complete-generation",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, name="jupyter-complete-generation", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -213,9 +220,14 @@ class _ModelJob:
         r = self._request
         try:
             generation = self._backend.model.generate(
-                self._tokens, max_tokens=r.max_tokens, temperature=r.temperature,
-                top_k=r.top_k, top_p=r.top_p, stop_sequences=r.stop_sequences,
-                reuse_limit=self._public, owner=self._owner,
+                self._tokens,
+                max_tokens=r.max_tokens,
+                temperature=r.temperature,
+                top_k=r.top_k,
+                top_p=r.top_p,
+                stop_sequences=r.stop_sequences,
+                reuse_limit=self._public,
+                owner=self._owner,
             )
             try:
                 for delta in generation:
@@ -265,8 +277,12 @@ class _ModelJob:
     async def __aenter__(self) -> _ModelJob:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
 

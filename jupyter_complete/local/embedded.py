@@ -66,14 +66,12 @@ def ensure_started() -> tuple[str, str]:
             # requests (a repeated prompt answers at once) without telling anyone anything.
             server = serve("127.0.0.1", 0, None, key, reuse_cache=True)
             atexit.register(server.close)
-            label = (DEFAULT_MODEL_LABEL if not os.environ.get(ENV_MODEL_PATH)
-                     else server.model.name)
+            label = DEFAULT_MODEL_LABEL if not os.environ.get(ENV_MODEL_PATH) else server.model.name
             # Not logging: it must show even with logging unset. In a notebook a grey note
             # (it is information, not an error); in a terminal a line on stderr.
             from ..notebook import notice
 
-            notice(f"using the built-in local model {label}; set ANTHROPIC_API_KEY "
-                   "to use Claude")
+            notice(f"using the built-in local model {label}; set ANTHROPIC_API_KEY to use Claude")
             _server, _key = server, key
         assert _key is not None
         return _server.url, _key

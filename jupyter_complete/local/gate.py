@@ -46,7 +46,9 @@ class Gate:
             return ticket
 
     def wait(
-        self, ticket: object, cancelled: Callable[[], bool] | None = None,
+        self,
+        ticket: object,
+        cancelled: Callable[[], bool] | None = None,
         poll: float = 0.1,
     ) -> bool:
         """Block until it is ``ticket``'s turn and take the gate; True once held.

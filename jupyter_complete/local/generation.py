@@ -94,8 +94,11 @@ class Generation:
     def _matched(self, stop: str) -> None:
         # "\n\nHuman:" is where a transcript's next turn begins: unless the caller listed it
         # among their own stop sequences, matching it means the model ended its turn.
-        self._finish(STOP_SEQUENCE, stop,
-                     end_of_turn=stop == HUMAN_PROMPT and stop not in self.stop_sequences)
+        self._finish(
+            STOP_SEQUENCE,
+            stop,
+            end_of_turn=stop == HUMAN_PROMPT and stop not in self.stop_sequences,
+        )
 
     def _run(self) -> Generator[str, None, None]:
         model = self.model

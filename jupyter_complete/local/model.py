@@ -66,8 +66,13 @@ def default_model_path() -> Path:
     folders = [Path(f) for f in spec.submodule_search_locations or ()]
     if not folders and spec.origin:
         folders = [Path(spec.origin).parent]
-    candidates = sorted(path for folder in folders if folder.is_dir()
-                        for path in folder.glob("*.gguf") if path.is_file())
+    candidates = sorted(
+        path
+        for folder in folders
+        if folder.is_dir()
+        for path in folder.glob("*.gguf")
+        if path.is_file()
+    )
     preferred = [p for p in candidates if p.name == DEFAULT_WEIGHTS_FILE]
     if not (preferred or candidates):
         raise LocalModelUnavailableError(
@@ -157,8 +162,7 @@ class ThreadTuner:
         #: The thread counts it chooses from, largest first.
         self.candidates: list[int] = ordered
         self._load = load
-        self._samples: dict[int, deque[float]] = {
-            n: deque(maxlen=self.WINDOW) for n in ordered}
+        self._samples: dict[int, deque[float]] = {n: deque(maxlen=self.WINDOW) for n in ordered}
         self._tokens = 0
         self._every = dict.fromkeys(ordered, self.PROBE_EVERY)
         self._next_probe = {n: self.FIRST_PROBE * (i + 1) for i, n in enumerate(ordered)}
@@ -180,13 +184,13 @@ class ThreadTuner:
 
     def best(self) -> int:
         """The count with the fastest recent tokens; before any, the most the load allows."""
-        measured = [(est, n) for n in self.candidates
-                    if (est := self.estimate(n)) is not None]
+        measured = [(est, n) for n in self.candidates if (est := self.estimate(n)) is not None]
         if measured:
             return min(measured)[1]
         if self._start is None:
-            self._start = next((n for n in self.candidates if self._room(n, 0)),
-                               self.candidates[-1])
+            self._start = next(
+                (n for n in self.candidates if self._room(n, 0)), self.candidates[-1]
+            )
         return self._start
 
     def choose(self) -> int:
@@ -217,8 +221,9 @@ class ThreadTuner:
         self._probe = None
         mine = self.estimate(threads)
         won = best_before is None or (mine is not None and mine < best_before)
-        self._every[threads] = (self.PROBE_EVERY if won
-                                else min(self._every[threads] * 4, self.MAX_PROBE_EVERY))
+        self._every[threads] = (
+            self.PROBE_EVERY if won else min(self._every[threads] * 4, self.MAX_PROBE_EVERY)
+        )
         self._next_probe[threads] = self._tokens + self._every[threads]
 
 
@@ -291,8 +296,12 @@ class LocalModel:
         self.lock = threading.RLock()
         #: The underlying ``llama_cpp.Llama``.
         self.llm: Any = llama_cpp.Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-            logits_all=False, verbose=verbose,
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=False,
+            verbose=verbose,
         )
         self._ctx = self.llm.ctx
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -408,7 +417,8 @@ class LocalModel:
         """
         if self._max_token_bytes is None:
             self._max_token_bytes = max(
-                [len(self.token_bytes(t)) for t in range(self.n_vocab)] or [1])
+                [len(self.token_bytes(t)) for t in range(self.n_vocab)] or [1]
+            )
         return self._max_token_bytes
 
     def render_text(self, conversation: Conversation) -> str:
@@ -437,7 +447,9 @@ class LocalModel:
             assert self.chat_template is not None
             self._template = env.from_string(self.chat_template)
         rendered: str = self._template.render(
-            messages=messages, add_generation_prompt=True, bos_token=self._bos_text,
+            messages=messages,
+            add_generation_prompt=True,
+            bos_token=self._bos_text,
             eos_token=self._eos_text,
         )
         return rendered
@@ -466,8 +478,9 @@ class LocalModel:
         return tokens
 
     # -- evaluation --------------------------------------------------------------------
-    def prime(self, tokens: Sequence[int], reuse_limit: int | None = None,
-              owner: object | None = None) -> npt.NDArray[np.float32]:
+    def prime(
+        self, tokens: Sequence[int], reuse_limit: int | None = None, owner: object | None = None
+    ) -> npt.NDArray[np.float32]:
         """Evaluate ``tokens`` as the whole context; the next-token logits (a live view).
 
         The longest prefix already in llama.cpp's KV cache is reused, so a repeated prompt
@@ -571,9 +584,15 @@ class LocalModel:
         from .generation import Generation
 
         return Generation(
-            self, list(prompt_tokens), max_tokens=max_tokens, temperature=temperature,
-            top_k=top_k, top_p=top_p, stop_sequences=tuple(stop_sequences),
-            rng=rng if rng is not None else np.random.default_rng(), reuse_limit=reuse_limit,
+            self,
+            list(prompt_tokens),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop_sequences=tuple(stop_sequences),
+            rng=rng if rng is not None else np.random.default_rng(),
+            reuse_limit=reuse_limit,
             owner=owner,
         )
 

@@ -32,13 +32,28 @@ LEGACY_VERSION = "2023-01-01"
 MESSAGES_VERSIONS = (*VERSIONS, "2026-10-21")
 
 _FIELDS = (
-    "model", "prompt", "max_tokens_to_sample", "stop_sequences", "temperature", "top_k",
-    "top_p", "metadata", "stream",
+    "model",
+    "prompt",
+    "max_tokens_to_sample",
+    "stop_sequences",
+    "temperature",
+    "top_k",
+    "top_p",
+    "metadata",
+    "stream",
 )
 _REQUIRED = ("model", "prompt", "max_tokens_to_sample")
 _MESSAGES_FIELDS = (
-    "model", "messages", "max_tokens", "system", "stop_sequences", "temperature", "top_k",
-    "top_p", "metadata", "stream",
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stop_sequences",
+    "temperature",
+    "top_k",
+    "top_p",
+    "metadata",
+    "stream",
 )
 _MESSAGES_REQUIRED = ("model", "messages", "max_tokens")
 _ROLES = ("user", "assistant")
@@ -48,7 +63,10 @@ class RequestRejected(Exception):
     """The server answers with an error envelope instead of a completion."""
 
     def __init__(
-        self, status: int, error_type: str, message: str,
+        self,
+        status: int,
+        error_type: str,
+        message: str,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -124,8 +142,13 @@ class CompletionRequest(GenerationRequest):
             raise invalid("prompt: String should have at least 1 character")
         max_tokens = _integer("max_tokens_to_sample", body["max_tokens_to_sample"], minimum=1)
         sampling = _sampling(body, _FIELDS)
-        return cls(model=model, prompt=prompt, max_tokens=max_tokens,
-                   conversation=_conversation(prompt), **sampling)
+        return cls(
+            model=model,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            conversation=_conversation(prompt),
+            **sampling,
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -148,8 +171,12 @@ class MessagesRequest(GenerationRequest):
         system = "" if body.get("system") is None else _text("system", body["system"])
         sampling = _sampling(body, _MESSAGES_FIELDS)
         prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
-        return cls(model=model, max_tokens=max_tokens, **sampling,
-                   conversation=Conversation(system=system, turns=turns, prefill=prefill))
+        return cls(
+            model=model,
+            max_tokens=max_tokens,
+            **sampling,
+            conversation=Conversation(system=system, turns=turns, prefill=prefill),
+        )
 
 
 def count_tokens_request(body: dict[str, Any]) -> MessagesRequest:
@@ -161,9 +188,11 @@ def count_tokens_request(body: dict[str, Any]) -> MessagesRequest:
     system = "" if body.get("system") is None else _text("system", body["system"])
     _no_extras(body, ("model", "messages", "system"), "")
     prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
-    return MessagesRequest(model=model, max_tokens=1,
-                           conversation=Conversation(system=system, turns=turns,
-                                                     prefill=prefill))
+    return MessagesRequest(
+        model=model,
+        max_tokens=1,
+        conversation=Conversation(system=system, turns=turns, prefill=prefill),
+    )
 
 
 def load_object(raw: bytes) -> dict[str, Any]:
@@ -173,8 +202,11 @@ def load_object(raw: bytes) -> dict[str, Any]:
     except RecursionError as err:  # nesting deeper than the parser's stack
         raise invalid("Request body is nested too deeply") from err
     except (ValueError, UnicodeDecodeError) as err:
-        where = (f" at line {err.lineno} column {err.colno}"
-                 if isinstance(err, json.JSONDecodeError) else "")
+        where = (
+            f" at line {err.lineno} column {err.colno}"
+            if isinstance(err, json.JSONDecodeError)
+            else ""
+        )
         raise invalid(f"Request body is not valid JSON{where}") from err
     if not isinstance(body, dict):
         raise invalid("Input should be a valid dictionary or object to extract fields from")
@@ -230,16 +262,21 @@ def _sampling(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
     """The optional fields both endpoints share, checked; then no field outside ``allowed``."""
     stops = _stop_sequences(body.get("stop_sequences"))
     temperature = _unit("temperature", body.get("temperature"))
-    top_k = (None if body.get("top_k") is None
-             else _integer("top_k", body["top_k"], minimum=0))
+    top_k = None if body.get("top_k") is None else _integer("top_k", body["top_k"], minimum=0)
     top_p = _unit("top_p", body.get("top_p"))
     metadata = _metadata(body.get("metadata"))
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream: Input should be a valid boolean")
     _no_extras(body, allowed, "")
-    return {"stop_sequences": stops, "temperature": temperature, "top_k": top_k,
-            "top_p": top_p, "metadata": metadata, "stream": bool(stream)}
+    return {
+        "stop_sequences": stops,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "metadata": metadata,
+        "stream": bool(stream),
+    }
 
 
 def _no_extras(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -259,8 +296,9 @@ def _messages(value: object) -> list[tuple[str, str]]:
     for i, message in enumerate(value):
         where = f"messages.{i}"
         if not isinstance(message, dict):
-            raise invalid(f"{where}: Input should be a valid dictionary or object to extract "
-                          "fields from")
+            raise invalid(
+                f"{where}: Input should be a valid dictionary or object to extract fields from"
+            )
         _require(message, ("role", "content"), f"{where}.")
         if message["role"] not in _ROLES:
             raise invalid(f"{where}.role: Input should be 'user' or 'assistant'")
@@ -269,8 +307,10 @@ def _messages(value: object) -> list[tuple[str, str]]:
     for i, (role, text) in enumerate(turns):
         # Only the final assistant message may be empty: it is a prefill of nothing.
         if not text and not (i == len(turns) - 1 and role == "assistant"):
-            raise invalid("messages: all messages must have non-empty content except for the "
-                          "optional final assistant message")
+            raise invalid(
+                "messages: all messages must have non-empty content except for the "
+                "optional final assistant message"
+            )
     if turns[-1][0] == "assistant" and turns[-1][1] != turns[-1][1].rstrip():
         raise invalid("final assistant content cannot end with trailing whitespace")
     return turns
@@ -286,13 +326,16 @@ def _text(where: str, value: object) -> str:
     for j, block in enumerate(value):
         at = f"{where}.{j}"
         if not isinstance(block, dict):
-            raise invalid(f"{at}: Input should be a valid dictionary or object to extract "
-                          "fields from")
+            raise invalid(
+                f"{at}: Input should be a valid dictionary or object to extract fields from"
+            )
         _require(block, ("type",), f"{at}.")
         if block["type"] != "text":
             # Images, documents and tool blocks need a model that reads them.
-            raise invalid(f"{at}.type: the local model reads only 'text' content blocks, "
-                          f"not {block['type']!r}")
+            raise invalid(
+                f"{at}.type: the local model reads only 'text' content blocks, "
+                f"not {block['type']!r}"
+            )
         _require(block, ("text",), f"{at}.")
         _no_extras(block, ("type", "text"), f"{at}.")
         text = _string(f"{at}.text", block["text"])
@@ -313,8 +356,9 @@ def _integer(name: str, value: object, *, minimum: int) -> int:
         raise invalid(f"{name}: Input should be a valid integer")
     if isinstance(value, float):
         if not value.is_integer():
-            raise invalid(f"{name}: Input should be a valid integer, got a number with a "
-                          "fractional part")
+            raise invalid(
+                f"{name}: Input should be a valid integer, got a number with a fractional part"
+            )
         value = int(value)
     if value < minimum:
         raise invalid(f"{name}: Input should be greater than or equal to {minimum}")

@@ -165,18 +165,25 @@ class LocalServer:
         self.port: int = int(self._sock.getsockname()[1])
         # A wildcard bind is reachable on loopback; give clients that address.
         shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        self.url: str = f"http://[{shown}]:{self.port}" if ":" in shown else (
-            f"http://{shown}:{self.port}")
+        self.url: str = (
+            f"http://[{shown}]:{self.port}" if ":" in shown else (f"http://{shown}:{self.port}")
+        )
         self.app = ApiApp(
-            backend, limits=self.limits, request_limits=self.request_limits, api_key=api_key,
-            hosts=HostCheck(host, self.limits.allowed_hosts), stats=self.stats,
-            ping_interval=ping_interval, refuse_complete_models=self.refuse_complete_models,
+            backend,
+            limits=self.limits,
+            request_limits=self.request_limits,
+            api_key=api_key,
+            hosts=HostCheck(host, self.limits.allowed_hosts),
+            stats=self.stats,
+            ping_interval=ping_interval,
+            refuse_complete_models=self.refuse_complete_models,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvicorn: Any = None
         self._failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"jupyter-complete-server-"
-                                        f"{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"jupyter-complete-server-{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 30
         while not (self._uvicorn is not None and self._uvicorn.started):
@@ -201,12 +208,20 @@ class LocalServer:
 
         self._loop = asyncio.get_running_loop()
         config = uvicorn.Config(
-            self.app, http=ApiProtocol, ws="none", lifespan="off", interface="asgi3",
-            log_config=None, access_log=False, proxy_headers=False, server_header=False,
+            self.app,
+            http=ApiProtocol,
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
             headers=[("server", "jupyter-complete-local")],
             timeout_keep_alive=int(max(1, self.limits.idle_timeout)),
             h11_max_incomplete_event_size=self.limits.max_head_bytes,
-            backlog=1024, timeout_graceful_shutdown=1,
+            backlog=1024,
+            timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
         self._uvicorn = server
@@ -383,18 +398,28 @@ def serve(
         from .upstream import UpstreamBackend
 
         return LocalServer(
-            UpstreamBackend(upstream), host, port, api_key or None, limits=http_limits,
-            request_limits=request_limits, ping_interval=ping_interval,
+            UpstreamBackend(upstream),
+            host,
+            port,
+            api_key or None,
+            limits=http_limits,
+            request_limits=request_limits,
+            ping_interval=ping_interval,
             refuse_complete_models=refuse_complete_models,
         )
     owns = not isinstance(model, LocalModel)
     local = model if isinstance(model, LocalModel) else LocalModel(model, n_threads=n_threads)
     try:
         return LocalServer(
-            ModelBackend(local, max_queue=max_queue, reuse_cache=reuse_cache), host, port,
+            ModelBackend(local, max_queue=max_queue, reuse_cache=reuse_cache),
+            host,
+            port,
             api_key or None,
-            limits=http_limits, request_limits=request_limits, ping_interval=ping_interval,
-            refuse_complete_models=refuse_complete_models, owns_model=owns,
+            limits=http_limits,
+            request_limits=request_limits,
+            ping_interval=ping_interval,
+            refuse_complete_models=refuse_complete_models,
+            owns_model=owns,
         )
     except BaseException:
         if owns:

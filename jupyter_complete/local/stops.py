@@ -24,8 +24,7 @@ class StopMatcher:
     def __init__(self, stops: Iterable[str]) -> None:
         #: The stop sequences, longest first so that of two matches at one position the
         #: longer one is reported.
-        self.stops: tuple[str, ...] = tuple(sorted({s for s in stops if s}, key=len,
-                                                   reverse=True))
+        self.stops: tuple[str, ...] = tuple(sorted({s for s in stops if s}, key=len, reverse=True))
         self._pending = ""
         #: The stop sequence found, once one is (then the matcher takes no more text).
         self.matched: str | None = None

@@ -240,18 +240,29 @@ def _error_fields(error: object, default_type: str) -> tuple[str, str]:
         return default_type, "the upstream engine failed"
     message = error.get("message")
     kind = error.get("type")
-    return (kind if isinstance(kind, str) and kind in _API_ERROR_TYPES else default_type,
-            message if isinstance(message, str) and message else "the upstream engine failed")
+    return (
+        kind if isinstance(kind, str) and kind in _API_ERROR_TYPES else default_type,
+        message if isinstance(message, str) and message else "the upstream engine failed",
+    )
 
 
-_API_ERROR_TYPES = frozenset({
-    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-    "request_too_large", "rate_limit_error", "api_error", "overloaded_error",
-})
+_API_ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "overloaded_error",
+    }
+)
 
 
-def rejection_for(status: int, body: bytes, headers: Mapping[str, str] | None = None
-                  ) -> RequestRejected:
+def rejection_for(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> RequestRejected:
     """The API's answer for an engine's error response.
 
     - 400/422 -> 400 ``invalid_request_error`` with the engine's message (a prompt too long
@@ -284,8 +295,9 @@ def rejection_for(status: int, body: bytes, headers: Mapping[str, str] | None = 
     if status in (503, 529):
         return RequestRejected(529, "overloaded_error", message, retry)
     if status in (401, 403):
-        return RequestRejected(500, "api_error",
-                               f"the upstream engine refused this server's key (HTTP {status})")
+        return RequestRejected(
+            500, "api_error", f"the upstream engine refused this server's key (HTTP {status})"
+        )
     return RequestRejected(500, "api_error", message, retry)
 
 
@@ -334,7 +346,7 @@ class PrefillEcho:
             return ""
         self._decided = True
         held = self._held
-        out = held[len(self.prefill):] if held.startswith(self.prefill) else held
+        out = held[len(self.prefill) :] if held.startswith(self.prefill) else held
         self._held = ""
         return out
 
@@ -344,8 +356,13 @@ class PrefillEcho:
         return out
 
 
-def final_for(finish: str | None, engine_stop: str | None, request: GenerationRequest,
-              input_tokens: int, output_tokens: int) -> Final:
+def final_for(
+    finish: str | None,
+    engine_stop: str | None,
+    request: GenerationRequest,
+    input_tokens: int,
+    output_tokens: int,
+) -> Final:
     """The `Final` record for an engine that ended by itself (no stop matched here).
 
     ``"length"``/``"max_tokens"`` -> ``max_tokens``; a stop sequence the engine names that is
@@ -359,8 +376,9 @@ def final_for(finish: str | None, engine_stop: str | None, request: GenerationRe
     return Final("end_turn", None, input_tokens, output_tokens)
 
 
-def matched_final(stop: str, request: GenerationRequest, input_tokens: int,
-                  output_tokens: int) -> Final:
+def matched_final(
+    stop: str, request: GenerationRequest, input_tokens: int, output_tokens: int
+) -> Final:
     """The `Final` record when a stop sequence was matched here: ``stop_sequence`` with it,
     or ``end_turn`` for the built-in ``"\\n\\nHuman:"`` the request did not list."""
     if stop == HUMAN_PROMPT and stop not in request.stop_sequences:
@@ -395,15 +413,17 @@ class UpstreamConfig:
 
     def __post_init__(self) -> None:
         if self.api not in UPSTREAM_APIS:
-            raise ValueError(f"upstream api must be one of {', '.join(UPSTREAM_APIS)}, "
-                             f"not {self.api!r}")
+            raise ValueError(
+                f"upstream api must be one of {', '.join(UPSTREAM_APIS)}, not {self.api!r}"
+            )
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"upstream URL must start with http:// or https://: {self.url!r}")
         if self.max_outstanding < 1:
             raise ValueError("max outstanding upstream requests must be at least 1")
         if self.key_env is not None and not os.environ.get(self.key_env):
-            raise ValueError(f"the environment variable {self.key_env} named by "
-                             "--upstream-key-env is not set")
+            raise ValueError(
+                f"the environment variable {self.key_env} named by --upstream-key-env is not set"
+            )
 
     @property
     def base(self) -> str:
@@ -433,13 +453,20 @@ class UpstreamBackend:
         elif key:
             headers["authorization"] = f"Bearer {key}"
         self._headers = headers
-        limits = httpx.Limits(max_connections=config.max_outstanding + 4,
-                              max_keepalive_connections=config.max_outstanding + 4)
+        limits = httpx.Limits(
+            max_connections=config.max_outstanding + 4,
+            max_keepalive_connections=config.max_outstanding + 4,
+        )
         timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
         # trust_env=False: no proxy from the environment sees the key or the prompts.
-        self._client = httpx.AsyncClient(base_url=config.base, headers=headers, limits=limits,
-                                         timeout=timeout, trust_env=False,
-                                         follow_redirects=False)
+        self._client = httpx.AsyncClient(
+            base_url=config.base,
+            headers=headers,
+            limits=limits,
+            timeout=timeout,
+            trust_env=False,
+            follow_redirects=False,
+        )
         self._outstanding = 0
         self._jobs: set[UpstreamJob] = set()
         self._models: list[ModelCard] | None = None
@@ -464,8 +491,7 @@ class UpstreamBackend:
         are already in flight. Nothing is sent until `UpstreamJob.wait`."""
         if self._outstanding >= self.config.max_outstanding:
             self.stats["overloaded"] += 1
-            raise RequestRejected(529, "overloaded_error", "Overloaded",
-                                  {"x-should-retry": "true"})
+            raise RequestRejected(529, "overloaded_error", "Overloaded", {"x-should-retry": "true"})
         self._outstanding += 1
         self.stats["admitted"] += 1
         job = UpstreamJob(self, request)
@@ -484,9 +510,16 @@ class UpstreamBackend:
         import httpx
 
         try:
-            with httpx.Client(base_url=self.config.base, headers=self._headers, timeout=10.0,
-                              trust_env=False, follow_redirects=False) as client, \
-                    client.stream("GET", "/v1/models") as response:
+            with (
+                httpx.Client(
+                    base_url=self.config.base,
+                    headers=self._headers,
+                    timeout=10.0,
+                    trust_env=False,
+                    follow_redirects=False,
+                ) as client,
+                client.stream("GET", "/v1/models") as response,
+            ):
                 raw = b"".join(_take(response.iter_bytes(), MAX_BODY))
                 data = json.loads(raw) if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
@@ -495,11 +528,14 @@ class UpstreamBackend:
         for item in data.get("data") or () if isinstance(data, dict) else ():
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 created = item.get("created")
-                stamp = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
-                         if isinstance(created, int) else item.get("created_at") or
-                         "1970-01-01T00:00:00Z")
-                cards.append(ModelCard(item["id"], str(item.get("display_name") or item["id"]),
-                                       str(stamp)))
+                stamp = (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+                    if isinstance(created, int)
+                    else item.get("created_at") or "1970-01-01T00:00:00Z"
+                )
+                cards.append(
+                    ModelCard(item["id"], str(item.get("display_name") or item["id"]), str(stamp))
+                )
         self._models = cards
         return cards
 
@@ -507,8 +543,7 @@ class UpstreamBackend:
         """``--upstream-model`` first (when given), then what the engine listed at start."""
         cards = list(self._models or ())
         if self.config.model and all(c.id != self.config.model for c in cards):
-            cards.insert(0, ModelCard(self.config.model, self.config.model,
-                                      "1970-01-01T00:00:00Z"))
+            cards.insert(0, ModelCard(self.config.model, self.config.model, "1970-01-01T00:00:00Z"))
         return cards
 
     async def count_tokens(self, request: GenerationRequest) -> int:
@@ -522,8 +557,15 @@ class UpstreamBackend:
         model = self.model_name(request.model)
         if self.config.api == "anthropic":
             body = anthropic_body(request, model)
-            for name in ("stream", "max_tokens", "stop_sequences", "temperature", "top_k",
-                         "top_p", "metadata"):
+            for name in (
+                "stream",
+                "max_tokens",
+                "stop_sequences",
+                "temperature",
+                "top_k",
+                "top_p",
+                "metadata",
+            ):
                 body.pop(name, None)
             data = await self._post_json("/v1/messages/count_tokens", body)
             count = _int(data.get("input_tokens"))
@@ -543,12 +585,14 @@ class UpstreamBackend:
         try:
             data = json.loads(raw)
         except ValueError as err:
-            raise RequestRejected(500, "api_error",
-                                  "the upstream engine sent an unreadable answer") from err
+            raise RequestRejected(
+                500, "api_error", "the upstream engine sent an unreadable answer"
+            ) from err
         return data if isinstance(data, dict) else {}
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None
-                       ) -> tuple[int, bytes, dict[str, str]]:
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, bytes, dict[str, str]]:
         """(status, body of at most `MAX_BODY` bytes, headers) of one engine request."""
         import httpx
 
@@ -614,9 +658,12 @@ class _BoundedEvents:
 
 
 def _unreachable(err: Exception) -> RequestRejected:
-    return RequestRejected(500, "api_error",
-                           f"the upstream engine could not be reached ({type(err).__name__})",
-                           {"x-should-retry": "true"})
+    return RequestRejected(
+        500,
+        "api_error",
+        f"the upstream engine could not be reached ({type(err).__name__})",
+        {"x-should-retry": "true"},
+    )
 
 
 class UpstreamJob:
@@ -648,8 +695,7 @@ class UpstreamJob:
             path, body = "/v1/chat/completions", openai_body(self.request, model)
         client = self.backend._client
         try:
-            response = await client.send(client.build_request("POST", path, json=body),
-                                         stream=True)
+            response = await client.send(client.build_request("POST", path, json=body), stream=True)
         except httpx.HTTPError as err:
             raise _unreachable(err) from err
         if response.status_code != 200:
@@ -681,8 +727,9 @@ class UpstreamJob:
         output_tokens = 0
         counted = 0  # text pieces, for engines that report no usage
         try:
-            source = EventSource(cast("httpx.Response",
-                                      _BoundedEvents(self._response, MAX_EVENT_CHARS)))
+            source = EventSource(
+                cast("httpx.Response", _BoundedEvents(self._response, MAX_EVENT_CHARS))
+            )
             async for sse in source.aiter_sse():
                 if not sse.data or sse.data == "[DONE]":
                     continue
@@ -709,11 +756,11 @@ class UpstreamJob:
                     if matcher.matched is not None:
                         break  # closing the response (below) cancels the engine's work
         except httpx.HTTPError as err:
-            raise BackendError(f"the upstream engine's stream broke ({type(err).__name__})"
-                               ) from err
+            raise BackendError(
+                f"the upstream engine's stream broke ({type(err).__name__})"
+            ) from err
         except SSEError as err:
-            raise BackendError(f"the upstream engine did not answer with events: {err}"
-                               ) from err
+            raise BackendError(f"the upstream engine did not answer with events: {err}") from err
         finally:
             await self.aclose()
         if matcher.matched is None:
@@ -758,7 +805,9 @@ class UpstreamJob:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()

@@ -56,8 +56,13 @@ def plan(
         for t in temperatures:
             if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= 1:
                 raise InvalidParameterError("temperature", t, "a number from 0 to 1")
-            columns.append((f"temperature {t:g}", {**params, "temperature": float(t)},
-                            {**settings, "temperature": float(t)}))
+            columns.append(
+                (
+                    f"temperature {t:g}",
+                    {**params, "temperature": float(t)},
+                    {**settings, "temperature": float(t)},
+                )
+            )
         return columns
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidParameterError("samples", samples, "an integer >= 1")
@@ -96,8 +101,13 @@ class Column:
 
     def to_state(self) -> dict[str, Any]:
         """The column as JSON-safe data (for the panel's record)."""
-        return {"title": self.title, "settings": self.settings, "text": self.view.text,
-                "status": self.status, "error": self.error}
+        return {
+            "title": self.title,
+            "settings": self.settings,
+            "text": self.view.text,
+            "status": self.status,
+            "error": self.error,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Show a saved column's text and status (`to_state`)."""
@@ -108,7 +118,8 @@ class Column:
         self.status, self.error = text, error
         note = (
             f'<br><span style="color:var(--jp-error-color1,#c62828)">{html.escape(error)}</span>'
-            if error else ""
+            if error
+            else ""
         )
         self.foot.value = f"<small>{html.escape(text)}{note}</small>"
 
@@ -145,7 +156,8 @@ class CompareGrid:
         self.box.children = [c.box for c in self.columns]
         # Side by side while each column gets 12em; narrower outputs wrap them onto rows.
         self.box.layout.grid_template_columns = (
-            "repeat(auto-fit, minmax(min(12em, 100%), 1fr))" if len(columns) > 1 else "1fr")
+            "repeat(auto-fit, minmax(min(12em, 100%), 1fr))" if len(columns) > 1 else "1fr"
+        )
         self.box.layout.display = ""
         for column in old:
             column.close()
@@ -161,7 +173,10 @@ class CompareGrid:
 def result_status(result: RunResult) -> str:
     """The status line of a finished request."""
     return status_line(
-        result.outcome, stop_reason=result.stop_reason, chars=len(result.text),
-        time_to_first_token=result.time_to_first_token, elapsed=result.elapsed,
+        result.outcome,
+        stop_reason=result.stop_reason,
+        chars=len(result.text),
+        time_to_first_token=result.time_to_first_token,
+        elapsed=result.elapsed,
         usage=result.usage,
     )

@@ -11,9 +11,26 @@ from ._runner import RunResult
 
 #: The columns of a history record, in the order `History.frame` shows them.
 COLUMNS = (
-    "run", "kind", "group", "prompt", "system", "model", "max_tokens", "temperature", "top_k",
-    "top_p", "stop_sequences", "text", "outcome", "stop_reason", "error", "chars",
-    "time_to_first_token", "elapsed", "response_model", "started",
+    "run",
+    "kind",
+    "group",
+    "prompt",
+    "system",
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "stop_sequences",
+    "text",
+    "outcome",
+    "stop_reason",
+    "error",
+    "chars",
+    "time_to_first_token",
+    "elapsed",
+    "response_model",
+    "started",
 )
 
 
@@ -62,8 +79,11 @@ def params_line(record: dict[str, Any]) -> str:
 def record_status(record: dict[str, Any]) -> str:
     """The status line a finished record had."""
     return status_line(
-        record["outcome"], stop_reason=record["stop_reason"], chars=record["chars"],
-        time_to_first_token=record["time_to_first_token"], elapsed=record["elapsed"],
+        record["outcome"],
+        stop_reason=record["stop_reason"],
+        chars=record["chars"],
+        time_to_first_token=record["time_to_first_token"],
+        elapsed=record["elapsed"],
     )
 
 

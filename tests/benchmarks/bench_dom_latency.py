@@ -130,39 +130,54 @@ def jupyter_lab(base: Path) -> Iterator[JupyterLab]:
     """JupyterLab on loopback, as tests/fixtures_browser.py starts it, with every cell kept
     in the DOM (no windowing), so an output below the fold is rendered like any other."""
     root, config, runtime, settings, workspaces = (
-        base / name for name in ("root", "config", "runtime", "settings", "workspaces"))
+        base / name for name in ("root", "config", "runtime", "settings", "workspaces")
+    )
     for folder in (root, config, runtime, settings, workspaces):
         folder.mkdir()
     news = settings / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     notebook = settings / "@jupyterlab" / "notebook-extension"
     notebook.mkdir(parents=True)
     (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_BASE_URL"}
-    env.update(JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(runtime),
-               ANTHROPIC_API_KEY=KEY)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(runtime), ANTHROPIC_API_KEY=KEY
+    )
     lab = JupyterLab(_free_port(), secrets.token_hex(16), root, base / "lab.log")
     with lab.log.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={lab.port}",
-             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={lab.token}",
-             f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-             f"--LabApp.workspaces_dir={workspaces}", "--allow-root"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                f"--port={lab.port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={lab.token}",
+                f"--ServerApp.root_dir={root}",
+                f"--LabApp.user_settings_dir={settings}",
+                f"--LabApp.workspaces_dir={workspaces}",
+                "--allow-root",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
         )
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{lab.base}/api/status?token={lab.token}",
-                                            timeout=2):
+                with urllib.request.urlopen(f"{lab.base}/api/status?token={lab.token}", timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"JupyterLab did not start:\n{lab.log.read_text()[-3000:]}") from None
+                        f"JupyterLab did not start:\n{lab.log.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.25)
         yield lab
     finally:
@@ -186,7 +201,7 @@ def cells_for(server: PacedServer, rounds: int) -> list[str]:
     ]
     kinds = ["magic", "panel", "floor"]
     for r in range(rounds):
-        order = kinds[r % 3:] + kinds[:r % 3]
+        order = kinds[r % 3 :] + kinds[: r % 3]
         for rate in RATES:
             n = int(rate * SECONDS)
             for kind in order:
@@ -200,7 +215,8 @@ def cells_for(server: PacedServer, rounds: int) -> list[str]:
                         f" model='bench-1', max_tokens_to_sample={n + 10}, stream=True) as _s:\n"
                         "    for _e in _s:\n"
                         "        print(_e.completion, end='', flush=True)\n"
-                        "_c.close()")
+                        "_c.close()"
+                    )
                 else:
                     cells.append(
                         f"_c = Client(base_url={url!r}, max_retries=0)\n"
@@ -210,7 +226,8 @@ def cells_for(server: PacedServer, rounds: int) -> list[str]:
                         "time.sleep(1.0)  # let the page build the panel's views first\n"
                         "_p.run()\n"
                         "assert _p.wait(120) and _p.state == 'done', _p.state\n"
-                        "_c.close()")
+                        "_c.close()"
+                    )
     cells.append("print('all ' + 'done')")
     return cells
 
@@ -243,11 +260,17 @@ def main() -> int:
     except ImportError:
         print("skipped: the playwright package is not installed")
         return 0
-    banner(f"DOM latency in JupyterLab, {SECONDS:g} s streams at {' and '.join(map(str, RATES))}"
-           " events/s", args)
+    banner(
+        f"DOM latency in JupyterLab, {SECONDS:g} s streams at {' and '.join(map(str, RATES))}"
+        " events/s",
+        args,
+    )
     server = PacedServer()
-    with tempfile.TemporaryDirectory() as tmp, jupyter_lab(Path(tmp)) as lab, \
-            sync_playwright() as p:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        jupyter_lab(Path(tmp)) as lab,
+        sync_playwright() as p,
+    ):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1300})
@@ -282,19 +305,34 @@ def main() -> int:
                 continue
             which, goal = GOALS[rate]
             figure = median(values) if which == "p50" else percentile(values, 95)
-            floor_figure = (median(floor) if which == "p50" else percentile(floor, 95)
-                            ) if floor else float("nan")
-            rows.append([
-                labels[kind], rate, len(values), f"{median(values):.1f}",
-                f"{percentile(values, 95):.1f}", f"{max(values):.1f}",
-                f"{which} {figure / goal:.2f}x of {goal:g} ms",
-                f"{figure / floor_figure:.2f}x" if kind != "floor" else "1",
-            ])
-    print(table(["output", "events/s", "events", "p50 ms", "p95 ms", "max ms",
-                 "vs goal", "vs floor"], rows))
-    print(f"(clock tie: {uncertainty * 1000:.0f} us before, {uncertainty_after * 1000:.0f} us "
-          f"after, drift {abs(offset_after - offset) * 1000:.0f} us over the run; "
-          f"{args.rounds} interleaved rounds pooled)")
+            floor_figure = (
+                (median(floor) if which == "p50" else percentile(floor, 95))
+                if floor
+                else float("nan")
+            )
+            rows.append(
+                [
+                    labels[kind],
+                    rate,
+                    len(values),
+                    f"{median(values):.1f}",
+                    f"{percentile(values, 95):.1f}",
+                    f"{max(values):.1f}",
+                    f"{which} {figure / goal:.2f}x of {goal:g} ms",
+                    f"{figure / floor_figure:.2f}x" if kind != "floor" else "1",
+                ]
+            )
+    print(
+        table(
+            ["output", "events/s", "events", "p50 ms", "p95 ms", "max ms", "vs goal", "vs floor"],
+            rows,
+        )
+    )
+    print(
+        f"(clock tie: {uncertainty * 1000:.0f} us before, {uncertainty_after * 1000:.0f} us "
+        f"after, drift {abs(offset_after - offset) * 1000:.0f} us over the run; "
+        f"{args.rounds} interleaved rounds pooled)"
+    )
     if missing:
         print(f"events never seen in the page: {missing}")
     return 0

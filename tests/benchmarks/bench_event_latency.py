@@ -34,8 +34,9 @@ GAP = 0.003
 
 def lag_ours(client: Client) -> list[float]:
     lags: list[float] = []
-    with client.completions.create(model=MODEL, prompt=PROMPT, max_tokens_to_sample=1,
-                                   stream=True) as stream:
+    with client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens_to_sample=1, stream=True
+    ) as stream:
         for event in stream:
             now = time.perf_counter_ns()
             if event.completion:
@@ -45,8 +46,9 @@ def lag_ours(client: Client) -> list[float]:
 
 def lag_sdk(client: anthropic.Anthropic) -> list[float]:
     lags: list[float] = []
-    stream = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens_to_sample=1,
-                                       stream=True)
+    stream = client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens_to_sample=1, stream=True
+    )
     with stream:
         for event in stream:
             now = time.perf_counter_ns()
@@ -59,9 +61,10 @@ def lag_raw(base_url: str) -> list[float]:
     """Split events off the socket by hand and decode only their JSON."""
     url = urlsplit(base_url)
     body = b'{"model":"bench-1","prompt":"x","max_tokens_to_sample":1,"stream":true}'
-    request = (f"POST {url.path}/v1/complete HTTP/1.1\r\nhost: {url.netloc}\r\n"
-               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = (
+        f"POST {url.path}/v1/complete HTTP/1.1\r\nhost: {url.netloc}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
     lags: list[float] = []
     with socket.create_connection((url.hostname, url.port)) as sock:
         sock.sendall(request)
@@ -76,7 +79,7 @@ def lag_raw(base_url: str) -> list[float]:
                 at = block.find(b"data: ")
                 if at < 0:
                     continue
-                text = json.loads(block[at + 6:])["completion"]
+                text = json.loads(block[at + 6 :])["completion"]
                 now = time.perf_counter_ns()
                 if text:
                     lags.append((now - stamp_of(text)) / 1000)
@@ -104,11 +107,19 @@ def main() -> None:
             for name, runs in results.items():
                 lags = [lag for run in runs for lag in run]
                 if len(lags) != n_events * args.rounds:
-                    raise SystemExit(f"{name} received {len(lags)} events, "
-                                     f"wanted {n_events * args.rounds}")
-                rows.append([framing, name, f"{median(lags):.0f}",
-                             f"{percentile(lags, 90):.0f}", f"{percentile(lags, 99):.0f}",
-                             f"{max(lags):.0f}"])
+                    raise SystemExit(
+                        f"{name} received {len(lags)} events, wanted {n_events * args.rounds}"
+                    )
+                rows.append(
+                    [
+                        framing,
+                        name,
+                        f"{median(lags):.0f}",
+                        f"{percentile(lags, 90):.0f}",
+                        f"{percentile(lags, 99):.0f}",
+                        f"{max(lags):.0f}",
+                    ]
+                )
     print(table(["framing", "reader", "median us", "p90 us", "p99 us", "max us"], rows))
     print(f"(all events of {args.rounds} interleaved rounds; anthropic {anthropic.__version__})")
 

@@ -50,8 +50,9 @@ def long_stream(n: int, pause_every: int = 0, pause: float = 0.0) -> tuple[Scrip
     return Script(steps), "".join(words)
 
 
-def measure(kernel: KernelHandle, replay: ReplayServer, script: Script, text: str,
-            options: str = "") -> dict[str, float]:
+def measure(
+    kernel: KernelHandle, replay: ReplayServer, script: Script, text: str, options: str = ""
+) -> dict[str, float]:
     replay.enqueue(script)
     run = kernel.execute(f"%%complete --base-url {replay.url} {options}\nCount.", timeout=300)
     if run.status != "ok":
@@ -107,19 +108,42 @@ def main() -> None:
         for name, ((script, text), options) in scenarios.items():
             results = []
             for _ in range(args.rounds):
-                results.append(measure(kernel, replay, Script(list(script.steps)), text,
-                                       options))
+                results.append(measure(kernel, replay, Script(list(script.steps)), text, options))
             mid = sorted(results, key=lambda r: r["wire_bytes"])[len(results) // 2]
-            rows.append([
-                name, int(mid["text_bytes"]), int(mid["messages"]), int(mid["stream_messages"]),
-                int(mid["wire_bytes"]), f"{mid['ratio']:.2f}x", f"{mid['duration']:.2f}",
-                f"{mid['stream_rate']:.1f}", f"{mid['bytes_rate'] / 1e3:.0f}",
-            ])
+            rows.append(
+                [
+                    name,
+                    int(mid["text_bytes"]),
+                    int(mid["messages"]),
+                    int(mid["stream_messages"]),
+                    int(mid["wire_bytes"]),
+                    f"{mid['ratio']:.2f}x",
+                    f"{mid['duration']:.2f}",
+                    f"{mid['stream_rate']:.1f}",
+                    f"{mid['bytes_rate'] / 1e3:.0f}",
+                ]
+            )
     replay.close()
-    print(table(["stream", "text B", "IOPub msgs", "stream msgs", "wire B", "wire/text",
-                 "stream s", "stream msg/s", "kB/s"], rows))
-    print("(median round by wire bytes; msgs and bytes count every IOPub message of the cell:"
-          " status, execute_input, stream, clear_output, display_data)")
+    print(
+        table(
+            [
+                "stream",
+                "text B",
+                "IOPub msgs",
+                "stream msgs",
+                "wire B",
+                "wire/text",
+                "stream s",
+                "stream msg/s",
+                "kB/s",
+            ],
+            rows,
+        )
+    )
+    print(
+        "(median round by wire bytes; msgs and bytes count every IOPub message of the cell:"
+        " status, execute_input, stream, clear_output, display_data)"
+    )
 
     # This machine sets PYTHONDONTWRITEBYTECODE, so every import compiles from source; an
     # installed package has its bytecode cached. Time both.
@@ -135,9 +159,12 @@ def main() -> None:
         print()
         for label, env in variants.items():
             times = [load_ext_time(env) for _ in range(args.rounds)]
-            print(f"%load_ext jupyter_complete in a fresh kernel, {label}: median "
-                  f"{statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f} ms, "
-                  f"max {max(times) * 1e3:.1f} ms over {len(times)} kernels (target < 100 ms)")
+            print(
+                f"%load_ext jupyter_complete in a fresh kernel, {label}: median "
+                f"{statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f} ms, "
+                f"max {max(times) * 1e3:.1f} ms over {len(times)} kernels (target < 100 ms)"
+            )
+
 
 if __name__ == "__main__":
     main()

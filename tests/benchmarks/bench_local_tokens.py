@@ -57,8 +57,11 @@ def find_llama_server() -> str | None:
     if named:
         return named if os.access(named, os.X_OK) else None
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    found = [p for p in glob.glob(str(cache / "jupyter_complete" / "llama-server" / "*"
-                                      / "llama-server")) if os.access(p, os.X_OK)]
+    found = [
+        p
+        for p in glob.glob(str(cache / "jupyter_complete" / "llama-server" / "*" / "llama-server"))
+        if os.access(p, os.X_OK)
+    ]
     return max(found, key=os.path.getmtime) if found else None
 
 
@@ -73,10 +76,16 @@ def free_port() -> int:
 class Process:
     """A server in a child process; ``url`` once it answers."""
 
-    def __init__(self, argv: list[str], url: str | None = None, ready_path: str = "",
-                 env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env=env)
+    def __init__(
+        self,
+        argv: list[str],
+        url: str | None = None,
+        ready_path: str = "",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        )
         if url is None:  # jupyter-complete serve prints its URL on the first line
             assert self.proc.stdout is not None
             url = self.proc.stdout.readline().strip()
@@ -118,15 +127,33 @@ def builtin_server(threads: int | None) -> Process:
     """
     pinned = ["--threads", str(threads)] if threads is not None else []
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COMPLETE_THREADS"}
-    return Process([sys.executable, "-m", "jupyter_complete.cli", "serve", "--port", "0",
-                    *pinned, "--reuse-cache", "--api-key", "bench"], env=env)
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_complete.cli",
+            "serve",
+            "--port",
+            "0",
+            *pinned,
+            "--reuse-cache",
+            "--api-key",
+            "bench",
+        ],
+        env=env,
+    )
 
 
 def timed(started: float, stamps: list[float], tokens: int, text: str) -> Run:
     last = stamps[-1] if stamps else started
-    return {"tokens": tokens, "start": started, "end": last,
-            "seconds": last - started, "ttft": (stamps[0] if stamps else started) - started,
-            "text": text}
+    return {
+        "tokens": tokens,
+        "start": started,
+        "end": last,
+        "seconds": last - started,
+        "ttft": (stamps[0] if stamps else started) - started,
+        "text": text,
+    }
 
 
 def main() -> int:
@@ -145,9 +172,11 @@ def main() -> int:
     counts = sorted({half, cpus})
     max_tokens = 64 if args.short else 128
     many_tokens = 64
-    banner(f"local model tokens/s, greedy, {max_tokens} tokens per run, thread counts "
-           f"{counts} of {cpus} CPUs, load average {os.getloadavg()[0]:.1f}, nice {os.nice(0)}",
-           args)
+    banner(
+        f"local model tokens/s, greedy, {max_tokens} tokens per run, thread counts "
+        f"{counts} of {cpus} CPUs, load average {os.getloadavg()[0]:.1f}, nice {os.nice(0)}",
+        args,
+    )
 
     model = LocalModel(n_threads=cpus)
     prompt_tokens = model.render(parse(PROMPT))
@@ -161,8 +190,14 @@ def main() -> int:
             parts: list[str] = []
             finish = None
             for chunk in model.llm.create_completion(
-                prompt_tokens, max_tokens=n, temperature=0.0, top_k=0, top_p=1.0,
-                min_p=0.0, repeat_penalty=1.0, stream=True,
+                prompt_tokens,
+                max_tokens=n,
+                temperature=0.0,
+                top_k=0,
+                top_p=1.0,
+                min_p=0.0,
+                repeat_penalty=1.0,
+                stream=True,
             ):
                 choice = chunk["choices"][0]
                 if choice["text"]:
@@ -195,19 +230,40 @@ def main() -> int:
         for n in usable:
             port = free_port()
             servers[f"llama{n}"] = Process(
-                [llama_server_path, "-m", str(model.path), "--host", "127.0.0.1", "--port",
-                 str(port), "-t", str(n), "-tb", str(n), "-np", str(CLIENTS_MANY),
-                 "-c", str(CLIENTS_MANY * 1024), "--no-warmup"],
-                url=f"http://127.0.0.1:{port}", ready_path="/health")
-    clients = {name: Client(base_url=s.url, api_key="bench", max_retries=0, timeout=600)
-               for name, s in servers.items() if not name.startswith("llama")}
+                [
+                    llama_server_path,
+                    "-m",
+                    str(model.path),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "-t",
+                    str(n),
+                    "-tb",
+                    str(n),
+                    "-np",
+                    str(CLIENTS_MANY),
+                    "-c",
+                    str(CLIENTS_MANY * 1024),
+                    "--no-warmup",
+                ],
+                url=f"http://127.0.0.1:{port}",
+                ready_path="/health",
+            )
+    clients = {
+        name: Client(base_url=s.url, api_key="bench", max_retries=0, timeout=600)
+        for name, s in servers.items()
+        if not name.startswith("llama")
+    }
 
     def through_ours(name: str, n: int) -> Run:
         started = time.perf_counter()
         stamps: list[float] = []
         parts: list[str] = []
-        with clients[name].completions.create(prompt=PROMPT, max_tokens_to_sample=n,
-                                              temperature=0, stream=True) as stream:
+        with clients[name].completions.create(
+            prompt=PROMPT, max_tokens_to_sample=n, temperature=0, stream=True
+        ) as stream:
             for event in stream:
                 if event.completion:
                     stamps.append(time.perf_counter())
@@ -220,14 +276,20 @@ def main() -> int:
     def through_llama_server(name: str, n: int) -> Run:
         import requests
 
-        body = {"prompt": prompt_tokens, "n_predict": n, "temperature": 0.0, "stream": True,
-                "cache_prompt": True}
+        body = {
+            "prompt": prompt_tokens,
+            "n_predict": n,
+            "temperature": 0.0,
+            "stream": True,
+            "cache_prompt": True,
+        }
         started = time.perf_counter()
         stamps: list[float] = []
         parts: list[str] = []
         produced = 0
-        with requests.post(servers[name].url + "/completion", json=body, stream=True,
-                           timeout=600) as response:
+        with requests.post(
+            servers[name].url + "/completion", json=body, stream=True, timeout=600
+        ) as response:
             response.raise_for_status()
             for line in response.iter_lines():
                 if not line.startswith(b"data: "):
@@ -242,16 +304,15 @@ def main() -> int:
 
     def contenders(n_tokens: int, only: list[int]) -> dict[str, Callable[[], Run]]:
         out: dict[str, Callable[[], Run]] = {
-            "built-in server, default (threads measured)":
-                lambda: through_ours("tuned", n_tokens)}
+            "built-in server, default (threads measured)": lambda: through_ours("tuned", n_tokens)
+        }
         for n in only:
-            out[f"built-in server, {n} threads"] = (
-                lambda n=n: through_ours(f"ours{n}", n_tokens))
-            out[f"llama-cpp-python direct, {n} threads"] = (
-                lambda n=n: direct(n_tokens, n))
+            out[f"built-in server, {n} threads"] = lambda n=n: through_ours(f"ours{n}", n_tokens)
+            out[f"llama-cpp-python direct, {n} threads"] = lambda n=n: direct(n_tokens, n)
             if f"llama{n}" in servers:
-                out[f"llama-server, {n} threads"] = (
-                    lambda n=n: through_llama_server(f"llama{n}", n_tokens))
+                out[f"llama-server, {n} threads"] = lambda n=n: through_llama_server(
+                    f"llama{n}", n_tokens
+                )
         return out
 
     def together(one: Callable[[], Run]) -> Callable[[], Run]:
@@ -270,8 +331,13 @@ def main() -> int:
                 w.join()
             start = min(r["start"] for r in results)
             end = max(r["end"] for r in results)
-            return {"tokens": sum(r["tokens"] for r in results), "seconds": end - start,
-                    "ttft": median([r["ttft"] for r in results]), "text": results[0]["text"]}
+            return {
+                "tokens": sum(r["tokens"] for r in results),
+                "seconds": end - start,
+                "ttft": median([r["ttft"] for r in results]),
+                "text": results[0]["text"],
+            }
+
         return run
 
     rates: dict[str, float] = {}
@@ -281,12 +347,19 @@ def main() -> int:
         for name, runs in results.items():
             rate = median([r["tokens"] / r["seconds"] for r in runs])
             rates[key_prefix + name] = rate
-            rows.append([name, f"{median([r['tokens'] for r in runs]):.0f}", f"{rate:.1f}",
-                         f"{median([r['ttft'] for r in runs]) * 1000:.0f}",
-                         f"{median([r['seconds'] for r in runs]):.2f}"])
+            rows.append(
+                [
+                    name,
+                    f"{median([r['tokens'] for r in runs]):.0f}",
+                    f"{rate:.1f}",
+                    f"{median([r['ttft'] for r in runs]) * 1000:.0f}",
+                    f"{median([r['seconds'] for r in runs]):.2f}",
+                ]
+            )
         print(title)
-        print(table(["contender", "tokens", "tokens/s (median)", "first token ms", "seconds"],
-                    rows))
+        print(
+            table(["contender", "tokens", "tokens/s (median)", "first token ms", "seconds"], rows)
+        )
 
     try:
         single = contenders(max_tokens, usable)
@@ -296,39 +369,59 @@ def main() -> int:
         if not args.short:
             many = {name: together(run) for name, run in contenders(many_tokens, [best]).items()}
             print()
-            report(f"{CLIENTS_MANY} clients at once, {many_tokens} tokens each (aggregate):",
-                   interleaved(many, max(2, args.rounds - 2)), "8:")
+            report(
+                f"{CLIENTS_MANY} clients at once, {many_tokens} tokens each (aggregate):",
+                interleaved(many, max(2, args.rounds - 2)),
+                "8:",
+            )
         print()
         for n, (rate_many, rate_one) in stalled.items():
-            print(f"{n} threads stalled here: {rate_many:.1f} tokens/s against {rate_one:.1f} "
-                  f"with 1 thread in a 16-token probe (load average {os.getloadavg()[0]:.1f} "
-                  f"on {cpus} CPUs), so its full runs were left out")
+            print(
+                f"{n} threads stalled here: {rate_many:.1f} tokens/s against {rate_one:.1f} "
+                f"with 1 thread in a 16-token probe (load average {os.getloadavg()[0]:.1f} "
+                f"on {cpus} CPUs), so its full runs were left out"
+            )
         if llama_server_path is None:
-            print("llama-server: " + ("not run in --short mode" if args.short else
-                                      "not built (scripts/build_llama_server.sh, or set "
-                                      f"${ENV_LLAMA_SERVER})"))
+            print(
+                "llama-server: "
+                + (
+                    "not run in --short mode"
+                    if args.short
+                    else f"not built (scripts/build_llama_server.sh, or set ${ENV_LLAMA_SERVER})"
+                )
+            )
         tuned = rates["1:built-in server, default (threads measured)"]
         for n in usable:
             ours = rates[f"1:built-in server, {n} threads"]
-            line = (f"{n} threads, 1 client: built-in server / llama-cpp-python direct "
-                    f"{ours / rates[f'1:llama-cpp-python direct, {n} threads']:.3f}")
+            line = (
+                f"{n} threads, 1 client: built-in server / llama-cpp-python direct "
+                f"{ours / rates[f'1:llama-cpp-python direct, {n} threads']:.3f}"
+            )
             if f"1:llama-server, {n} threads" in rates:
-                line += (f"; built-in server / llama-server "
-                         f"{ours / rates[f'1:llama-server, {n} threads']:.3f} (goal >= 0.90)")
+                line += (
+                    f"; built-in server / llama-server "
+                    f"{ours / rates[f'1:llama-server, {n} threads']:.3f} (goal >= 0.90)"
+                )
             print(line)
         if half in usable:
-            print(f"default (threads measured) / old default ({half} threads, half the CPUs): "
-                  f"{tuned / rates[f'1:built-in server, {half} threads']:.2f} (goal > 1.3)")
+            print(
+                f"default (threads measured) / old default ({half} threads, half the CPUs): "
+                f"{tuned / rates[f'1:built-in server, {half} threads']:.2f} (goal > 1.3)"
+            )
         if cpus in usable and half != cpus:
             all_cores = rates[f"1:built-in server, {cpus} threads"]
-            print(f"{cpus} threads / {half} threads, built-in server: "
-                  f"{all_cores / rates[f'1:built-in server, {half} threads']:.2f}")
+            print(
+                f"{cpus} threads / {half} threads, built-in server: "
+                f"{all_cores / rates[f'1:built-in server, {half} threads']:.2f}"
+            )
         if f"8:llama-server, {best} threads" in rates:
             ours8 = rates[f"8:built-in server, {best} threads"]
-            print(f"{CLIENTS_MANY} clients, {best} threads: built-in server / llama-server "
-                  f"{ours8 / rates[f'8:llama-server, {best} threads']:.3f} (the built-in server "
-                  "answers one request at a time; llama-server batches "
-                  "its slots)")
+            print(
+                f"{CLIENTS_MANY} clients, {best} threads: built-in server / llama-server "
+                f"{ours8 / rates[f'8:llama-server, {best} threads']:.3f} (the built-in server "
+                "answers one request at a time; llama-server batches "
+                "its slots)"
+            )
         if not args.short:
             print()
             prompt_eval(model, llama_cpp, cpus, half, args.rounds)
@@ -360,12 +453,15 @@ def prompt_eval(model: Any, llama_cpp: Any, threads: int, half: int, rounds: int
                 took = time.perf_counter() - started
                 llama_cpp.llama_set_n_threads(model.llm.ctx, threads, threads)
                 return took
+
         return run
 
     results = interleaved({n: at(n) for n in counts}, rounds)
     base = median(results[counts[0]])
-    rows = [[n, len(tokens), f"{len(tokens) / median(r):.0f}", f"{base / median(r):.2f}"]
-            for n, r in results.items()]
+    rows = [
+        [n, len(tokens), f"{len(tokens) / median(r):.0f}", f"{base / median(r):.2f}"]
+        for n, r in results.items()
+    ]
     print("prompt evaluation (n_threads_batch), llama-cpp-python, fresh context each run:")
     print(table(["threads", "prompt tokens", "tokens/s (median)", "vs 1 thread"], rows))
 

@@ -65,8 +65,11 @@ def main() -> None:
             runs = interleaved({name: lambda size=size, fn=fn: fn(size)}, args.rounds)
             times.append(median(runs[name]))
         rows.append([name, *(f"{t:.3f}" for t in times), f"{times[-1] / times[0]:.1f}x"])
-    headers = ["parser", *(f"{s >> 20} MiB (s)" for s in sizes),
-               f"time ratio {sizes[-1] // sizes[0]}x size"]
+    headers = [
+        "parser",
+        *(f"{s >> 20} MiB (s)" for s in sizes),
+        f"time ratio {sizes[-1] // sizes[0]}x size",
+    ]
     print(table(headers, rows))
 
 

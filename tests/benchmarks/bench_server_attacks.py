@@ -46,12 +46,18 @@ SERVER = textwrap.dedent("""
     sys.stdin.read()
     server.close()
 """)
-BODY = json.dumps({"model": "m", "prompt": "\n\nHuman: Hi\n\nAssistant:",
-                   "max_tokens_to_sample": 1}).encode()
+BODY = json.dumps(
+    {"model": "m", "prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 1}
+).encode()
 
 
-def request(key: str | None = KEY, headers: str = "", body: bytes = BODY,
-            length: int | None = None, framed: bool = True) -> bytes:
+def request(
+    key: str | None = KEY,
+    headers: str = "",
+    body: bytes = BODY,
+    length: int | None = None,
+    framed: bool = True,
+) -> bytes:
     """A request's bytes; ``length`` overrides Content-Length; ``framed=False`` omits it."""
     fields = "host: 127.0.0.1\r\n" + (f"x-api-key: {key}\r\n" if key else "")
     fields += "anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n" + headers
@@ -99,8 +105,10 @@ def push(sock: socket.socket, data: bytes, total: int) -> int:
 
 def attack_negative_chunk(port: int, scale: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(request(key=None, headers="transfer-encoding: chunked\r\n", body=b"",
-                             framed=False) + b"-1\r\n")
+        sock.sendall(
+            request(key=None, headers="transfer-encoding: chunked\r\n", body=b"", framed=False)
+            + b"-1\r\n"
+        )
         push(sock, b"x" * (1 << 20), scale << 20)
 
 
@@ -169,8 +177,9 @@ def attack_idle(port: int, scale: int) -> None:  # noqa: ARG001
 def attack_huge_prompts(port: int, scale: int) -> None:
     """A key holder: 4 requests at once, each a prompt of ``scale / 16`` MB."""
     text = "word " * ((scale << 20) // 16 // 5)
-    body = json.dumps({"model": "m", "prompt": f"\n\nHuman: {text}\n\nAssistant:",
-                       "max_tokens_to_sample": 1}).encode()
+    body = json.dumps(
+        {"model": "m", "prompt": f"\n\nHuman: {text}\n\nAssistant:", "max_tokens_to_sample": 1}
+    ).encode()
 
     def one() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
@@ -189,14 +198,22 @@ def attack_huge_prompts(port: int, scale: int) -> None:
 def attack_many_stops(port: int, scale: int) -> None:
     """A key holder: ``scale * 4000`` stop sequences; how long a 3-token request waits."""
     stops = [f"zz{i}" for i in range(scale * 4000)]
-    body = json.dumps({"model": "m", "prompt": "\n\nHuman: Tell a story.\n\nAssistant:",
-                       "max_tokens_to_sample": 20, "stop_sequences": stops}).encode()
+    body = json.dumps(
+        {
+            "model": "m",
+            "prompt": "\n\nHuman: Tell a story.\n\nAssistant:",
+            "max_tokens_to_sample": 20,
+            "stop_sequences": stops,
+        }
+    ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=300) as hog:
         hog.sendall(request(body=body, headers="connection: close\r\n"))
         time.sleep(0.5)
         took = answer_time(port, timeout=300)
-        print(f"    a 1-token request behind {len(stops):,} stop sequences waited {took:.2f} s",
-              flush=True)
+        print(
+            f"    a 1-token request behind {len(stops):,} stop sequences waited {took:.2f} s",
+            flush=True,
+        )
 
 
 CASES: dict[str, Callable[[int, int], None]] = {
@@ -212,8 +229,14 @@ CASES: dict[str, Callable[[int, int], None]] = {
 
 def run_case(tree: Path, name: str, scale: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, KEY], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=tree)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, KEY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tree,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
@@ -242,9 +265,16 @@ def run_case(tree: Path, name: str, scale: int) -> dict[str, float]:
         sampler.join()
         rss1, threads1 = status(proc.pid)
         after = answer_time(port, timeout=30)
-        return {"rss0": rss0 / 1024, "peak": peak[0] / 1024, "rss1": rss1 / 1024,
-                "threads0": threads0, "threads peak": peak[1], "threads1": threads1,
-                "attack s": took, "answer s": after}
+        return {
+            "rss0": rss0 / 1024,
+            "peak": peak[0] / 1024,
+            "rss1": rss1 / 1024,
+            "threads0": threads0,
+            "threads peak": peak[1],
+            "threads1": threads1,
+            "attack s": took,
+            "answer s": after,
+        }
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -259,8 +289,12 @@ def main() -> None:
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--tree", type=Path, default=HERE.parent.parent)
-    parser.add_argument("--compare", type=Path, default=None,
-                        help="another source tree (the old server) to run side by side")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another source tree (the old server) to run side by side",
+    )
     parser.add_argument("cases", nargs="*", default=list(CASES))
     args = parser.parse_args()
     scale = 256 if args.full else 128
@@ -273,19 +307,58 @@ def main() -> None:
             print(f"  {name} on {label} ({tree})", flush=True)
             results[label] = run_case(tree, name, scale)
         for label, r in results.items():
-            rows.append([name, label, f"{r['rss0']:.0f}", f"{r['peak']:.0f}",
-                         f"+{r['peak'] - r['rss0']:.0f}", f"{r['rss1']:.0f}",
-                         int(r["threads0"]), int(r["threads peak"]), int(r["threads1"]),
-                         f"{r['attack s']:.1f}", f"{r['answer s']:.3f}"])
+            rows.append(
+                [
+                    name,
+                    label,
+                    f"{r['rss0']:.0f}",
+                    f"{r['peak']:.0f}",
+                    f"+{r['peak'] - r['rss0']:.0f}",
+                    f"{r['rss1']:.0f}",
+                    int(r["threads0"]),
+                    int(r["threads peak"]),
+                    int(r["threads1"]),
+                    f"{r['attack s']:.1f}",
+                    f"{r['answer s']:.3f}",
+                ]
+            )
         if "other" in results:
             this, other = results["this"], results["other"]
             grow_this = max(1.0, this["peak"] - this["rss0"])
             grow_other = max(1.0, other["peak"] - other["rss0"])
-            rows.append([name, "other/this", "", "", f"x{grow_other / grow_this:.1f}", "",
-                         "", f"x{other['threads peak'] / max(1, this['threads peak']):.1f}",
-                         "", "", ""])
-    print(table(["case", "server", "RSS MB", "peak", "growth", "after", "thr", "thr peak",
-                 "thr after", "attack s", "answer s"], rows))
+            rows.append(
+                [
+                    name,
+                    "other/this",
+                    "",
+                    "",
+                    f"x{grow_other / grow_this:.1f}",
+                    "",
+                    "",
+                    f"x{other['threads peak'] / max(1, this['threads peak']):.1f}",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    print(
+        table(
+            [
+                "case",
+                "server",
+                "RSS MB",
+                "peak",
+                "growth",
+                "after",
+                "thr",
+                "thr peak",
+                "thr after",
+                "attack s",
+                "answer s",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

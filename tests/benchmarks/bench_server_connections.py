@@ -43,9 +43,11 @@ PROMPT = "\n\nHuman: Count to five.\n\nAssistant:"
 
 def request(method: str, path: str, body: dict[str, object] | None = None) -> bytes:
     data = json.dumps(body).encode() if body is not None else b""
-    return (f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {KEY}\r\n"
-            f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(data)}\r\nconnection: close\r\n\r\n").encode() + data
+    return (
+        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {KEY}\r\n"
+        f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(data)}\r\nconnection: close\r\n\r\n"
+    ).encode() + data
 
 
 def first_byte(port: int, data: bytes) -> float:
@@ -59,8 +61,14 @@ def first_byte(port: int, data: bytes) -> float:
 
 def newcomer(port: int) -> tuple[float, float]:
     models = first_byte(port, request("GET", "/v1/models"))
-    stream = first_byte(port, request("POST", "/v1/complete", {
-        "model": "m", "prompt": PROMPT, "max_tokens_to_sample": 1, "stream": True}))
+    stream = first_byte(
+        port,
+        request(
+            "POST",
+            "/v1/complete",
+            {"model": "m", "prompt": PROMPT, "max_tokens_to_sample": 1, "stream": True},
+        ),
+    )
     return models, stream
 
 
@@ -97,8 +105,14 @@ def main() -> None:
     args = parse_mode(__doc__.splitlines()[0])
     banner("a newcomer under 200 streams + 1000 idle connections", args)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, KEY], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, KEY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
@@ -117,10 +131,20 @@ def main() -> None:
     rows = []
     for i, what in enumerate(("GET /v1/models", "stream head + ping")):
         q, lo = median([r[i] for r in quiet]), median([r[i] for r in loaded])
-        rows.append([what, f"{q * 1000:.1f}", f"{lo * 1000:.1f}", f"x{lo / q:.1f}",
-                     "yes" if max(r[i] for r in loaded) < 1.0 else "NO"])
-    print(table(["newcomer's request", "quiet ms", "loaded ms", "loaded/quiet",
-                 "all under 1 s"], rows))
+        rows.append(
+            [
+                what,
+                f"{q * 1000:.1f}",
+                f"{lo * 1000:.1f}",
+                f"x{lo / q:.1f}",
+                "yes" if max(r[i] for r in loaded) < 1.0 else "NO",
+            ]
+        )
+    print(
+        table(
+            ["newcomer's request", "quiet ms", "loaded ms", "loaded/quiet", "all under 1 s"], rows
+        )
+    )
 
 
 if __name__ == "__main__":

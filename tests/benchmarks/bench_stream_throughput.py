@@ -33,8 +33,9 @@ PROMPT = "\n\nHuman: Count.\n\nAssistant:"
 def run_ours(client: Client, n_events: int) -> tuple[float, int, str]:
     parts: list[str] = []
     started = time.perf_counter()
-    with client.completions.create(model=MODEL, prompt=PROMPT, max_tokens_to_sample=n_events,
-                                   stream=True) as stream:
+    with client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens_to_sample=n_events, stream=True
+    ) as stream:
         count = 0
         for event in stream:
             count += 1
@@ -46,8 +47,9 @@ def run_ours(client: Client, n_events: int) -> tuple[float, int, str]:
 def run_sdk(client: anthropic.Anthropic, n_events: int) -> tuple[float, int, str]:
     parts: list[str] = []
     started = time.perf_counter()
-    stream = client.completions.create(model=MODEL, prompt=PROMPT,
-                                       max_tokens_to_sample=n_events, stream=True)
+    stream = client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens_to_sample=n_events, stream=True
+    )
     count = 0
     with stream:
         for event in stream:
@@ -65,9 +67,10 @@ def run_raw(base_url: str, n_events: int, decode: bool = False) -> tuple[float, 
     """
     url = urlsplit(base_url)
     body = b'{"model":"bench-1","prompt":"x","max_tokens_to_sample":1,"stream":true}'
-    request = (f"POST {url.path}/v1/complete HTTP/1.1\r\nhost: {url.netloc}\r\n"
-               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = (
+        f"POST {url.path}/v1/complete HTTP/1.1\r\nhost: {url.netloc}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
     started = time.perf_counter()
     blocks = 0
     parts: list[str] = []
@@ -84,9 +87,9 @@ def run_raw(base_url: str, n_events: int, decode: bool = False) -> tuple[float, 
             tail = pieces[-1]
             if decode:
                 for block in pieces[:-1]:
-                    at = block.find(b"data: {\"type\": \"completion\"")
+                    at = block.find(b'data: {"type": "completion"')
                     if at >= 0:
-                        parts.append(json.loads(block[at + 6:])["completion"])
+                        parts.append(json.loads(block[at + 6 :])["completion"])
     elapsed = time.perf_counter() - started
     pings = n_events // 1000
     return elapsed, blocks - pings, "".join(parts)
@@ -105,8 +108,7 @@ def main() -> None:
             sdk = anthropic.Anthropic(base_url=url, api_key="bench-key", max_retries=0)
             # One small untimed run each first: lazy imports and first-use code paths.
             run_ours(Client(base_url=warm_url, api_key="bench-key", max_retries=0), 100)
-            run_sdk(anthropic.Anthropic(base_url=warm_url, api_key="bench-key", max_retries=0),
-                    100)
+            run_sdk(anthropic.Anthropic(base_url=warm_url, api_key="bench-key", max_retries=0), 100)
             run_raw(warm_url, 100)
             contenders: dict[str, Callable[[], tuple[float, int, str]]] = {
                 "jupyter_complete": lambda ours=ours: run_ours(ours, n_events),
@@ -120,17 +122,37 @@ def main() -> None:
                     # The final event counts too; a contender that drops events is not fast.
                     if count != n_events + 1 or (text and text != want):
                         raise SystemExit(f"{name} got {count} events, wanted {n_events + 1}")
-            rate = {name: median([(n_events + 1) / r[0] for r in runs])
-                    for name, runs in results.items()}
-            rows.append([
-                framing, f"{rate['jupyter_complete']:,.0f}", f"{rate['anthropic SDK']:,.0f}",
-                f"{rate['raw + JSON']:,.0f}", f"{rate['raw socket']:,.0f}",
-                f"{rate['jupyter_complete'] / rate['anthropic SDK']:.2f}",
-                f"{rate['jupyter_complete'] / rate['raw + JSON']:.2f}",
-                f"{rate['jupyter_complete'] / rate['raw socket']:.2f}",
-            ])
-    print(table(["framing", "ours ev/s", "SDK ev/s", "raw+JSON ev/s", "raw ev/s",
-                 "ours/SDK", "ours/raw+JSON", "ours/raw"], rows))
+            rate = {
+                name: median([(n_events + 1) / r[0] for r in runs])
+                for name, runs in results.items()
+            }
+            rows.append(
+                [
+                    framing,
+                    f"{rate['jupyter_complete']:,.0f}",
+                    f"{rate['anthropic SDK']:,.0f}",
+                    f"{rate['raw + JSON']:,.0f}",
+                    f"{rate['raw socket']:,.0f}",
+                    f"{rate['jupyter_complete'] / rate['anthropic SDK']:.2f}",
+                    f"{rate['jupyter_complete'] / rate['raw + JSON']:.2f}",
+                    f"{rate['jupyter_complete'] / rate['raw socket']:.2f}",
+                ]
+            )
+    print(
+        table(
+            [
+                "framing",
+                "ours ev/s",
+                "SDK ev/s",
+                "raw+JSON ev/s",
+                "raw ev/s",
+                "ours/SDK",
+                "ours/raw+JSON",
+                "ours/raw",
+            ],
+            rows,
+        )
+    )
     print(f"(medians of {args.rounds} interleaved rounds; anthropic {anthropic.__version__})")
 
 

@@ -58,8 +58,10 @@ async def _one(client: Any, kind: str, url: str, body: dict[str, Any]) -> tuple[
     headers = {"anthropic-version": "2023-06-01", "x-api-key": "bench"}
     async with aconnect_sse(client, "POST", url + path, json=body, headers=headers) as source:
         if source.response.status_code != 200:
-            raise RuntimeError(f"{url}{path}: HTTP {source.response.status_code}: "
-                               f"{(await source.response.aread())[:300]!r}")
+            raise RuntimeError(
+                f"{url}{path}: HTTP {source.response.status_code}: "
+                f"{(await source.response.aread())[:300]!r}"
+            )
         async for sse in source.aiter_sse():
             if not sse.data or sse.data == "[DONE]":
                 continue
@@ -87,21 +89,31 @@ async def _level(kind: str, url: str, body: dict[str, Any], clients: int) -> dic
     import httpx
 
     limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits,
-                                 trust_env=False) as client:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(600.0), limits=limits, trust_env=False
+    ) as client:
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(_one(client, kind, url, body)
-                                          for _ in range(clients)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(_one(client, kind, url, body) for _ in range(clients)), return_exceptions=True
+        )
         wall = time.perf_counter() - started
     results = [r for r in outcomes if not isinstance(r, BaseException)]
     failures = [r for r in outcomes if isinstance(r, BaseException)]
     if failures:
-        print(f"  {url} ({kind}), {clients} clients: {len(failures)} failed: "
-              f"{type(failures[0]).__name__}: {failures[0]}", flush=True)
+        print(
+            f"  {url} ({kind}), {clients} clients: {len(failures)} failed: "
+            f"{type(failures[0]).__name__}: {failures[0]}",
+            flush=True,
+        )
     ttfts = [r[0] for r in results]
     tokens = sum(r[1] for r in results)
-    return {"tok_s": tokens / wall, "p50": percentile(ttfts, 50), "p95": percentile(ttfts, 95),
-            "tokens": tokens, "failed": len(failures)}
+    return {
+        "tok_s": tokens / wall,
+        "p50": percentile(ttfts, 50),
+        "p95": percentile(ttfts, 95),
+        "tokens": tokens,
+        "failed": len(failures),
+    }
 
 
 def main() -> int:
@@ -109,7 +121,7 @@ def main() -> int:
     if "--engine" in sys.argv:  # not a _bench option: take it out before parse_mode
         at = sys.argv.index("--engine")
         engine_choice = sys.argv[at + 1]
-        del sys.argv[at:at + 2]
+        del sys.argv[at : at + 2]
     args = parse_mode("concurrent clients: built-in server vs llama-server vs us in front")
     try:
         import httpx  # noqa: F401
@@ -130,8 +142,12 @@ def main() -> int:
     # Short mode (CI) keeps the levels but asks for fewer tokens, so it stays quick.
     max_tokens = 16 if args.short else MAX_TOKENS
     banner(f"{max_tokens} tokens per client at {', '.join(map(str, LEVELS))} clients", args)
-    messages = {"model": "smollm2", "max_tokens": max_tokens, "stream": True,
-                "messages": [{"role": "user", "content": PROMPT}]}
+    messages = {
+        "model": "smollm2",
+        "max_tokens": max_tokens,
+        "stream": True,
+        "messages": [{"role": "user", "content": PROMPT}],
+    }
     engine_body = openai_body(MessagesRequest.from_dict(dict(messages)), "smollm2")
     threads = max(1, (os.cpu_count() or 2) // 2)  # what the built-in model uses
     try:
@@ -140,15 +156,20 @@ def main() -> int:
             engine = start_llama_cpp_python_server(Path(tempfile.mkdtemp()), threads=threads)
             engine_name = "(b) llama-cpp-python server"
         else:
-            engine = start_llama_server(Path(tempfile.mkdtemp()), parallel=8,
-                                        ctx_per_slot=1024, threads=threads)
+            engine = start_llama_server(
+                Path(tempfile.mkdtemp()), parallel=8, ctx_per_slot=1024, threads=threads
+            )
             engine_name = "(b) llama-server -np 8"
     except (pytest.skip.Exception, pytest.fail.Exception) as err:
         print(f"skipped: {err}")
         return 0
     builtin = serve("127.0.0.1", 0, api_key="bench", max_queue=max(LEVELS) + 8)
-    front = serve("127.0.0.1", 0, api_key="bench",
-                  upstream=UpstreamConfig(url=engine.url, max_outstanding=max(LEVELS) + 8))
+    front = serve(
+        "127.0.0.1",
+        0,
+        api_key="bench",
+        upstream=UpstreamConfig(url=engine.url, max_outstanding=max(LEVELS) + 8),
+    )
     contenders = {
         "(a) builtin": ("messages", builtin.url, messages),
         engine_name: ("openai", engine.url, engine_body),
@@ -162,10 +183,11 @@ def main() -> int:
         for level in LEVELS:
             names = list(contenders)
             for r in range(rounds):
-                for name in names[r % 3:] + names[:r % 3]:
+                for name in names[r % 3 :] + names[: r % 3]:
                     kind, url, body = contenders[name]
                     figures.setdefault((name, level), []).append(
-                        asyncio.run(_level(kind, url, body, level)))
+                        asyncio.run(_level(kind, url, body, level))
+                    )
     finally:
         front.close()
         builtin.close()
@@ -178,19 +200,28 @@ def main() -> int:
     for level in LEVELS:
         for name in contenders:
             failed = sum(int(f["failed"]) for f in figures[(name, level)])
-            rows.append([level, name, f"{fig(name, level, 'tok_s'):.1f}",
-                         f"{fig(name, level, 'p50') * 1000:.0f}",
-                         f"{fig(name, level, 'p95') * 1000:.0f}", failed])
-    print(table(["clients", "server", "tokens/s", "ttft p50 ms", "ttft p95 ms", "failed"],
-                rows))
+            rows.append(
+                [
+                    level,
+                    name,
+                    f"{fig(name, level, 'tok_s'):.1f}",
+                    f"{fig(name, level, 'p50') * 1000:.0f}",
+                    f"{fig(name, level, 'p95') * 1000:.0f}",
+                    failed,
+                ]
+            )
+    print(table(["clients", "server", "tokens/s", "ttft p50 ms", "ttft p95 ms", "failed"], rows))
     print()
     ratio_rows = []
     for level in LEVELS:
         a, b, c = (fig(n, level, "tok_s") for n in contenders)
         pa, pb, pc = (fig(n, level, "p50") for n in contenders)
         ratio_rows.append([level, f"{c / b:.2f}", f"{c / a:.2f}", f"{(pc - pb) * 1000:+.0f}"])
-    print(table(["clients", "(c)/(b) tokens/s", "(c)/(a) tokens/s", "ttft p50 (c)-(b) ms"],
-                ratio_rows))
+    print(
+        table(
+            ["clients", "(c)/(b) tokens/s", "(c)/(a) tokens/s", "ttft p50 (c)-(b) ms"], ratio_rows
+        )
+    )
     print("goal: (c)/(b) >= 0.90 at every level; (c)/(a) well above 1 at 8 and 32")
     return 0
 

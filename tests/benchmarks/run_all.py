@@ -37,9 +37,12 @@ def main() -> int:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.names]
     failed: list[str] = []
     started_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"benchmarks {flag} at {started_at}, load average "
-          f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f} on "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"benchmarks {flag} at {started_at}, load average "
+        f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f} on "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
     for script in scripts:
         print(f"\n### {script.name} {flag}", flush=True)
         started = time.monotonic()
@@ -47,14 +50,18 @@ def main() -> int:
         took = time.monotonic() - started
         if result.returncode:
             failed.append(script.name)
-            print(f"### {script.name} FAILED (exit {result.returncode}) after {took:.0f} s",
-                  flush=True)
+            print(
+                f"### {script.name} FAILED (exit {result.returncode}) after {took:.0f} s",
+                flush=True,
+            )
         else:
             print(f"### {script.name} done in {took:.0f} s", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload average at the end: {load:.1f} on {os.cpu_count()} CPUs")
-    print(f"{len(scripts) - len(failed)} of {len(scripts)} benchmarks ran"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"{len(scripts) - len(failed)} of {len(scripts)} benchmarks ran"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 #: outside a request. A backend with a cache shared by all callers may use it to reuse only
 #: what the same client put there (the built-in model's KV cache). Others ignore it.
 REQUESTER: contextvars.ContextVar[object | None] = contextvars.ContextVar(
-    "jupyter_complete_requester", default=None)
+    "jupyter_complete_requester", default=None
+)
 
 #: Why a generation ended, in the Messages API's terms (``/v1/complete`` maps ``end_turn`` to
 #: ``stop_sequence`` with the stop ``"\n\nHuman:"``, as the Text Completions API reports it).
@@ -123,7 +124,9 @@ class Job(Protocol):
     async def __aenter__(self) -> Job: ...
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
 

@@ -44,8 +44,11 @@ def sse_event(name: str | None, data: dict[str, Any] | str) -> bytes:
 
 def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]:
     """The API's error envelope."""
-    return {"type": "error", "error": {"type": error_type, "message": message},
-            "request_id": request_id}
+    return {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": request_id,
+    }
 
 
 def complete_stop(final: Final) -> tuple[str, str | None]:
@@ -111,8 +114,9 @@ class Encoder(abc.ABC):
     @staticmethod
     def error(error_type: str, message: str) -> bytes:
         """The protocol's ``error`` event, which ends a stream that failed."""
-        return sse_event("error", {"type": "error",
-                                   "error": {"type": error_type, "message": message}})
+        return sse_event(
+            "error", {"type": "error", "error": {"type": error_type, "message": message}}
+        )
 
 
 class CompleteEncoder(Encoder):
@@ -131,17 +135,26 @@ class CompleteEncoder(Encoder):
         """2023-01-01: bodies without ``type``/``id``, cumulative unnamed events, ``[DONE]``."""
         return self.version == LEGACY_VERSION
 
-    def completion(self, text: str, stop_reason: str | None, stop: str | None
-                   ) -> dict[str, Any]:
+    def completion(self, text: str, stop_reason: str | None, stop: str | None) -> dict[str, Any]:
         """A ``Completion`` object: the whole body, or one event's data."""
         if self.legacy:
             return {
-                "completion": text, "stop_reason": stop_reason, "stop": stop,
-                "truncated": False, "exception": None, "log_id": self.id, "model": self.model,
+                "completion": text,
+                "stop_reason": stop_reason,
+                "stop": stop,
+                "truncated": False,
+                "exception": None,
+                "log_id": self.id,
+                "model": self.model,
             }
         return {
-            "type": "completion", "id": self.id, "completion": text,
-            "stop_reason": stop_reason, "model": self.model, "stop": stop, "log_id": self.id,
+            "type": "completion",
+            "id": self.id,
+            "completion": text,
+            "stop_reason": stop_reason,
+            "model": self.model,
+            "stop": stop,
+            "log_id": self.id,
         }
 
     def body(self, text: str, final: Final) -> dict[str, Any]:
@@ -176,39 +189,64 @@ class MessagesEncoder(Encoder):
     def message(self, content: list[dict[str, str]], final: Final | None) -> dict[str, Any]:
         """A ``Message`` object; ``final`` None: the start of a stream, nothing yet."""
         return {
-            "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
             "content": content,
             "stop_reason": final.stop_reason if final else None,
             "stop_sequence": final.stop_sequence if final else None,
-            "usage": {"input_tokens": final.input_tokens if final else self.input_tokens,
-                      "output_tokens": final.output_tokens if final else 0},
+            "usage": {
+                "input_tokens": final.input_tokens if final else self.input_tokens,
+                "output_tokens": final.output_tokens if final else 0,
+            },
         }
 
     def body(self, text: str, final: Final) -> dict[str, Any]:
         return self.message([{"type": "text", "text": text}], final)
 
     def opening(self) -> list[bytes]:
-        return [sse_event("message_start", {"type": "message_start",
-                                            "message": self.message([], None)})]
+        return [
+            sse_event("message_start", {"type": "message_start", "message": self.message([], None)})
+        ]
 
     def started(self) -> list[bytes]:
-        return [sse_event("content_block_start", {
-            "type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}}), self.ping()]
+        return [
+            sse_event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            self.ping(),
+        ]
 
     def text(self, delta: str) -> bytes:
-        return sse_event("content_block_delta", {
-            "type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": delta}})
+        return sse_event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": delta},
+            },
+        )
 
     def closing(self, final: Final) -> list[bytes]:
         return [
             sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            sse_event("message_delta", {
-                "type": "message_delta",
-                "delta": {"stop_reason": final.stop_reason,
-                          "stop_sequence": final.stop_sequence},
-                "usage": {"output_tokens": final.output_tokens}}),
+            sse_event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": final.stop_reason,
+                        "stop_sequence": final.stop_sequence,
+                    },
+                    "usage": {"output_tokens": final.output_tokens},
+                },
+            ),
             sse_event("message_stop", {"type": "message_stop"}),
         ]
 

@@ -65,8 +65,16 @@ class Exchange:
         ping_interval: seconds between pings while a streamed request waits its turn.
     """
 
-    def __init__(self, encoder: Encoder, job: Job, peer: Peer, *, request_id: str,
-                 stream: bool, ping_interval: float) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        job: Job,
+        peer: Peer,
+        *,
+        request_id: str,
+        stream: bool,
+        ping_interval: float,
+    ) -> None:
         self.encoder = encoder
         self.job = job
         self.peer = peer
@@ -112,10 +120,17 @@ class Exchange:
         await self._answer(200, json.dumps(self.encoder.body(text, job.final)).encode())
         return "completed"
 
-    async def _answer(self, status: int, body: bytes,
-                      headers: Mapping[str, str] | None = None) -> None:
-        await self.peer.start(status, {**(headers or {}), "content-type": "application/json",
-                                       "content-length": str(len(body))})
+    async def _answer(
+        self, status: int, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        await self.peer.start(
+            status,
+            {
+                **(headers or {}),
+                "content-type": "application/json",
+                "content-length": str(len(body)),
+            },
+        )
         await self.peer.send(body, last=True)
 
     # -- server-sent events ------------------------------------------------------------

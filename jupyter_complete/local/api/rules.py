@@ -59,21 +59,29 @@ class RequestLimits:
         """Raise `RequestRejected` (400) for the first limit ``request`` exceeds."""
         stops = request.stop_sequences
         if len(stops) > self.max_stop_sequences:
-            raise invalid(f"stop_sequences: at most {self.max_stop_sequences} stop sequences "
-                          f"are allowed on this server, got {len(stops)} (--max-stop-sequences)")
+            raise invalid(
+                f"stop_sequences: at most {self.max_stop_sequences} stop sequences "
+                f"are allowed on this server, got {len(stops)} (--max-stop-sequences)"
+            )
         chars = sum(len(s) for s in stops)
         if chars > self.max_stop_sequence_chars:
-            raise invalid(f"stop_sequences: at most {self.max_stop_sequence_chars} characters "
-                          f"in all are allowed on this server, got {chars} "
-                          "(--max-stop-sequence-chars)")
+            raise invalid(
+                f"stop_sequences: at most {self.max_stop_sequence_chars} characters "
+                f"in all are allowed on this server, got {chars} "
+                "(--max-stop-sequence-chars)"
+            )
         turns = len(request.conversation.turns)
         if turns > self.max_turns:
-            raise invalid(f"prompt is too long: {turns} turns > {self.max_turns} maximum on "
-                          "this server (--max-turns)")
+            raise invalid(
+                f"prompt is too long: {turns} turns > {self.max_turns} maximum on "
+                "this server (--max-turns)"
+            )
         size = request.conversation_bytes()
         if size > self.max_prompt_bytes:
-            raise invalid(f"prompt is too long: {size} bytes > {self.max_prompt_bytes} maximum "
-                          "on this server (--max-prompt-bytes)")
+            raise invalid(
+                f"prompt is too long: {size} bytes > {self.max_prompt_bytes} maximum "
+                "on this server (--max-prompt-bytes)"
+            )
 
 
 __all__ = [

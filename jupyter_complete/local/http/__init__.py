@@ -16,8 +16,13 @@ if TYPE_CHECKING:
     from .limits import DEFAULT_MAX_BODY_BYTES, HttpLimits
     from .protocol import ApiProtocol
 
-_LAZY = {"ApiApp": ".app", "ApiProtocol": ".protocol", "HostCheck": ".hosts",
-         "HttpLimits": ".limits", "DEFAULT_MAX_BODY_BYTES": ".limits"}
+_LAZY = {
+    "ApiApp": ".app",
+    "ApiProtocol": ".protocol",
+    "HostCheck": ".hosts",
+    "HttpLimits": ".limits",
+    "DEFAULT_MAX_BODY_BYTES": ".limits",
+}
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ApiApp", "ApiProtocol", "HostCheck", "HttpLimits"]
 

@@ -46,8 +46,10 @@ from .protocol import CONNECTION_KEY
 
 log = logging.getLogger("jupyter_complete.local")
 
-_GENERATE: dict[str, type[Encoder]] = {"/v1/complete": CompleteEncoder,
-                                       "/v1/messages": MessagesEncoder}
+_GENERATE: dict[str, type[Encoder]] = {
+    "/v1/complete": CompleteEncoder,
+    "/v1/messages": MessagesEncoder,
+}
 _COUNT = "/v1/messages/count_tokens"
 _MODELS = "/v1/models"
 #: Bodies at least this long are parsed in a worker thread, off the event loop.
@@ -110,9 +112,18 @@ class ApiApp:
         refuse_complete_models: model names ``/v1/complete`` turns away (400).
     """
 
-    def __init__(self, backend: Backend, *, limits: HttpLimits, request_limits: RequestLimits,
-                 api_key: str | None, hosts: HostCheck, stats: Any, ping_interval: float,
-                 refuse_complete_models: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        limits: HttpLimits,
+        request_limits: RequestLimits,
+        api_key: str | None,
+        hosts: HostCheck,
+        stats: Any,
+        ping_interval: float,
+        refuse_complete_models: Iterable[str] = (),
+    ) -> None:
         self.backend = backend
         self.limits = limits
         self.request_limits = request_limits
@@ -149,11 +160,16 @@ class ApiApp:
             if started:
                 raise
             log.exception("request failed")
-            await self._error(request, send, rid, RequestRejected(
-                500, "api_error", f"Internal server error ({type(err).__name__})"))
+            await self._error(
+                request,
+                send,
+                rid,
+                RequestRejected(500, "api_error", f"Internal server error ({type(err).__name__})"),
+            )
 
-    async def _error(self, request: Request, send: Send, rid: str,
-                     rejection: RequestRejected) -> None:
+    async def _error(
+        self, request: Request, send: Send, rid: str, rejection: RequestRejected
+    ) -> None:
         body = json.dumps(error_body(rejection.error_type, rejection.message, rid)).encode()
         headers = {"request-id": rid, **rejection.headers}
         response = Response(body, rejection.status, headers, media_type="application/json")
@@ -164,14 +180,20 @@ class ApiApp:
         """Everything decided by the head; the route's (path, method) that applies."""
         version = request.scope.get("http_version", "1.1")
         if version not in ("1.0", "1.1"):
-            raise _rejection(505, "invalid_request_error",
-                             f"HTTP/{version} is not supported; use HTTP/1.1",
-                             connection="close")
+            raise _rejection(
+                505,
+                "invalid_request_error",
+                f"HTTP/{version} is not supported; use HTTP/1.1",
+                connection="close",
+            )
         raw: list[tuple[bytes, bytes]] = request.scope["headers"]
         if len(raw) > self.limits.max_headers:
-            raise _rejection(431, "invalid_request_error",
-                             f"Too many header fields (the limit is {self.limits.max_headers})",
-                             connection="close")
+            raise _rejection(
+                431,
+                "invalid_request_error",
+                f"Too many header fields (the limit is {self.limits.max_headers})",
+                connection="close",
+            )
         headers = request.headers
         if self._api_key is None:
             # Without a key, Host is what keeps a web page (DNS rebinding) out; with one,
@@ -180,17 +202,24 @@ class ApiApp:
         if "transfer-encoding" in headers and "content-length" in headers:
             # RFC 9112 6.1: such a message may be an attempt at request smuggling; the
             # connection cannot be trusted past it.
-            raise _rejection(400, "invalid_request_error",
-                             "Content-Length and Transfer-Encoding together are not accepted",
-                             connection="close")
+            raise _rejection(
+                400,
+                "invalid_request_error",
+                "Content-Length and Transfer-Encoding together are not accepted",
+                connection="close",
+            )
         path = request.scope["path"].rstrip("/")
         method = request.method
         allowed = self._methods(path)
         if allowed is None:
             raise _rejection(404, "not_found_error", "Not Found")
         if method not in allowed:
-            raise _rejection(405, "invalid_request_error", "Method Not Allowed",
-                             allow=", ".join(m for m in allowed if m != "HEAD"))
+            raise _rejection(
+                405,
+                "invalid_request_error",
+                "Method Not Allowed",
+                allow=", ".join(m for m in allowed if m != "HEAD"),
+            )
         check_key(headers.get("x-api-key"), headers.get("authorization"), self._api_key)
         return path, method
 
@@ -222,9 +251,12 @@ class ApiApp:
         try:
             await asyncio.wait_for(read(), self.limits.body_timeout)
         except asyncio.TimeoutError:
-            raise _rejection(408, "invalid_request_error",
-                             f"The request body did not arrive within "
-                             f"{self.limits.body_timeout:g} s", connection="close") from None
+            raise _rejection(
+                408,
+                "invalid_request_error",
+                f"The request body did not arrive within {self.limits.body_timeout:g} s",
+                connection="close",
+            ) from None
         return b"".join(parts)
 
     # -- endpoints ---------------------------------------------------------------------
@@ -239,18 +271,27 @@ class ApiApp:
         version = check_version(request.headers.getlist("anthropic-version"), versions)
         declared = request.headers.get("content-length")
         # Over max_body_bytes is a 413 (from _read_body), whatever else is in flight.
-        reserved = min(self.limits.max_body_bytes,
-                       self.limits.max_body_bytes if declared is None else int(declared))
+        reserved = min(
+            self.limits.max_body_bytes,
+            self.limits.max_body_bytes if declared is None else int(declared),
+        )
         if reserved > _SMALL_BODY and (
-                self._in_flight + reserved > self.limits.max_body_bytes_in_flight):
-            raise _rejection(529, "overloaded_error",
-                             "Too many large request bodies at once; retry shortly "
-                             "(--max-body-bytes-in-flight)", **{"x-should-retry": "true"})
+            self._in_flight + reserved > self.limits.max_body_bytes_in_flight
+        ):
+            raise _rejection(
+                529,
+                "overloaded_error",
+                "Too many large request bodies at once; retry shortly (--max-body-bytes-in-flight)",
+                **{"x-should-retry": "true"},
+            )
         self._in_flight += reserved
         try:
             raw = await self._read_body(request)
-            body = await (asyncio.to_thread(load_object, raw)
-                          if len(raw) >= _THREAD_PARSE_BYTES else _now(load_object(raw)))
+            body = await (
+                asyncio.to_thread(load_object, raw)
+                if len(raw) >= _THREAD_PARSE_BYTES
+                else _now(load_object(raw))
+            )
         finally:
             self._in_flight -= reserved
         if encoder_type is None:
@@ -263,25 +304,37 @@ class ApiApp:
         validated = encoder_type.request_type.from_dict(body)
         self.request_limits.check(validated)
         if encoder_type is CompleteEncoder and validated.model in self.refuse_complete_models:
-            raise invalid(f"{validated.model} does not support the Text Completions API; use "
-                          "the Messages API")
+            raise invalid(
+                f"{validated.model} does not support the Text Completions API; use the Messages API"
+            )
         REQUESTER.set(request.scope.get("state", {}).get(CONNECTION_KEY))
         job = await self.backend.admit(validated)
-        encoder = encoder_type(self.backend.model_name(validated.model), version,
-                               job.input_tokens)
+        encoder = encoder_type(self.backend.model_name(validated.model), version, job.input_tokens)
         peer = _AsgiPeer(request.receive, send, rid)
         try:
-            outcome = await Exchange(encoder, job, peer, request_id=rid,
-                                     stream=validated.stream,
-                                     ping_interval=self.ping_interval).run()
+            outcome = await Exchange(
+                encoder,
+                job,
+                peer,
+                request_id=rid,
+                stream=validated.stream,
+                ping_interval=self.ping_interval,
+            ).run()
         finally:
             peer.stop()
         self.stats.add(outcome)
 
     async def _models(self, request: Request, send: Send, rid: str, path: str) -> None:
         cards = self.backend.models()
-        infos = [{"type": "model", "id": c.id, "display_name": c.display_name,
-                  "created_at": c.created_at} for c in cards]
+        infos = [
+            {
+                "type": "model",
+                "id": c.id,
+                "display_name": c.display_name,
+                "created_at": c.created_at,
+            }
+            for c in cards
+        ]
         if path != _MODELS:
             wanted = path.rsplit("/", 1)[1]
             found = [info for info in infos if info["id"] == wanted]
@@ -304,15 +357,22 @@ class ApiApp:
             stop = ids.index(query["before_id"])
             start = max(start, stop - count)
         page = infos[start:stop][:count]
-        await self._json(request, send, rid, {
-            "data": page, "has_more": start + len(page) < stop,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-        })
+        await self._json(
+            request,
+            send,
+            rid,
+            {
+                "data": page,
+                "has_more": start + len(page) < stop,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+            },
+        )
 
     async def _json(self, request: Request, send: Send, rid: str, data: Any) -> None:
-        response = Response(json.dumps(data).encode(), 200, {"request-id": rid},
-                            media_type="application/json")
+        response = Response(
+            json.dumps(data).encode(), 200, {"request-id": rid}, media_type="application/json"
+        )
         await response(request.scope, request.receive, send)
 
 
@@ -321,8 +381,9 @@ async def _now(value: Any) -> Any:
 
 
 def _too_large() -> RequestRejected:
-    return _rejection(413, "request_too_large",
-                      "Request exceeds the maximum allowed number of bytes.")
+    return _rejection(
+        413, "request_too_large", "Request exceeds the maximum allowed number of bytes."
+    )
 
 
 __all__ = ["ApiApp"]

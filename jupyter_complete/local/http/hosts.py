@@ -69,10 +69,12 @@ class HostCheck:
         if values and not self.allows(values[0]):
             shown = values[0][:100]
             raise RequestRejected(
-                403, "permission_error",
+                403,
+                "permission_error",
                 f"Host {shown!r} is not a name of this server; use "
                 f"{sorted(self.names)[0] if self.names else 'its address'}, or start it "
-                "with --allow-host NAME")
+                "with --allow-host NAME",
+            )
 
 
 __all__ = ["HostCheck", "host_name"]

@@ -62,16 +62,20 @@ class HttpLimits:
 
     def __post_init__(self) -> None:
         """`ValueError` for a limit no request could pass (it names the serve flag)."""
-        for name in ("max_connections", "max_head_bytes", "max_headers", "max_body_bytes",
-                     "max_body_bytes_in_flight"):
+        for name in (
+            "max_connections",
+            "max_head_bytes",
+            "max_headers",
+            "max_body_bytes",
+            "max_body_bytes_in_flight",
+        ):
             at_least(self, name, 1)
         at_least(self, "drain_bytes", 0, flag=False)
         for name in ("head_timeout", "body_timeout", "idle_timeout", "drain_timeout"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 where = "" if name == "drain_timeout" else f" (--{name.replace('_', '-')})"
-                raise ValueError(f"{name} must be a number of seconds above 0{where}, "
-                                 f"got {value}")
+                raise ValueError(f"{name} must be a number of seconds above 0{where}, got {value}")
 
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HttpLimits"]

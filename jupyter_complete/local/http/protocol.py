@@ -48,9 +48,16 @@ log = logging.getLogger("jupyter_complete.local")
 http_log = logging.getLogger("jupyter_complete.local.http")
 http_log.addHandler(logging.NullHandler())
 
-_PHRASES = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
-            414: "URI Too Long", 431: "Request Header Fields Too Large",
-            501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+_PHRASES = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
 
 #: Where h11's reasons start quoting the request's bytes.
 _QUOTED = re.compile(r":? (?:bytearray\()?b['\"]")
@@ -60,9 +67,11 @@ def raw_error(status: int, error_type: str, message: str) -> bytes:
     """A whole ``connection: close`` error response, for when h11 cannot frame one."""
     rid = new_id("req_")
     body = json.dumps(error_body(error_type, message, rid)).encode()
-    head = (f"HTTP/1.1 {status} {_PHRASES.get(status, 'Error')}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            f"request-id: {rid}\r\nconnection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {_PHRASES.get(status, 'Error')}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"request-id: {rid}\r\nconnection: close\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -107,12 +116,19 @@ class ApiProtocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            log.warning("connection refused: %d open, the limit is %d (--max-connections)",
-                        len(self.connections) - 1, self.limits.max_connections)
-            transport.write(raw_error(
-                503, "overloaded_error",
-                f"Too many open connections: the limit is {self.limits.max_connections} "
-                "(--max-connections); retry shortly"))
+            log.warning(
+                "connection refused: %d open, the limit is %d (--max-connections)",
+                len(self.connections) - 1,
+                self.limits.max_connections,
+            )
+            transport.write(
+                raw_error(
+                    503,
+                    "overloaded_error",
+                    f"Too many open connections: the limit is {self.limits.max_connections} "
+                    "(--max-connections); retry shortly",
+                )
+            )
             transport.close()
             return
         self._arm(self.limits.head_timeout, self._head_timed_out)
@@ -126,9 +142,12 @@ class ApiProtocol(H11Protocol):
         self._half_closed = True
         # Their side is DONE after a whole request, or MUST_CLOSE when it also asked to
         # close the connection (HTTP/1.0, "Connection: close").
-        asked = (self.cycle is not None and not self.cycle.response_complete
-                 and self.conn.their_state in (h11.DONE, h11.MUST_CLOSE)
-                 and not self._head_started)
+        asked = (
+            self.cycle is not None
+            and not self.cycle.response_complete
+            and self.conn.their_state in (h11.DONE, h11.MUST_CLOSE)
+            and not self._head_started
+        )
         if not asked:
             # Nothing asked, or half a head or body that can never be finished.
             self._disarm()
@@ -151,9 +170,13 @@ class ApiProtocol(H11Protocol):
         if self.transport.is_closing():
             return
         if self._head_started:
-            self.transport.write(raw_error(
-                408, "invalid_request_error",
-                f"The request head did not arrive within {self.limits.head_timeout:g} s"))
+            self.transport.write(
+                raw_error(
+                    408,
+                    "invalid_request_error",
+                    f"The request head did not arrive within {self.limits.head_timeout:g} s",
+                )
+            )
         self.transport.close()
 
     def _drain_timed_out(self) -> None:
@@ -202,12 +225,22 @@ class ApiProtocol(H11Protocol):
             return False
         self._disarm()
         if self._line_end == -1 or self._line_end > limit:
-            self.transport.write(raw_error(414, "invalid_request_error",
-                                           f"Request line too long (the limit is {limit} bytes)"))
+            self.transport.write(
+                raw_error(
+                    414,
+                    "invalid_request_error",
+                    f"Request line too long (the limit is {limit} bytes)",
+                )
+            )
         else:
-            self.transport.write(raw_error(
-                431, "invalid_request_error",
-                f"Request header fields too large (the limit is {limit} bytes, --max-head-bytes)"))
+            self.transport.write(
+                raw_error(
+                    431,
+                    "invalid_request_error",
+                    "Request header fields too large "
+                    f"(the limit is {limit} bytes, --max-head-bytes)",
+                )
+            )
         self.transport.close()
         return True
 

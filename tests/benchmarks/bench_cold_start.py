@@ -87,7 +87,7 @@ def main() -> int:
     try:
         import llama_cpp  # noqa: F401
 
-        from jupyter_complete.local.model import default_model_path
+        from jupyter_complete.local.weights import default_model_path
 
         default_model_path()
     except Exception as err:  # noqa: BLE001 - any missing piece means: not installed

@@ -164,7 +164,8 @@ def main() -> int:
         print(f"skipped: the [local] extra is not installed ({err.name})")
         return 0
     from jupyter_complete import Client
-    from jupyter_complete.local.model import LocalModel, available_cpus
+    from jupyter_complete.local.model import LocalModel
+    from jupyter_complete.local.threads import available_cpus
     from jupyter_complete.prompt import parse
 
     cpus = available_cpus()

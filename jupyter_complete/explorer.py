@@ -385,12 +385,10 @@ class Explorer:
             raise ValueError("the prompt must not be empty")
         if self.chat:
             conversation = prompts.parse(prompts.build(prompt, system=self.settings.system))
-            tokens = self.model.render(conversation)
+            tokens = self.model.apply_chat_template(conversation)
         else:
             # add_bos follows the model's own flag (SmolLM2 adds none).
-            tokens = list(
-                self.model.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-            )
+            tokens = self.model.tokenize(prompt, add_bos=True)
         self._prompt = prompt
         self._prompt_tokens = tokens
         self._generated = []
@@ -604,9 +602,7 @@ class Explorer:
     def _context_html(self, *, template: bool = True) -> str:
         model = self.model
         if template or not self.chat:
-            shown = model.llm.detokenize(self._prompt_tokens, special=True).decode(
-                "utf-8", errors="replace"
-            )
+            shown = model.detokenize(self._prompt_tokens, special=True)
         else:
             shown = self._prompt
         if len(shown) > PROMPT_TAIL:

@@ -77,7 +77,7 @@ def exact_first_tokens(
 
     from .sampling import stages
 
-    tokens = model.render(prompts.parse(wire_prompt))
+    tokens = model.apply_chat_template(prompts.parse(wire_prompt))
     logits = model.next_logits(tokens)
     final = stages(logits, temperature, top_k, top_p).final
     kept = np.flatnonzero(final)

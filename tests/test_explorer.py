@@ -35,14 +35,6 @@ DONE = "Human: Say hello.\nAssistant: Hello! How can I help you today?"
 
 
 # -- a stand-in model for the widget mechanics -----------------------------------------------
-class _FakeLlm:
-    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
-        return b"".join(FakeModel.PIECES[t] for t in tokens)
-
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-        return [0] * max(1, len(text.split()))
-
-
 class FakeModel:
     """Ten tokens; the logits depend on the context length, so every step changes them."""
 
@@ -50,11 +42,16 @@ class FakeModel:
     END = 9
 
     def __init__(self) -> None:
-        self.llm = _FakeLlm()
         self.evaluated: list[list[int]] = []
 
-    def render(self, conversation: prompts.Conversation) -> list[int]:
+    def apply_chat_template(self, conversation: prompts.Conversation) -> list[int]:
         return [0, 1, 2]
+
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        return [0] * max(1, len(text.split()))
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return b"".join(self.PIECES[t] for t in tokens).decode()
 
     def next_logits(self, tokens: Sequence[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
         self.evaluated.append(list(tokens))
@@ -124,7 +121,7 @@ def model(local_model: Any) -> Any:
 
 def server_tokens(model: Any, cell: str) -> list[int]:
     """The tokens the local server feeds the model for ``cell`` sent by ``%%complete``."""
-    return list(model.render(prompts.parse(prompts.build(cell))))
+    return list(model.apply_chat_template(prompts.parse(prompts.build(cell))))
 
 
 def assert_models_logits(explorer: Explorer, model: RecordingModel) -> np.ndarray[Any, Any]:

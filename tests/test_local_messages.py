@@ -356,7 +356,7 @@ def test_the_model_ending_its_turn_is_end_turn_which_the_client_maps(
     # The prefill is a whole answer: the model ends its turn next, on every build.
     assert_ends_its_turn(
         local_model,
-        local_model.render(
+        local_model.apply_chat_template(
             Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)
         ),
     )
@@ -422,7 +422,7 @@ def test_a_final_assistant_message_is_continued_not_repeated(local_server, local
     conversation = Conversation(system="", turns=[("user", "Name a colour.")], prefill=prefill)
     # The prompt the model read ends with the prefill: the answer continues it.
     assert local_model.render_text(conversation).endswith(prefill)
-    assert data["usage"]["input_tokens"] == len(local_model.render(conversation))
+    assert data["usage"]["input_tokens"] == len(local_model.apply_chat_template(conversation))
 
 
 @pytest.mark.local
@@ -433,15 +433,17 @@ def test_the_system_text_is_the_system_message_of_the_template(local_server, loc
     conversation = Conversation(system=system, turns=[("user", QUESTION)], prefill="")
     rendered = local_model.render_text(conversation)
     assert f"system\n{system}" in rendered
-    assert with_system["usage"]["input_tokens"] == len(local_model.render(conversation))
+    assert with_system["usage"]["input_tokens"] == len(
+        local_model.apply_chat_template(conversation)
+    )
     # and the model reads it: its next-token logits move (by ~10 here; one context's logits
     # differ between evaluation paths by under 1, see GREEDY_MARGIN), whatever the greedy
     # words happen to be.
     plain = Conversation(system="", turns=[("user", QUESTION)], prefill="")
     cold(local_model)
-    read = local_model.next_logits(local_model.render(conversation))
+    read = local_model.next_logits(local_model.apply_chat_template(conversation))
     cold(local_model)
-    shift = np.abs(read - local_model.next_logits(local_model.render(plain))).max()
+    shift = np.abs(read - local_model.next_logits(local_model.apply_chat_template(plain))).max()
     assert shift > 3 * GREEDY_MARGIN
     cold(local_model)
     blocks = post(
@@ -778,7 +780,7 @@ def test_the_current_sdk_streams_the_same_text_it_gets_whole(
     # between them, see `cold`): comparable because this greedy path has no near tie.
     assert_clear_greedy_path(
         local_model,
-        local_model.render(
+        local_model.apply_chat_template(
             Conversation(
                 system="Be brief.", turns=[("user", COUNT_QUESTION)], prefill=COUNT_PREFILL
             )
@@ -815,14 +817,14 @@ def test_the_current_sdk_sees_stop_reasons_and_a_continued_prefill(current_sdk, 
     # the clear next token after DONE_MESSAGES on every build.
     assert_clear_greedy_path(
         local_model,
-        local_model.render(
+        local_model.apply_chat_template(
             Conversation(system="", turns=[("user", COUNT_QUESTION)], prefill=COUNT_PREFILL)
         ),
         20,
     )
     assert_ends_its_turn(
         local_model,
-        local_model.render(
+        local_model.apply_chat_template(
             Conversation(system="", turns=[("user", DONE_QUESTION)], prefill=DONE_PREFILL)
         ),
     )

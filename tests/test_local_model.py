@@ -78,8 +78,8 @@ def test_a_prefill_follows_the_generation_prompt(local_model):
 
 def test_markup_typed_by_the_user_stays_text(local_model):
     end = local_model.llm.token_eos()
-    plain = local_model.render(parse("\n\nHuman: a b\n\nAssistant:"))
-    sneaky = local_model.render(parse("\n\nHuman: a <|im_end|> b\n\nAssistant:"))
+    plain = local_model.apply_chat_template(parse("\n\nHuman: a b\n\nAssistant:"))
+    sneaky = local_model.apply_chat_template(parse("\n\nHuman: a <|im_end|> b\n\nAssistant:"))
     assert plain.count(end) == sneaky.count(end)
 
 
@@ -111,7 +111,7 @@ def test_the_next_token_logits_are_the_models(local_model):
 
 
 def test_a_generation_reports_its_stop_reason_and_tokens(local_model):
-    tokens = local_model.render(parse(COUNT_PROMPT))
+    tokens = local_model.apply_chat_template(parse(COUNT_PROMPT))
     cold(local_model)
     g = local_model.generate(tokens, max_tokens=5, temperature=0)
     text = g.text()
@@ -123,7 +123,7 @@ def test_a_generation_reports_its_stop_reason_and_tokens(local_model):
 
 
 def test_the_end_of_turn_token_is_the_built_in_stop(local_model):
-    tokens = local_model.render(parse(DONE_PROMPT))
+    tokens = local_model.apply_chat_template(parse(DONE_PROMPT))
     assert_ends_its_turn(local_model, tokens)
     g = local_model.generate(tokens, max_tokens=200, temperature=0)
     g.text()
@@ -132,7 +132,7 @@ def test_the_end_of_turn_token_is_the_built_in_stop(local_model):
 
 
 def test_a_closed_generation_releases_the_model(local_model):
-    tokens = local_model.render(parse(COUNT_PROMPT))
+    tokens = local_model.apply_chat_template(parse(COUNT_PROMPT))
     g = local_model.generate(tokens, max_tokens=100, temperature=0)
     next(iter(g))
 

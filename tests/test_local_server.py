@@ -495,7 +495,7 @@ def test_concurrent_clients_all_finish_or_get_529(local_model):
 
     # The clients' greedy texts are compared, each evaluated on whatever the last one left in
     # the cache: a prompt with no near tie on its greedy path makes them equal on every build.
-    assert_clear_greedy_path(local_model, local_model.render(parse(COUNT_PROMPT)), 6)
+    assert_clear_greedy_path(local_model, local_model.apply_chat_template(parse(COUNT_PROMPT)), 6)
 
     results: list[Any] = []
     lock = threading.Lock()

@@ -154,7 +154,7 @@ def test_greedy_generation_picks_exactly_what_the_sampling_stages_pick(local_mod
     from jupyter_complete.prompt import parse
     from jupyter_complete.sampling import sample, stages
 
-    prompt = local_model.render(parse("\n\nHuman: Name three rivers.\n\nAssistant:"))
+    prompt = local_model.apply_chat_template(parse("\n\nHuman: Name three rivers.\n\nAssistant:"))
     fast = local_model.generate(prompt, max_tokens=12, temperature=0)
     fast.text()
     rng = np.random.default_rng(0)

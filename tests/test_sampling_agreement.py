@@ -155,7 +155,7 @@ def server_samples(local_server: Any, local_api_key: str) -> Iterator[Callable[[
     session = requests.Session()
     headers = {"x-api-key": local_api_key, "anthropic-version": "2023-06-01"}
     model = local_server.model
-    tokens = model.render(prompts.parse(prompts.build(CELL)))
+    tokens = model.apply_chat_template(prompts.parse(prompts.build(CELL)))
 
     def collect(case: Case) -> Samples:
         if case.name not in cache:

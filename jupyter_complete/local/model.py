@@ -121,11 +121,26 @@ class LocalModel:
         """Context window in tokens."""
         return int(self.llm.n_ctx())
 
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        """Token ids of ``text`` (no BOS added). ``special``: parse ``<|im_start|>`` etc."""
-        if not text:
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Token ids of ``text``.
+
+        Args:
+            special: parse control-token text (``<|im_start|>`` ...) as those tokens.
+            add_bos: prepend BOS when the model's own metadata asks for one (SmolLM2's
+                does not), as llama.cpp's ``llama_tokenize`` does.
+        """
+        if not text and not add_bos:
             return []
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+        encoded = text.encode("utf-8")
+        return list(self.llm.tokenize(encoded, add_bos=add_bos, special=special))
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        """The text of ``tokens`` (UTF-8, undecodable bytes replaced with U+FFFD).
+
+        ``special``: show control tokens by name (``<|im_end|>``) instead of dropping them.
+        """
+        raw: bytes = self.llm.detokenize(list(tokens), special=special)
+        return raw.decode("utf-8", errors="replace")
 
     def token_bytes(self, token: int) -> bytes:
         """The bytes a token stands for (empty for control tokens). Cached."""
@@ -146,11 +161,10 @@ class LocalModel:
     def _piece_text(self, token: int, *, special: bool) -> str:
         if token < 0:
             return ""
-        raw: bytes = self.llm.detokenize([token], special=special)
-        return raw.decode("utf-8", errors="replace")
+        return self.detokenize([token], special=special)
 
     # -- prompts -----------------------------------------------------------------------
-    def render(self, conversation: Conversation) -> list[int]:
+    def apply_chat_template(self, conversation: Conversation) -> list[int]:
         """Prompt tokens for a parsed wire prompt, through the model's chat template.
 
         `render_public` gives the same tokens and how many of them come before any of the
@@ -165,7 +179,7 @@ class LocalModel:
         return self.render_public(conversation)[0]
 
     def render_public(self, conversation: Conversation) -> tuple[list[int], int]:
-        """`render`'s tokens, and how many lead them that hold none of the caller's text.
+        """`apply_chat_template`'s tokens, and how many lead them holding none of the caller's text.
 
         Those leading tokens (BOS, the template's markup and default system message before
         the first message's text) are the same for every caller, so reusing them from the
@@ -218,7 +232,7 @@ class LocalModel:
 
     def render_text(self, conversation: Conversation) -> str:
         """The prompt the model sees, as text (for display; `render` gives the tokens)."""
-        return "".join(self.token_text(t) for t in self.render(conversation))
+        return "".join(self.token_text(t) for t in self.apply_chat_template(conversation))
 
     @staticmethod
     def _messages(conversation: Conversation) -> list[tuple[str, str]]:

@@ -180,7 +180,7 @@ def main() -> int:
     )
 
     model = LocalModel(n_threads=cpus)
-    prompt_tokens = model.render(parse(PROMPT))
+    prompt_tokens = model.apply_chat_template(parse(PROMPT))
     direct_lock = threading.Lock()
 
     def direct(n: int, threads: int) -> Run:
@@ -441,7 +441,7 @@ def prompt_eval(model: Any, llama_cpp: Any, threads: int, half: int, rounds: int
     from jupyter_complete.prompt import parse
 
     story = " ".join(["The dragon kneaded the dough and waited for it to rise."] * 40)
-    tokens = model.render(parse(f"\n\nHuman: {story}\n\nAssistant:"))[:400]
+    tokens = model.apply_chat_template(parse(f"\n\nHuman: {story}\n\nAssistant:"))[:400]
     counts = sorted({1, half, threads})
 
     def at(n: int) -> Callable[[], float]:

@@ -670,7 +670,7 @@ class CompleteMagics(Magics, CompletionSettings):  # type: ignore[misc]  # IPyth
     ) -> None:
         try:
             # Imported by name: the panel (and ipywidgets) load only when asked for.
-            panel_module = importlib.import_module(".panel", __package__)
+            panel_module = importlib.import_module(".widgets.panel", __package__)
         except ImportError as err:
             raise UsageError(f"--panel is not available here: {err}") from None
         from IPython import display

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import prompt as prompts
 from .errors import InvalidParameterError
-from .explorer import _pct
-from .explorer import _show as show_token
 from .sampling import chi_square_p_value
 from .settings import check_params
 from .sweep import (
@@ -41,6 +39,8 @@ from .sweep import (
     is_builtin_model,
     keep_in_ipython,
 )
+from .widgets.explorer import _pct
+from .widgets.explorer import _show as show_token
 
 if TYPE_CHECKING:
     from .client import Client
@@ -434,7 +434,7 @@ def first_tokens(
         client: a `Client` for the built-in model (default ``Client()``, which must resolve
             to it: no ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_BASE_URL``).
         model: the `LocalModel` for the exact probabilities; default the one that answers
-            (`jupyter_complete.explorer.default_model`).
+            (`jupyter_complete.widgets.explorer.default_model`).
         top: rows in the chart.
         live: in Jupyter, show the chart now and redraw it as samples arrive; elsewhere a
             progress line on stderr. False: just return the result.
@@ -470,7 +470,7 @@ def first_tokens(
         )
     _ = client.base_url  # start the built-in server (and its model) now
     if model is None:
-        from .explorer import default_model
+        from .widgets.explorer import default_model
 
         model = default_model()
     probs = exact_first_tokens(model, wire, t, top_k, top_p)

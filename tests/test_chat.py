@@ -8,8 +8,8 @@ from fixtures_panel import HoldingReplayServer, paced_script, wait_until
 from jupyter_complete import Client
 from jupyter_complete.chat import Chat, Turn, estimate_tokens
 from jupyter_complete.notebook import code_of
-from jupyter_complete.panel import Panel
 from jupyter_complete.prompt import parse
+from jupyter_complete.widgets.panel import Panel
 
 
 def test_a_chat_prompt_carries_the_earlier_turns_as_human_and_assistant_turns() -> None:

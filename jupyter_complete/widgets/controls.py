@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Float, TraitError
 
-from .settings import CompletionSettings, slider_spec
+from ..settings import CompletionSettings, slider_spec
 
 #: Label width shared by every control, so the sliders line up.
 LABEL_WIDTH = "7em"

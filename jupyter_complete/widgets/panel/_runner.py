@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CompleteError
-from ..render import StreamRenderer
+from ...errors import CompleteError
+from ...render import StreamRenderer
 
 if TYPE_CHECKING:
-    from ..client import Client
-    from ..completion import Completion
-    from ..streaming import CompletionStream
+    from ...client import Client
+    from ...completion import Completion
+    from ...streaming import CompletionStream
 
 log = logging.getLogger("jupyter_complete")
 

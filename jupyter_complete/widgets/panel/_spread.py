@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..sweep import SpreadResult, result_html
+from ...sweep import SpreadResult, result_html
 from ._runner import RunResult
 
 #: Samples per value when the box does not say.

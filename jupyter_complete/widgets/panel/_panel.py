@@ -14,7 +14,18 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from traitlets import TraitError
 
-from .. import prompt as prompts
+from ... import prompt as prompts
+from ...record import LiveRecord, find_record, live_class
+from ...settings import CompletionSettings
+from ...sweep import (
+    DEFAULT_CONCURRENCY,
+    Progress,
+    SpreadResult,
+    Sweep,
+    check_sweep,
+    is_builtin_model,
+)
+from .._textview import StreamView
 from ..controls import (
     LABEL_WIDTH,
     Binding,
@@ -28,26 +39,15 @@ from ..controls import (
     make_slider,
     style_widget,
 )
-from ..record import LiveRecord, find_record, live_class
-from ..settings import CompletionSettings
-from ..sweep import (
-    DEFAULT_CONCURRENCY,
-    Progress,
-    SpreadResult,
-    Sweep,
-    check_sweep,
-    is_builtin_model,
-)
 from ._compare import Column, CompareGrid, parse_compare, plan, result_status
 from ._history import History, params_line, record_status, status_line
 from ._record import panel_bundle
 from ._runner import UPDATE_INTERVAL, StopSignal, stream_once
 from ._spread import SpreadView, parse_spread, run_result
-from ._textview import StreamView
 
 if TYPE_CHECKING:
-    from ..chat import Chat
-    from ..client import Client
+    from ...chat import Chat
+    from ...client import Client
 
 log = logging.getLogger("jupyter_complete")
 
@@ -496,7 +496,7 @@ class Panel:
     def _get_client(self) -> Client:
         with self._client_lock:
             if self._client is None:
-                from ..client import Client
+                from ...client import Client
 
                 self._client = Client()
             return self._client
@@ -596,7 +596,7 @@ class Panel:
         """The wire prompt for ``text`` (continuing `chat` if set) and a note on dropped turns."""
         if self.chat is None:
             return prompts.build(text, system=self.settings.system), ""
-        from ..chat import context_for
+        from ...chat import context_for
 
         if prompts.has_turns(text):
             self._show_error(

@@ -30,8 +30,11 @@ import ipywidgets as widgets
 import numpy as np
 import numpy.typing as npt
 
-from . import prompt as prompts
-from ._constants import ENV_API_KEY, ENV_BASE_URL
+from .. import prompt as prompts
+from .._constants import ENV_API_KEY, ENV_BASE_URL
+from ..record import LiveRecord, bundle, live_class
+from ..sampling import Stages, entropy_bits, sample, stages
+from ..settings import CompletionSettings
 from .controls import (
     Binding,
     bind_optional,
@@ -41,12 +44,9 @@ from .controls import (
     make_slider,
     style_widget,
 )
-from .record import LiveRecord, bundle, live_class
-from .sampling import Stages, entropy_bits, sample, stages
-from .settings import CompletionSettings
 
 if TYPE_CHECKING:
-    from .local.model import LocalModel
+    from ..local.model import LocalModel
 
 #: How many candidates the chart shows by default.
 DEFAULT_TOP = 15
@@ -124,7 +124,7 @@ def default_model() -> LocalModel:
     Otherwise a `LocalModel` loaded once per process.
     """
     global _PRIVATE_MODEL
-    from .local import embedded
+    from ..local import embedded
 
     server = embedded.running_server()
     if server is None and not (os.environ.get(ENV_API_KEY) or os.environ.get(ENV_BASE_URL)):
@@ -134,7 +134,7 @@ def default_model() -> LocalModel:
         return server.model
     with _MODEL_LOCK:
         if _PRIVATE_MODEL is None:
-            from .local.model import LocalModel
+            from ..local.model import LocalModel
 
             _PRIVATE_MODEL = LocalModel()
         return _PRIVATE_MODEL

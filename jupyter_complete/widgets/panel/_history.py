@@ -48,7 +48,7 @@ def status_line(
     With ``usage`` (token counts the server reported), ``12 in / 34 out tokens`` follows the
     characters.
     """
-    from ..render import tokens_text
+    from ...render import tokens_text
 
     parts = [state]
     if stop_reason:

@@ -10,10 +10,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..errors import InvalidParameterError
+from ...errors import InvalidParameterError
+from .._textview import StreamView
 from ._history import params_line, status_line
 from ._runner import RunResult
-from ._textview import StreamView
 
 _SAMPLES_RE = re.compile(r"[x×*]\s*(\d+)|(\d+)\s*[x×]|(\d+)\s*samples?", re.IGNORECASE)
 

@@ -165,7 +165,7 @@ class UserNamespace(Mapping[str, Any]):
 
 # -- a question mark at the end ----------------------------------------------------------------
 # IPython's help transformer (HelpEnd) turns any line ending in ? or ?? into %pinfo of its
-# last word; `jupyter_complete.magics.CompleteLineTransformer` runs before it, using these.
+# last word; `jupyter_complete._help_end.CompleteLineTransformer` runs before it, using these.
 
 
 def question_start(tokens_by_line: list[list[TokenInfo]]) -> tuple[int, int] | None:

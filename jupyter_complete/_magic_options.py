@@ -12,6 +12,8 @@ they agree on which options take a value; each option's help is its trait's help
 from __future__ import annotations
 
 import argparse
+import keyword
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from traitlets import Bool, Enum, Float, Unicode
@@ -178,7 +180,7 @@ def settings_for(defaults: CompletionSettings, args: argparse.Namespace) -> Comp
 
     ``args`` is what the parser built from `OPTIONS` returned; ``--stop`` values are typed
     with escapes (`jupyter_complete.prompt.unescape_stop_sequence`). Raises `ValueError`
-    naming the option and the values it allows, before anything is sent.
+    naming the option and the values it allows (``-o`` must name a Python variable).
     """
     given: dict[str, Any] = {
         "model": args.model,
@@ -201,7 +203,37 @@ def settings_for(defaults: CompletionSettings, args: argparse.Namespace) -> Comp
         setattr(settings, "max_tokens" if wire == "max_tokens_to_sample" else wire, value)
     if args.system is not None:
         settings.system = args.system
+    if args.output is not None and (
+        not args.output.isidentifier() or keyword.iskeyword(args.output)
+    ):
+        raise ValueError(f"-o/--output {args.output!r} is not a valid Python variable name.")
     return settings
 
 
-__all__ = ["APIS", "FORMATS", "OPTIONS", "OPTION_FOR", "MagicSettings", "settings_for"]
+def with_options(specs: Sequence[OptionSpec]) -> Callable[[Any], Any]:
+    """A decorator applying IPython's ``magic_arguments.argument`` once per row of ``specs``.
+
+    Put it under ``@magic_arguments()``, which builds the parser from these (IPython's own
+    ``script_args`` is such a list, applied the same way).
+    """
+
+    def decorate(func: Any) -> Any:
+        from IPython.core.magic_arguments import argument
+
+        # magic_arguments builds the parser from the last-applied decorator backwards.
+        for names, keywords in reversed(specs):
+            func = argument(*names, **keywords)(func)
+        return func
+
+    return decorate
+
+
+__all__ = [
+    "APIS",
+    "FORMATS",
+    "OPTIONS",
+    "OPTION_FOR",
+    "MagicSettings",
+    "settings_for",
+    "with_options",
+]

@@ -23,23 +23,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
-import keyword
 import os
-import sys
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from IPython.core import inputtransformer2 as it2
 from IPython.core import magic_arguments as ma
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import observe
 
-from . import _magic_line as magic_line
+from . import _help_end as help_end
 from . import prompt as prompts
 from ._constants import ENV_API_KEY, ENV_BASE_URL
+from ._help_end import CompleteLineTransformer
 from ._magic_line import LineSyntax, OptionSpec, UserNamespace
-from ._magic_options import OPTIONS, MagicSettings, settings_for
+from ._magic_options import OPTIONS, MagicSettings, settings_for, with_options
 from .chat import Chat, Chats, context_for
 from .errors import APIError, CompleteError, OneLineTraceback
 from .settings import CompletionSettings
@@ -47,18 +44,6 @@ from .settings import CompletionSettings
 if TYPE_CHECKING:
     from .client import Api, Client
     from .completion import Completion
-
-
-def _arguments(specs: Sequence[OptionSpec]) -> Callable[[Any], Any]:
-    """One ``magic_arguments.argument`` decorator per row of ``specs``, in their order."""
-
-    def decorate(func: Any) -> Any:
-        # magic_arguments builds the parser from the last-applied decorator backwards.
-        for names, keywords in reversed(specs):
-            func = ma.argument(*names, **keywords)(func)
-        return func
-
-    return decorate
 
 
 class StreamInterrupted(OneLineTraceback, KeyboardInterrupt):
@@ -111,7 +96,7 @@ class CompleteMagics(Magics, MagicSettings):  # type: ignore[misc]  # IPython is
 
     # -- the magic ---------------------------------------------------------------------
     @ma.magic_arguments()  # type: ignore[untyped-decorator]  # IPython is untyped
-    @_arguments(OPTIONS)
+    @with_options(OPTIONS)
     @no_var_expand  # type: ignore[untyped-decorator]
     @line_cell_magic  # type: ignore[untyped-decorator]
     def complete(self, line: str, cell: str | None = None) -> Any:
@@ -210,10 +195,6 @@ class CompleteMagics(Magics, MagicSettings):  # type: ignore[misc]  # IPython is
             settings = settings_for(self, args)
         except ValueError as err:
             raise UsageError(str(err)) from None
-        if args.output is not None and (
-            not args.output.isidentifier() or keyword.iskeyword(args.output)
-        ):
-            raise UsageError(f"-o/--output {args.output!r} is not a valid Python variable name.")
         if self.interpolate and not args.no_interpolate:
             # The --system option was interpolated with the other options in _parse.
             body = prompts.interpolate(body, UserNamespace(self.shell))
@@ -408,64 +389,17 @@ def _notice(message: str | None) -> None:
 LINE = LineSyntax.of(OPTIONS)
 
 
-class CompleteLineTransformer(it2.TokenTransformBase):  # type: ignore[misc]  # IPython skipped
-    """Keeps a ``%complete`` line that ends in ``?`` from becoming IPython help.
-
-    IPython's help transformer (``HelpEnd``, priority 5) turns any line ending in ``?`` or
-    ``??`` into ``%pinfo`` of its last word, so ``%complete What is a monad?`` would look up
-    ``monad``. This token transformer runs first at the same place (priority 4) and makes
-    the line the same ``run_line_magic("complete", ...)`` call that IPython's escaped-command
-    transformer makes for any other ``%complete`` line. ``%complete?`` and ``%complete??``
-    (nothing but question marks after the name) are left to IPython: they show the help.
-    The rules are `jupyter_complete._magic_line.question_start` and ``run_call``.
-    """
-
-    priority = 4
-
-    @classmethod
-    def find(cls, tokens_by_line: list[list[Any]]) -> Any:
-        start = magic_line.question_start(tokens_by_line)
-        return None if start is None else cls(start)
-
-    def transform(self, lines: list[str]) -> list[str]:
-        start_line, start_col = self.start_line, self.start_col
-        indent = lines[start_line][:start_col]
-        end_line = it2.find_end_of_continued_line(lines, start_line)
-        line = it2.assemble_continued_line(lines, (start_line, start_col), end_line)
-        call = magic_line.run_call(line)
-        return [*lines[:start_line], indent + call + "\n", *lines[end_line + 1 :]]
-
-
 def load(ipython: Any) -> None:
-    """Register `CompleteMagics` with ``ipython`` (``%load_ext jupyter_complete``).
-
-    In the cell that loads the extension, IPython already turned any ``%complete ...?``
-    line into help (it transforms a whole cell before running it, before
-    `CompleteLineTransformer` existed): that cannot be undone, so it says so on stderr.
-    """
+    """Register `CompleteMagics` with ``ipython`` (``%load_ext jupyter_complete``)."""
     if "CompleteMagics" in ipython.magics_manager.registry:
         return
     ipython.register_magics(CompleteMagics(shell=ipython))
-    manager = getattr(ipython, "input_transformer_manager", None)
-    transformers = getattr(manager, "token_transformers", None)
-    if isinstance(transformers, list) and CompleteLineTransformer not in transformers:
-        transformers.insert(0, CompleteLineTransformer)
-    history = getattr(getattr(ipython, "history_manager", None), "input_hist_raw", None)
-    cell = history[-1] if history else ""
-    if isinstance(cell, str) and magic_line.has_question_line(cell):
-        sys.stderr.write(
-            "jupyter_complete: a %complete line ending in ? in this cell was read by IPython "
-            "as a help request before the extension was loaded; run that line again (in a "
-            "new cell) to send it.\n"
-        )
+    help_end.install(ipython)
 
 
 def unload(ipython: Any) -> None:
     """Remove the magics, their ``%config`` entry and their client (``%unload_ext``)."""
-    manager = getattr(ipython, "input_transformer_manager", None)
-    transformers = getattr(manager, "token_transformers", None)
-    if isinstance(transformers, list) and CompleteLineTransformer in transformers:
-        transformers.remove(CompleteLineTransformer)
+    help_end.uninstall(ipython)
     magics = ipython.magics_manager.registry.pop("CompleteMagics", None)
     if magics is None:
         return

@@ -13,9 +13,10 @@ settable per session or in ``ipython_config.py``::
 
 This module is glue: options -> `CompletionSettings` -> `Client` -> `StreamRenderer`. It never
 builds an HTTP request itself, and it imports the client (and so ``requests``) only when the
-first cell runs, so ``%load_ext`` stays cheap. The options and the magic's own traits are
-declared in `jupyter_complete._magic_options`; the line is split by
-`jupyter_complete._magic_line`; conversations are `jupyter_complete.chat.Chat` objects.
+first cell runs, so ``%load_ext`` stays cheap. Around it: the options and the magic's own
+traits (`jupyter_complete._magic_options`), the line's tokenizer (`jupyter_complete._magic_line`),
+the ``?``-ending transformer (`jupyter_complete._help_end`), conversations
+(`jupyter_complete.chat.Chats`) and the stream and footer (`jupyter_complete.render`).
 """
 
 from __future__ import annotations

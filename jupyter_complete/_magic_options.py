@@ -6,7 +6,8 @@ concern the magic; `jupyter_complete.magics.CompleteMagics` inherits both, so ea
 (IPython's ``magic_arguments``, built once from a list like IPython's own ``script_args``)
 and the line tokenizer (`jupyter_complete._magic_line.LineSyntax`) are both built from, so
 they agree on which options take a value; each option's help is its trait's help, so
-``%complete?`` and ``%config`` describe a setting alike. No IPython import here.
+``%complete?`` and ``%config`` describe a setting alike. IPython is imported only when
+`with_options` decorates the magic, so the table and `settings_for` are tested without it.
 """
 
 from __future__ import annotations

@@ -10,13 +10,13 @@ clamped by it and written back.
 from __future__ import annotations
 
 import decimal
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 from traitlets import Float, TraitError
 
+from ..prompt import escape_stop_sequence, unescape_stop_sequence
 from ..settings import CompletionSettings, slider_spec
 
 #: Label width shared by every control, so the sliders line up.
@@ -237,28 +237,14 @@ def bind_text(settings: CompletionSettings, name: str, box: Any) -> Binding:
     return Binding(settings, name, [box], show, lambda: str(box.value))
 
 
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
-
-
-def escape(text: str) -> str:
-    """A stop sequence as typed in the tags box: newlines and tabs as ``\\n``, ``\\t``."""
-    return "".join(_ESCAPES.get(c, c) for c in text)
-
-
-def unescape(text: str) -> str:
-    """Inverse of `escape`; an unknown ``\\x`` stays as typed."""
-    return re.sub(r"\\(.)", lambda m: _UNESCAPES.get(m.group(1), m.group(0)), text)
-
-
 def bind_stops(settings: CompletionSettings, tags: Any) -> Binding:
     """Two-way link between ``stop_sequences`` and a tags box (escaped for display)."""
 
     def show(value: Any) -> None:
-        tags.value = [escape(s) for s in value]
+        tags.value = [escape_stop_sequence(s) for s in value]
 
     def read() -> list[str]:
-        return [s for s in (unescape(t) for t in tags.value) if s]
+        return [s for s in (unescape_stop_sequence(t) for t in tags.value) if s]
 
     return Binding(settings, "stop_sequences", [tags], show, read)
 

@@ -40,7 +40,7 @@ from ..controls import (
     style_widget,
 )
 from ._compare import Column, CompareGrid, parse_compare, plan, result_status
-from ._history import History, params_line, record_status, status_line
+from ._history import SETTINGS, History, params_line, record_status, status_line
 from ._record import panel_bundle
 from ._runner import UPDATE_INTERVAL, StopSignal, stream_once
 from ._spread import SpreadView, parse_spread, run_result
@@ -890,15 +890,7 @@ class Panel:
             raise RuntimeError("Stop the current run before loading one from the history.")
         record = self._history[index]
         self.prompt_box.value = record["prompt"]
-        for name in (
-            "model",
-            "max_tokens",
-            "temperature",
-            "top_k",
-            "top_p",
-            "stop_sequences",
-            "system",
-        ):
+        for name in SETTINGS:
             setattr(self.settings, name, record[name])
         self.output.set_text(record["text"])
         self._set_answer_label(f"run #{record['run']} (loaded) · {params_line(record)}")

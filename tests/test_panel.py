@@ -34,7 +34,7 @@ from jupyter_complete.errors import InvalidParameterError
 from jupyter_complete.prompt import build
 from jupyter_complete.settings import slider_spec
 from jupyter_complete.widgets.panel import COLUMNS, Panel, parse_compare
-from jupyter_complete.widgets.panel._panel import MAX_TOKENS_SLIDER
+from jupyter_complete.widgets.panel._view import MAX_TOKENS_SLIDER
 
 WIRE = "\n\nHuman: {}\n\nAssistant:"
 

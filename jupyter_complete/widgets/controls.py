@@ -173,6 +173,14 @@ def _slider_value(slider: Any) -> Any:
     return int(slider.value)
 
 
+def button(description: str, icon: str, tooltip: str, **traits: Any) -> Any:
+    """An ``ipywidgets.Button``: its label, Font Awesome icon name and tooltip.
+
+    ``traits`` are further `ipywidgets.Button` traits (``button_style``, ``disabled``).
+    """
+    return widgets.Button(description=description, icon=icon, tooltip=tooltip, **traits)
+
+
 def bind_slider(settings: CompletionSettings, name: str, slider: Any) -> Binding:
     """Two-way link between a required numeric setting and its slider.
 

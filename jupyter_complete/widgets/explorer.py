@@ -39,7 +39,7 @@ from ._explorer_html import (
     summary_html,
 )
 from ._explorer_state import Candidate, ExplorerState, Step, default_model
-from .controls import SAMPLING, Binding, close_tree, sampling_controls, style_widget
+from .controls import SAMPLING, Binding, button, close_tree, sampling_controls, style_widget
 
 _SAMPLE_TIP = "Draw the next token by its final probability and append it"
 _GREEDY_TIP = "Append the likeliest token (what temperature 0 does)"
@@ -91,23 +91,10 @@ class Explorer(ExplorerState):
         self.top_k_check, self.top_k_slider = sampling.top_k_check, sampling.top_k_slider
         self.top_p_check, self.top_p_slider = sampling.top_p_check, sampling.top_p_slider
         self._bindings: list[Binding] = sampling.bindings
-        self.sample_button = widgets.Button(
-            description="Sample",
-            icon="random",
-            button_style="primary",
-            tooltip=_SAMPLE_TIP,
-        )
-        self.greedy_button = widgets.Button(
-            description="Greedy",
-            icon="arrow-right",
-            tooltip=_GREEDY_TIP,
-        )
-        self.undo_button = widgets.Button(
-            description="Undo", icon="undo", tooltip="Remove the last token"
-        )
-        self.reset_button = widgets.Button(
-            description="Reset", icon="refresh", tooltip="Back to the prompt"
-        )
+        self.sample_button = button("Sample", "random", _SAMPLE_TIP, button_style="primary")
+        self.greedy_button = button("Greedy", "arrow-right", _GREEDY_TIP)
+        self.undo_button = button("Undo", "undo", "Remove the last token")
+        self.reset_button = button("Reset", "refresh", "Back to the prompt")
         self.sample_button.on_click(lambda _: self.sample())
         self.greedy_button.on_click(lambda _: self.greedy())
         self.undo_button.on_click(lambda _: self.undo())

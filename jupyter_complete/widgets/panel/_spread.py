@@ -81,13 +81,8 @@ def parse_spread(text: str) -> dict[str, Any]:
 
 def run_result(sample: Any) -> RunResult:
     """A sweep's `~jupyter_complete.spread_figures.Sample` as a `RunResult` (for history)."""
-    received = Completion(
-        completion=sample.text,
-        stop_reason=sample.stop_reason,
-        model=sample.model,
-        time_to_first_token=sample.time_to_first_token,
-        elapsed=sample.elapsed,
-    )
+    received = Completion(sample.text, stop_reason=sample.stop_reason, model=sample.model)
+    received.time_to_first_token, received.elapsed = sample.time_to_first_token, sample.elapsed
     return RunResult(outcome=sample.outcome, completion=received, error=sample.error)
 
 

@@ -24,6 +24,7 @@ from ..controls import (
     bind_slider,
     bind_stops,
     bind_text,
+    button,
     close_tree,
     make_slider,
     sampling_controls,
@@ -101,23 +102,20 @@ class PanelView:
             tooltip=traits["stop_sequences"].help + " Type \\n for a newline, \\t for a tab.",
             layout=widgets.Layout(width="auto", flex="1 1 auto", min_width="0"),
         )
-        self.run_button = widgets.Button(
-            description="Run",
-            icon="play",
-            button_style="primary",
-            tooltip="Send the prompt with these settings",
+        self.run_button = button(
+            "Run", "play", "Send the prompt with these settings", button_style="primary"
         )
-        self.stop_button = widgets.Button(
-            description="Stop",
-            icon="stop",
+        self.stop_button = button(
+            "Stop",
+            "stop",
+            "Close the connection now; the text so far is kept",
             button_style="warning",
             disabled=True,
-            tooltip="Close the connection now; the text so far is kept",
         )
-        self.compare_button = widgets.Button(
-            description="Compare",
-            icon="columns",
-            tooltip="Run the prompt once per temperature (0, 0.5, 1) or N times (x3), side by side",
+        self.compare_button = button(
+            "Compare",
+            "columns",
+            "Run the prompt once per temperature (0, 0.5, 1) or N times (x3), side by side",
         )
         self.compare_values = widgets.Text(
             value="0, 0.5, 1",
@@ -125,10 +123,10 @@ class PanelView:
             tooltip="Temperatures to compare, or xN for N samples at these settings",
             layout=widgets.Layout(width="10em"),
         )
-        self.spread_button = widgets.Button(
-            description="Samples",
-            icon="bar-chart",
-            tooltip="n samples per setting: draw n answers at each value of one parameter "
+        self.spread_button = button(
+            "Samples",
+            "bar-chart",
+            "n samples per setting: draw n answers at each value of one parameter "
             "and chart how different they are",
         )
         self.spread_values = widgets.Text(
@@ -153,11 +151,11 @@ class PanelView:
             style=label_style,
             layout=widgets.Layout(width="100%"),
         )
-        self.load_button = widgets.Button(
-            description="Load",
-            icon="upload",
+        self.load_button = button(
+            "Load",
+            "upload",
+            "Put this run's prompt and settings back into the controls",
             disabled=True,
-            tooltip="Put this run's prompt and settings back into the controls",
         )
         self._answer_label_text = ""
         self._error_text: str | None = None
@@ -273,16 +271,16 @@ class PanelView:
 
     def _show_running(self) -> None:
         """While a request runs, only Stop can be pressed."""
-        for button in (self.run_button, self.compare_button, self.spread_button, self.load_button):
-            button.disabled = True
+        for part in (self.run_button, self.compare_button, self.spread_button, self.load_button):
+            part.disabled = True
         self.stop_button.disabled = False
 
     def _show_idle(self) -> None:
         """After a run: the newest run selected in the history, Stop off, the rest on."""
         self._show_history()
         self.stop_button.disabled = True
-        for button in (self.run_button, self.compare_button, self.spread_button):
-            button.disabled = False
+        for part in (self.run_button, self.compare_button, self.spread_button):
+            part.disabled = False
 
     def _show_history(self) -> None:
         options = self._history.options()

@@ -39,8 +39,8 @@ from .sweep import (
     is_builtin_model,
     keep_in_ipython,
 )
-from .widgets.explorer import _pct
-from .widgets.explorer import _show as show_token
+from .widgets._explorer_html import pct as _pct
+from .widgets._explorer_html import show_token
 
 if TYPE_CHECKING:
     from .client import Client
@@ -470,7 +470,7 @@ def first_tokens(
         )
     _ = client.base_url  # start the built-in server (and its model) now
     if model is None:
-        from .widgets.explorer import default_model
+        from .widgets._explorer_state import default_model
 
         model = default_model()
     probs = exact_first_tokens(model, wire, t, top_k, top_p)

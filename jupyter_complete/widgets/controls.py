@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import ipywidgets as widgets
 from traitlets import Float, TraitError
@@ -173,6 +173,14 @@ def _slider_value(slider: Any) -> Any:
     return int(slider.value)
 
 
+def button(description: str, icon: str, tooltip: str, **traits: Any) -> Any:
+    """An ``ipywidgets.Button``: its label, Font Awesome icon name and tooltip.
+
+    ``traits`` are further `ipywidgets.Button` traits (``button_style``, ``disabled``).
+    """
+    return widgets.Button(description=description, icon=icon, tooltip=tooltip, **traits)
+
+
 def bind_slider(settings: CompletionSettings, name: str, slider: Any) -> Binding:
     """Two-way link between a required numeric setting and its slider.
 
@@ -217,6 +225,64 @@ def bind_optional(settings: CompletionSettings, name: str, check: Any, slider: A
         return _slider_value(slider) if check.value else None
 
     return Binding(settings, name, [check, slider], show, read)
+
+
+class SamplingControls(NamedTuple):
+    """The temperature, top_k and top_p controls, linked both ways to one settings object."""
+
+    temperature_slider: Any
+    top_k_check: Any
+    top_k_slider: Any
+    top_p_check: Any
+    top_p_slider: Any
+    #: Three rows to lay out one under the other: the temperature slider, then each optional
+    #: setting's checkbox and slider side by side.
+    rows: list[Any]
+    #: The three links; `Binding.unbind` each when the widget closes.
+    bindings: list[Binding]
+
+
+#: The settings `sampling_controls` shows: the ones that reshape the next-token distribution.
+SAMPLING = ("temperature", "top_k", "top_p")
+
+
+def sampling_controls(
+    settings: CompletionSettings, check_tooltip: str, **row_layout: str
+) -> SamplingControls:
+    """The sampling sliders the panel and the explorer share, already bound to ``settings``.
+
+    Args:
+        settings: the settings the controls show and change.
+        check_tooltip: the tooltip of top_k's and top_p's checkbox, with ``{name}`` standing
+            for the setting's name.
+        row_layout: `ipywidgets.Layout` traits of the two checkbox-and-slider rows.
+    """
+    temperature = make_slider("temperature")
+    top_k, top_k_check = make_optional_slider("top_k", check_tooltip.format(name="top_k"))
+    top_p, top_p_check = make_optional_slider("top_p", check_tooltip.format(name="top_p"))
+
+    def row(check: Any, slider: Any) -> Any:
+        if row_layout:
+            return widgets.HBox([check, slider], layout=widgets.Layout(**row_layout))
+        return widgets.HBox([check, slider])
+
+    return SamplingControls(
+        temperature_slider=temperature,
+        top_k_check=top_k_check,
+        top_k_slider=top_k,
+        top_p_check=top_p_check,
+        top_p_slider=top_p,
+        rows=[
+            temperature,
+            row(top_k_check, top_k),
+            row(top_p_check, top_p),
+        ],
+        bindings=[
+            bind_slider(settings, "temperature", temperature),
+            bind_optional(settings, "top_k", top_k_check, top_k),
+            bind_optional(settings, "top_p", top_p_check, top_p),
+        ],
+    )
 
 
 def bind_int_box(settings: CompletionSettings, name: str, box: Any) -> Binding:

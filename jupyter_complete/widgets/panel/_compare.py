@@ -172,11 +172,12 @@ class CompareGrid:
 
 def result_status(result: RunResult) -> str:
     """The status line of a finished request."""
+    received = result.completion
     return status_line(
         result.outcome,
-        stop_reason=result.stop_reason,
+        stop_reason=received.stop_reason,
         chars=len(result.text),
-        time_to_first_token=result.time_to_first_token,
-        elapsed=result.elapsed,
-        usage=result.usage,
+        time_to_first_token=received.time_to_first_token,
+        elapsed=received.elapsed,
+        usage=received.usage,
     )

@@ -1,37 +1,58 @@
-"""The panel's run history: one flat record per request, and the one-line texts shown for it."""
+"""The panel's run history: one `RunRecord` per request, and the one-line texts shown for it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib
 import threading
 from typing import Any
 
+from ...completion import Completion
+from ...render import footer_text
 from ._runner import RunResult
 
-#: The columns of a history record, in the order `History.frame` shows them.
-COLUMNS = (
-    "run",
-    "kind",
-    "group",
-    "prompt",
-    "system",
-    "model",
-    "max_tokens",
-    "temperature",
-    "top_k",
-    "top_p",
-    "stop_sequences",
-    "text",
-    "outcome",
-    "stop_reason",
-    "error",
-    "chars",
-    "time_to_first_token",
-    "elapsed",
-    "response_model",
-    "started",
-)
+#: The settings a record keeps (and `jupyter_complete.widgets.panel.Panel.load` puts back).
+SETTINGS = ("system", "model", "max_tokens", "temperature", "top_k", "top_p", "stop_sequences")
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One request of a panel: its settings, what came back, and when (JSON-safe fields)."""
+
+    #: 1 for the panel's first request.
+    run: int
+    #: ``"run"``, ``"compare"`` or ``"spread"``.
+    kind: str
+    #: The compare or spread it belongs to (None for a plain run).
+    group: int | None
+    #: The prompt as typed (before the wire form and any chat turns).
+    prompt: str
+    # The settings, as `SETTINGS` names them.
+    system: str | None
+    model: str | None
+    max_tokens: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    stop_sequences: list[str]
+    #: Everything received, and how it ended (see `RunResult`).
+    text: str
+    outcome: str
+    stop_reason: str | None
+    error: str | None
+    chars: int
+    #: Seconds, measured on our side.
+    time_to_first_token: float | None
+    elapsed: float | None
+    #: The model the server reported.
+    response_model: str | None
+    #: When the request started, ISO 8601 UTC to the second.
+    started: str
+
+
+#: The keys of a history record, in the order `History.frame` shows them.
+COLUMNS = tuple(field.name for field in dataclasses.fields(RunRecord))
 
 
 def status_line(
@@ -45,22 +66,25 @@ def status_line(
 ) -> str:
     """``done · stop_sequence · 1,234 chars · first token 0.31 s · total 2.04 s``.
 
-    With ``usage`` (token counts the server reported), ``12 in / 34 out tokens`` follows the
-    characters.
+    What follows the characters (``12 in / 34 out tokens`` when the server reported token
+    counts, the first token, the total) is `jupyter_complete.render.footer_text`'s, so the
+    panel words its measurements as ``%%complete`` does. While ``state`` is ``"running"``,
+    ``elapsed`` is shown as ``1.2 s`` (no total yet).
     """
-    from ...render import tokens_text
-
-    parts = [state]
-    if stop_reason:
-        parts.append(stop_reason)
-    parts.append(f"{chars:,} chars")
-    tokens = tokens_text(usage)
-    if tokens:
-        parts.append(tokens)
-    if time_to_first_token is not None:
-        parts.append(f"first token {time_to_first_token:.2f} s")
-    if elapsed is not None:
-        parts.append(f"total {elapsed:.2f} s" if state != "running" else f"{elapsed:.1f} s")
+    running = state == "running"
+    measured = Completion(
+        completion="",
+        model="-",
+        stop_reason="-",
+        usage=usage,
+        time_to_first_token=time_to_first_token,
+        elapsed=None if running else elapsed,
+    )
+    # footer_text: model · stop reason · chars · [tokens] · [first token] · [total]
+    _, _, _, *measures = footer_text(measured).split(" · ", 3)
+    parts = [state, *([stop_reason] if stop_reason else []), f"{chars:,} chars", *measures]
+    if running and elapsed is not None:
+        parts.append(f"{elapsed:.1f} s")
     return " · ".join(parts)
 
 
@@ -99,11 +123,11 @@ def label(record: dict[str, Any]) -> str:
 
 
 class History:
-    """Every run of a panel, oldest first, as flat JSON-safe dicts (see `COLUMNS`)."""
+    """Every run of a panel, oldest first; handed out as flat JSON-safe dicts (see `COLUMNS`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: list[dict[str, Any]] = []
+        self._records: list[RunRecord] = []
         self._groups = 0
 
     def new_group(self) -> int:
@@ -123,31 +147,27 @@ class History:
         group: int | None = None,
     ) -> dict[str, Any]:
         """Record one finished request; returns the record."""
+        received = result.completion
         with self._lock:
-            record: dict[str, Any] = {
-                "run": len(self._records) + 1,
-                "kind": kind,
-                "group": group,
-                "prompt": prompt,
-                "system": settings["system"],
-                "model": settings["model"],
-                "max_tokens": settings["max_tokens"],
-                "temperature": settings["temperature"],
-                "top_k": settings["top_k"],
-                "top_p": settings["top_p"],
-                "stop_sequences": list(settings["stop_sequences"]),
-                "text": result.text,
-                "outcome": result.outcome,
-                "stop_reason": result.stop_reason,
-                "error": result.error,
-                "chars": len(result.text),
-                "time_to_first_token": result.time_to_first_token,
-                "elapsed": result.elapsed,
-                "response_model": result.model,
-                "started": started.isoformat(timespec="seconds"),
-            }
+            record = RunRecord(
+                run=len(self._records) + 1,
+                kind=kind,
+                group=group,
+                prompt=prompt,
+                **{name: settings[name] for name in SETTINGS},
+                text=result.text,
+                outcome=result.outcome,
+                stop_reason=received.stop_reason,
+                error=result.error,
+                chars=len(result.text),
+                time_to_first_token=received.time_to_first_token,
+                elapsed=received.elapsed,
+                response_model=received.model,
+                started=started.isoformat(timespec="seconds"),
+            )
+            record.stop_sequences = list(record.stop_sequences)
             self._records.append(record)
-            return dict(record)
+            return dataclasses.asdict(record)
 
     def restore(self, records: list[dict[str, Any]]) -> None:
         """Replace the records by saved ones (`records` of another history, e.g. a record's).
@@ -157,14 +177,15 @@ class History:
         """
         rows = []
         for saved in records:
-            row = {name: saved.get(name) for name in COLUMNS}
-            row["stop_sequences"] = list(saved.get("stop_sequences") or [])
-            row["chars"] = len(row["text"] or "") if row["chars"] is None else row["chars"]
-            row["text"] = row["text"] or ""
+            values: dict[str, Any] = {name: saved.get(name) for name in COLUMNS}
+            row = RunRecord(**values)
+            row.stop_sequences = list(saved.get("stop_sequences") or [])
+            row.chars = len(row.text or "") if row.chars is None else row.chars
+            row.text = row.text or ""
             rows.append(row)
         with self._lock:
             self._records = rows
-            self._groups = max([r["group"] or 0 for r in rows], default=0)
+            self._groups = max([r.group or 0 for r in rows], default=0)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -172,17 +193,18 @@ class History:
     def __getitem__(self, index: int) -> dict[str, Any]:
         with self._lock:
             record = self._records[index]
-        return {**record, "stop_sequences": list(record["stop_sequences"])}
+        return dataclasses.asdict(record)
 
     def records(self) -> list[dict[str, Any]]:
         """Copies of every record (changing them does not change the history)."""
         with self._lock:
-            return [{**r, "stop_sequences": list(r["stop_sequences"])} for r in self._records]
+            return [dataclasses.asdict(r) for r in self._records]
 
     def options(self) -> list[tuple[str, int]]:
         """``(label, index)`` pairs for a drop-down, newest first."""
         with self._lock:
-            return [(label(r), i) for i, r in reversed(list(enumerate(self._records)))]
+            rows = [(i, dataclasses.asdict(r)) for i, r in enumerate(self._records)]
+        return [(label(r), i) for i, r in reversed(rows)]
 
     def frame(self) -> Any:
         """The records as a pandas DataFrame, one row per run (needs pandas)."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .model import LocalModel
 
-log = logging.getLogger("jupyter_complete.local")
+log = logging.getLogger(__name__)
 
 _STARTED = object()
 _CANCELLED = object()
@@ -217,15 +217,11 @@ class _ModelJob:
         if self._cancel.is_set():
             return _CANCELLED
         self._post(_STARTED)
-        r = self._request
         try:
-            generation = self._backend.model.generate(
+            generation = Generation(
+                self._backend.model,
                 self._tokens,
-                max_tokens=r.max_tokens,
-                temperature=r.temperature,
-                top_k=r.top_k,
-                top_p=r.top_p,
-                stop_sequences=r.stop_sequences,
+                self._request,
                 reuse_limit=self._public,
                 owner=self._owner,
             )

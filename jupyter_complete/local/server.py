@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .model import LocalModel
     from .upstream import UpstreamConfig
 
-log = logging.getLogger("jupyter_complete.local")
+log = logging.getLogger(__name__)
 
 COMPLETE_PATH = "/v1/complete"
 MESSAGES_PATH = "/v1/messages"

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+from fixtures_local import lock_is_free
 
 from jupyter_complete.local.api.backend import Final
 from jupyter_complete.local.builtin import final_of
@@ -180,24 +181,10 @@ def test_a_closed_generation_releases_the_model_and_keeps_what_it_sent():
     g = Generation(model, [1], Sampling(max_tokens=10, temperature=0.0))
     assert next(iter(g)) == "a"
 
-    def lock_is_free() -> bool:  # asked from another thread: the lock is re-entrant here
-        result: list[bool] = []
-
-        def attempt() -> None:
-            got = model.lock.acquire(timeout=0.2)
-            result.append(got)
-            if got:
-                model.lock.release()
-
-        t = threading.Thread(target=attempt)
-        t.start()
-        t.join()
-        return result[0]
-
-    assert not lock_is_free()
+    assert not lock_is_free(model.lock)
     g.close()
     g.close()  # idempotent
-    assert lock_is_free()
+    assert lock_is_free(model.lock)
     assert (g.text, g.stop_reason) == ("a", None)
 
 

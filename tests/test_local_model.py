@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from fixtures_local import (
@@ -13,6 +11,7 @@ from fixtures_local import (
     assert_ends_its_turn,
     assert_ran_to_limit,
     cold,
+    lock_is_free,
 )
 
 from jupyter_complete._constants import LOCAL_MODEL_NAME
@@ -138,20 +137,6 @@ def test_a_closed_generation_releases_the_model(local_model):
     g = Generation(local_model, tokens, Sampling(max_tokens=100, temperature=0))
     next(iter(g))
 
-    def try_lock() -> bool:  # from another thread: the lock is re-entrant for this one
-        result: list[bool] = []
-
-        def attempt() -> None:
-            got = local_model.lock.acquire(timeout=0.2)
-            result.append(got)
-            if got:
-                local_model.lock.release()
-
-        t = threading.Thread(target=attempt)
-        t.start()
-        t.join()
-        return result[0]
-
-    assert not try_lock()
+    assert not lock_is_free(local_model.lock)
     g.close()
-    assert try_lock()
+    assert lock_is_free(local_model.lock)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..._constants import HUMAN_PROMPT
 from ..api.backend import BackendError, Final, ModelCard
+from ..closing import AsyncClosing
 from ..request import MessagesRequest, RequestRejected
 from ..stops import StopMatcher
 from .answer import PrefillEcho, final_for, int_or_none, matched_final
@@ -24,8 +25,6 @@ from .errors import rejection_for, unreachable
 from .openai import openai_body, openai_chunk
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     import httpx
 
     from ..request import GenerationRequest
@@ -254,7 +253,7 @@ class _BoundedEvents:
             yield text
 
 
-class UpstreamJob:
+class UpstreamJob(AsyncClosing):
     """One request in flight to the engine (the `Job` protocol)."""
 
     def __init__(self, backend: UpstreamBackend, request: GenerationRequest) -> None:
@@ -388,17 +387,6 @@ class UpstreamJob:
                 await response.aclose()
         finally:
             self.backend._release(self)
-
-    async def __aenter__(self) -> UpstreamJob:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 __all__ = ["MAX_BODY", "MAX_ERROR_BODY", "MAX_EVENT_CHARS", "UpstreamBackend", "UpstreamJob"]

@@ -203,3 +203,17 @@ def test_a_finished_generation_maps_to_the_messages_api_stop_reasons(
 ):
     g, _, _ = run(pieces, **sampling)
     assert final_of(g, input_tokens=2) == final
+
+
+def test_generation_imports_from_the_local_package_without_llama_cpp():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from jupyter_complete.local import Generation, Sampling; "
+        "print(Generation.__module__, 'llama_cpp' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["jupyter_complete.local.generation", "False"]

@@ -2,11 +2,17 @@
 
 ::
 
-    from jupyter_complete.local import LocalModel, serve
+    from jupyter_complete.local import Generation, LocalModel, Sampling, serve
     server = serve()                  # SmolLM2-135M-Instruct on 127.0.0.1, a free port
     client = Client(base_url=server.url)
     ...
     server.close()
+
+    from jupyter_complete.prompt import parse
+    model = LocalModel()              # or the model itself, a token at a time
+    tokens = model.apply_chat_template(parse("\n\nHuman: Hi\n\nAssistant:"))
+    for delta in Generation(model, tokens, Sampling(max_tokens=32, temperature=0.7)):
+        ...
 
 Names load on first use, so importing this package does not import llama_cpp.
 """
@@ -17,12 +23,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .generation import Generation, Sampling
     from .model import LocalModel
     from .server import LocalServer, serve
 
-_LAZY = {"LocalModel": ".model", "LocalServer": ".server", "serve": ".server"}
+_LAZY = {
+    "Generation": ".generation",
+    "LocalModel": ".model",
+    "LocalServer": ".server",
+    "Sampling": ".generation",
+    "serve": ".server",
+}
 
-__all__ = ["LocalModel", "LocalServer", "serve"]
+__all__ = ["Generation", "LocalModel", "LocalServer", "Sampling", "serve"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""`UpstreamBackend`: our ``/v1/complete`` and ``/v1/messages`` in front of a real serving engine.
+"""Upstream engines: our ``/v1/complete`` and ``/v1/messages`` in front of a real serving engine.
 
 ``jupyter-complete serve --upstream URL`` keeps everything clients see (validation, key,
 envelopes, SSE framing, pings, stop handling, ``stop_reason``) and takes the text from an

@@ -157,7 +157,8 @@ class ModelBackend:
                 f"{field} cannot be rendered with the model's chat template: {err}"
             ) from err
 
-    def _forget(self, job: _ModelJob) -> None:
+    def forget(self, job: _ModelJob) -> None:
+        """Drop ``job`` from the jobs `aclose` cancels (its worker calls this as it ends)."""
         with self._jobs_lock:
             self._jobs.discard(job)
 
@@ -210,7 +211,7 @@ class _ModelJob(AsyncClosing):
             # model free.
             self._post(outcome)
         finally:
-            backend._forget(self)
+            backend.forget(self)
 
     def _generate(self) -> object:
         """Post the deltas; return what ends the job (`Final`, `_Failed`, `_CANCELLED`)."""

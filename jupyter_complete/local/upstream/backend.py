@@ -8,6 +8,7 @@ engine's text and closes the engine's response the moment one appears.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -104,7 +105,8 @@ class UpstreamBackend:
         self._jobs.add(job)
         return job
 
-    def _release(self, job: UpstreamJob) -> None:
+    def release(self, job: UpstreamJob) -> None:
+        """Forget ``job``, which has closed: its place among ``max_outstanding`` is free."""
         if job in self._jobs:
             self._jobs.discard(job)
             self._outstanding -= 1
@@ -186,19 +188,30 @@ class UpstreamBackend:
             ) from err
         return data if isinstance(data, dict) else {}
 
+    async def send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        """Send one request to the engine; its response, body unread (the caller closes it).
+
+        Raises:
+            RequestRejected: 500 ``api_error`` (retry) when the engine cannot be reached.
+        """
+        import httpx
+
+        try:
+            request = self._client.build_request(method, path, json=body)
+            return await self._client.send(request, stream=True)
+        except httpx.HTTPError as err:
+            raise unreachable(err) from err
+
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None
     ) -> tuple[int, bytes, dict[str, str]]:
         """(status, body of at most `MAX_BODY` bytes, headers) of one engine request."""
         import httpx
 
+        response = await self.send(method, path, body)
         try:
-            request = self._client.build_request(method, path, json=body)
-            response = await self._client.send(request, stream=True)
-            try:
+            async with contextlib.aclosing(response):
                 raw = await _read_bounded(response, MAX_BODY)
-            finally:
-                await response.aclose()
         except httpx.HTTPError as err:
             raise unreachable(err) from err
         return response.status_code, raw, dict(response.headers)
@@ -280,11 +293,7 @@ class UpstreamJob(AsyncClosing):
             path, body = "/v1/messages", anthropic_body(self.request, model)
         else:
             path, body = "/v1/chat/completions", openai_body(self.request, model)
-        client = self.backend._client
-        try:
-            response = await client.send(client.build_request("POST", path, json=body), stream=True)
-        except httpx.HTTPError as err:
-            raise unreachable(err) from err
+        response = await self.backend.send("POST", path, body)
         if response.status_code != 200:
             raw = b""
             try:
@@ -386,7 +395,7 @@ class UpstreamJob(AsyncClosing):
             if response is not None:
                 await response.aclose()
         finally:
-            self.backend._release(self)
+            self.backend.release(self)
 
 
 __all__ = ["MAX_BODY", "MAX_ERROR_BODY", "MAX_EVENT_CHARS", "UpstreamBackend", "UpstreamJob"]

@@ -205,12 +205,12 @@ def test_a_finished_generation_maps_to_the_messages_api_stop_reasons(
     assert final_of(g, input_tokens=2) == final
 
 
-def test_generation_imports_from_the_local_package_without_llama_cpp():
+def test_generation_imports_without_llama_cpp():
     import subprocess
     import sys
 
     code = (
-        "import sys; from jupyter_complete.local import Generation, Sampling; "
+        "import sys; from jupyter_complete.local.generation import Generation, Sampling; "
         "print(Generation.__module__, 'llama_cpp' in sys.modules)"
     )
     done = subprocess.run(

@@ -2,12 +2,13 @@
 
 ::
 
-    from jupyter_complete.local import Generation, LocalModel, Sampling, serve
+    from jupyter_complete.local import LocalModel, serve
     server = serve()                  # SmolLM2-135M-Instruct on 127.0.0.1, a free port
     client = Client(base_url=server.url)
     ...
     server.close()
 
+    from jupyter_complete.local.generation import Generation, Sampling
     from jupyter_complete.prompt import parse
     model = LocalModel()              # or the model itself, a token at a time
     tokens = model.apply_chat_template(parse("\n\nHuman: Hi\n\nAssistant:"))
@@ -23,19 +24,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .generation import Generation, Sampling
     from .model import LocalModel
     from .server import LocalServer, serve
 
-_LAZY = {
-    "Generation": ".generation",
-    "LocalModel": ".model",
-    "LocalServer": ".server",
-    "Sampling": ".generation",
-    "serve": ".server",
-}
+_LAZY = {"LocalModel": ".model", "LocalServer": ".server", "serve": ".server"}
 
-__all__ = ["Generation", "LocalModel", "LocalServer", "Sampling", "serve"]
+__all__ = ["LocalModel", "LocalServer", "serve"]
 
 
 def __getattr__(name: str) -> Any:

@@ -33,9 +33,9 @@ MAX_TOKENS = "max_tokens"
 class DecodingModel(Protocol):
     """What `Generation` uses of a model (`jupyter_complete.local.LocalModel` has it all).
 
-    ``prime`` is the prefill (evaluate the prompt; the next-token logits, one float per
-    vocabulary token) and ``advance`` the decode step (append one token; the next logits);
-    ``lock`` is held around the whole sequence.
+    ``prime`` is the prefill (evaluate the prompt) and ``advance`` the decode step (append
+    one token); both return the next-token logits, shape ``(n_vocab,)``, which may be a
+    view the next evaluation overwrites. ``lock`` is held around the whole sequence.
     """
 
     @property
@@ -68,9 +68,10 @@ class DecodingModel(Protocol):
 class SamplingParams(Protocol):
     """What `Generation` reads of a request (a validated ``GenerationRequest`` has it all).
 
-    ``max_tokens``: the most tokens to generate (>= 1). ``temperature`` (0 is greedy),
-    ``top_k`` and ``top_p``: the API's samplers, applied in that order; None leaves one out.
-    ``stop_sequences``: where to end the text, besides the built-in ``"\\n\\nHuman:"``.
+    ``max_tokens``: the most tokens to generate (>= 1). ``temperature`` (None means 1; 0 is
+    greedy), ``top_k`` and ``top_p`` (None: no cut): the API's samplers, applied in that
+    order (`jupyter_complete.sampling.stages`). ``stop_sequences``: where to end the text,
+    besides the built-in ``"\\n\\nHuman:"``.
     """
 
     @property

@@ -7,6 +7,7 @@ Tests that use them are marked ``@pytest.mark.local``; without the ``[local]`` e
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,6 +69,25 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+def lock_is_free(lock: Any) -> bool:
+    """True when another thread can take ``lock`` within 0.2 s (then it is released again).
+
+    Asked from another thread because a re-entrant lock always yields to its own holder.
+    """
+    result: list[bool] = []
+
+    def attempt() -> None:
+        got = bool(lock.acquire(timeout=0.2))
+        result.append(got)
+        if got:
+            lock.release()
+
+    t = threading.Thread(target=attempt)
+    t.start()
+    t.join()
+    return result[0]
 
 
 def _require_local() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from fixtures_local import (
@@ -13,10 +11,12 @@ from fixtures_local import (
     assert_ends_its_turn,
     assert_ran_to_limit,
     cold,
+    lock_is_free,
 )
 
 from jupyter_complete._constants import LOCAL_MODEL_NAME
 from jupyter_complete.errors import LocalModelUnavailableError
+from jupyter_complete.local.generation import Generation, Sampling
 from jupyter_complete.prompt import parse
 from jupyter_complete.sampling import stages
 
@@ -113,43 +113,30 @@ def test_the_next_token_logits_are_the_models(local_model):
 def test_a_generation_reports_its_stop_reason_and_tokens(local_model):
     tokens = local_model.apply_chat_template(parse(COUNT_PROMPT))
     cold(local_model)
-    g = local_model.generate(tokens, max_tokens=5, temperature=0)
-    text = g.text()
+    g = Generation(local_model, tokens, Sampling(max_tokens=5, temperature=0))
+    text = "".join(g)
     assert text
+    assert g.text == text
     assert_ran_to_limit(g.stop_reason, len(g.tokens), 5, text)
     cold(local_model)  # the same evaluation again (see `cold`)
-    again = local_model.generate(tokens, max_tokens=5, temperature=0)
-    assert again.text() == text
+    again = Generation(local_model, tokens, Sampling(max_tokens=5, temperature=0))
+    assert "".join(again) == text
 
 
 def test_the_end_of_turn_token_is_the_built_in_stop(local_model):
     tokens = local_model.apply_chat_template(parse(DONE_PROMPT))
     assert_ends_its_turn(local_model, tokens)
-    g = local_model.generate(tokens, max_tokens=200, temperature=0)
-    g.text()
+    g = Generation(local_model, tokens, Sampling(max_tokens=200, temperature=0))
+    "".join(g)
     assert g.stop_reason == "stop_sequence"
     assert g.stop == "\n\nHuman:"
 
 
 def test_a_closed_generation_releases_the_model(local_model):
     tokens = local_model.apply_chat_template(parse(COUNT_PROMPT))
-    g = local_model.generate(tokens, max_tokens=100, temperature=0)
+    g = Generation(local_model, tokens, Sampling(max_tokens=100, temperature=0))
     next(iter(g))
 
-    def try_lock() -> bool:  # from another thread: the lock is re-entrant for this one
-        result: list[bool] = []
-
-        def attempt() -> None:
-            got = local_model.lock.acquire(timeout=0.2)
-            result.append(got)
-            if got:
-                local_model.lock.release()
-
-        t = threading.Thread(target=attempt)
-        t.start()
-        t.join()
-        return result[0]
-
-    assert not try_lock()
+    assert not lock_is_free(local_model.lock)
     g.close()
-    assert try_lock()
+    assert lock_is_free(local_model.lock)

@@ -151,12 +151,13 @@ def test_the_default_weights_are_found_without_importing_their_package() -> None
 def test_greedy_generation_picks_exactly_what_the_sampling_stages_pick(local_model) -> None:
     import numpy as np
 
+    from jupyter_complete.local.generation import Generation, Sampling
     from jupyter_complete.prompt import parse
     from jupyter_complete.sampling import sample, stages
 
     prompt = local_model.apply_chat_template(parse("\n\nHuman: Name three rivers.\n\nAssistant:"))
-    fast = local_model.generate(prompt, max_tokens=12, temperature=0)
-    fast.text()
+    fast = Generation(local_model, prompt, Sampling(max_tokens=12, temperature=0))
+    "".join(fast)
     rng = np.random.default_rng(0)
     with local_model.lock:
         logits = local_model.prime(prompt)

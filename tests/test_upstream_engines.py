@@ -498,7 +498,8 @@ def test_an_engine_that_never_ends_an_event_cannot_make_us_buffer_without_end():
     import threading
 
     from jupyter_complete.local import serve
-    from jupyter_complete.local.upstream import MAX_EVENT_CHARS, UpstreamConfig
+    from jupyter_complete.local.upstream import UpstreamConfig
+    from jupyter_complete.local.upstream.backend import MAX_EVENT_CHARS
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

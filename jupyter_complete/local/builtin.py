@@ -31,16 +31,15 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .api.backend import REQUESTER, BackendError, Final, ModelCard, StopReason
+from .closing import AsyncClosing
 from .gate import Gate
 from .generation import STOP_SEQUENCE, Generation
 from .request import GenerationRequest, MessagesRequest, RequestRejected, invalid
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .model import LocalModel
 
-log = logging.getLogger("jupyter_complete.local")
+log = logging.getLogger(__name__)
 
 _STARTED = object()
 _CANCELLED = object()
@@ -115,7 +114,14 @@ class ModelBackend:
         ticket = self.gate.admit()
         if ticket is None:
             raise RequestRejected(529, "overloaded_error", "Overloaded", {"x-should-retry": "true"})
-        job = _ModelJob(self, request, tokens, None if self.reuse_cache else public, ticket)
+        generation = Generation(
+            self.model,
+            tokens,
+            request,
+            reuse_limit=None if self.reuse_cache else public,
+            owner=REQUESTER.get(),
+        )
+        job = _ModelJob(self, generation, ticket)
         with self._jobs_lock:
             self._jobs.add(job)
         job.start()
@@ -151,29 +157,24 @@ class ModelBackend:
                 f"{field} cannot be rendered with the model's chat template: {err}"
             ) from err
 
-    def _forget(self, job: _ModelJob) -> None:
+    def forget(self, job: _ModelJob) -> None:
+        """Drop ``job`` from the jobs `aclose` cancels (its worker calls this as it ends)."""
         with self._jobs_lock:
             self._jobs.discard(job)
 
 
-class _ModelJob:
-    """One request to the built-in model: a worker thread and the queue it fills."""
+class _ModelJob(AsyncClosing):
+    """One request to the built-in model: a worker thread and the queue it fills.
 
-    def __init__(
-        self,
-        backend: ModelBackend,
-        request: GenerationRequest,
-        tokens: list[int],
-        public: int | None,
-        ticket: object,
-    ) -> None:
+    ``generation`` has not started (it takes the model's lock on its first step, in the
+    worker, once ``ticket`` has the gate).
+    """
+
+    def __init__(self, backend: ModelBackend, generation: Generation, ticket: object) -> None:
         self._backend = backend
-        self._request = request
-        self._tokens = tokens
-        self._public = public
+        self._generation = generation
         self._ticket = ticket
-        self._owner = REQUESTER.get()
-        self.input_tokens = len(tokens)
+        self.input_tokens = len(generation.prompt_tokens)
         self.final: Final | None = None
         self._loop = asyncio.get_running_loop()
         self._items: asyncio.Queue[Any] = asyncio.Queue()
@@ -210,33 +211,21 @@ class _ModelJob:
             # model free.
             self._post(outcome)
         finally:
-            backend._forget(self)
+            backend.forget(self)
 
     def _generate(self) -> object:
         """Post the deltas; return what ends the job (`Final`, `_Failed`, `_CANCELLED`)."""
         if self._cancel.is_set():
             return _CANCELLED
         self._post(_STARTED)
-        r = self._request
+        generation = self._generation
         try:
-            generation = self._backend.model.generate(
-                self._tokens,
-                max_tokens=r.max_tokens,
-                temperature=r.temperature,
-                top_k=r.top_k,
-                top_p=r.top_p,
-                stop_sequences=r.stop_sequences,
-                reuse_limit=self._public,
-                owner=self._owner,
-            )
-            try:
+            with contextlib.closing(generation):  # frees the model's lock on every path
                 for delta in generation:
                     if self._cancel.is_set():
                         return _CANCELLED
                     if delta:
                         self._post(delta)
-            finally:
-                generation.close()
             return final_of(generation, self.input_tokens)
         except Exception as err:  # a model failure: the client gets api_error
             log.exception("generation failed")
@@ -272,18 +261,8 @@ class _ModelJob:
             yield item
 
     async def aclose(self) -> None:
+        """Cancel the job (the worker stops before its next token)."""
         self.cancel()
-
-    async def __aenter__(self) -> _ModelJob:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 __all__ = ["ModelBackend", "final_of"]

@@ -5,25 +5,96 @@ same functions the explorer shows), decodes its bytes (a character split across 
 waits for its last byte), and passes the text through the stop-sequence matcher. The
 consumer pulls one step at a time, so stopping early (a client that hung up) is just not
 asking for the next token.
+
+`Generation` knows a model only through `DecodingModel` (what `LocalModel` offers) and a
+request only through `SamplingParams` (what a validated request carries), so its stop,
+token-limit, split-UTF-8 and end-of-turn rules are tested without llama.cpp.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from .._constants import HUMAN_PROMPT
 from ..sampling import sample, stages
 from .stops import StopMatcher
 
-if TYPE_CHECKING:
-    from .model import LocalModel
-
 STOP_SEQUENCE = "stop_sequence"
 MAX_TOKENS = "max_tokens"
+
+
+class DecodingModel(Protocol):
+    """What `Generation` uses of a model (`jupyter_complete.local.LocalModel` has it all).
+
+    ``prime`` is the prefill (evaluate the prompt) and ``advance`` the decode step (append
+    one token); both return the next-token logits, shape ``(n_vocab,)``, which may be a
+    view the next evaluation overwrites. ``lock`` is held around the whole sequence.
+    """
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """Held while the model evaluates tokens (re-entrant)."""
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window in tokens."""
+
+    @property
+    def context_used(self) -> int:
+        """Tokens in the context now (prompt plus what was generated)."""
+
+    def prime(
+        self, tokens: Sequence[int], reuse_limit: int | None = None, owner: object | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Evaluate ``tokens`` as the whole context; the next-token logits."""
+
+    def advance(self, token: int) -> npt.NDArray[np.float32]:
+        """Append ``token`` to the context; the next-token logits."""
+
+    def is_end(self, token: int) -> bool:
+        """True for the model's end-of-generation tokens (``<|im_end|>``, EOS ...)."""
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes ``token`` stands for (empty for control tokens)."""
+
+
+class SamplingParams(Protocol):
+    """What `Generation` reads of a request (a validated ``GenerationRequest`` has it all).
+
+    ``max_tokens``: the most tokens to generate (>= 1). ``temperature`` (None means 1; 0 is
+    greedy), ``top_k`` and ``top_p`` (None: no cut): the API's samplers, applied in that
+    order (`jupyter_complete.sampling.stages`). ``stop_sequences``: where to end the text,
+    besides the built-in ``"\\n\\nHuman:"``.
+    """
+
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def stop_sequences(self) -> tuple[str, ...]: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """`SamplingParams` for a caller that has no request object (tests, notebooks)."""
+
+    max_tokens: int
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    stop_sequences: tuple[str, ...] = ()
 
 
 class Generation:
@@ -40,26 +111,29 @@ class Generation:
 
     def __init__(
         self,
-        model: LocalModel,
-        prompt_tokens: list[int],
+        model: DecodingModel,
+        prompt_tokens: Sequence[int],
+        sampling: SamplingParams,
         *,
-        max_tokens: int,
-        temperature: float | None,
-        top_k: int | None,
-        top_p: float | None,
-        stop_sequences: tuple[str, ...],
-        rng: np.random.Generator,
+        rng: np.random.Generator | None = None,
         reuse_limit: int | None = None,
         owner: object | None = None,
     ) -> None:
+        """Set up (nothing is evaluated until the first step).
+
+        Args:
+            model: the model to sample from (`DecodingModel`).
+            prompt_tokens: the prompt, as the model's tokens.
+            sampling: max_tokens, temperature, top_k, top_p and stop_sequences (a request,
+                or a `Sampling`).
+            rng: where random draws come from (default: a fresh, unseeded generator).
+            reuse_limit, owner: how much of the model's KV cache may be reused
+                (`jupyter_complete.local.LocalModel.prime`).
+        """
         self.model = model
-        self.prompt_tokens = prompt_tokens
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.top_k = top_k
-        self.top_p = top_p
-        self.stop_sequences = stop_sequences
-        self.rng = rng
+        self.prompt_tokens = list(prompt_tokens)
+        self.sampling = sampling
+        self.rng = rng if rng is not None else np.random.default_rng()
         self.reuse_limit = reuse_limit
         self.owner = owner
         #: Token ids sampled so far (the end-of-turn token is not included).
@@ -72,6 +146,7 @@ class Generation:
         #: "\n\nHuman:" stop when the caller did not ask for that one), rather than a stop
         #: sequence of the caller's or the token limit.
         self.end_of_turn = False
+        self._deltas: list[str] = []
         self._steps: Generator[str, None, None] | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -79,9 +154,14 @@ class Generation:
             self._steps = self._run()
         return self._steps
 
+    @property
     def text(self) -> str:
-        """Run to the end and return the whole completion."""
-        return "".join(self)
+        """The text yielded so far: the whole completion once the iteration has ended.
+
+        A property that never generates, like `jupyter_complete.CompletionStream.text`; to
+        run to the end, iterate (``"".join(generation)``).
+        """
+        return "".join(self._deltas)
 
     def close(self) -> None:
         """Stop generating and free the model (idempotent)."""
@@ -97,23 +177,29 @@ class Generation:
         self._finish(
             STOP_SEQUENCE,
             stop,
-            end_of_turn=stop == HUMAN_PROMPT and stop not in self.stop_sequences,
+            end_of_turn=stop == HUMAN_PROMPT and stop not in self.sampling.stop_sequences,
         )
 
+    def _sent(self, delta: str) -> str:
+        """``delta``, kept for `text` on its way out."""
+        if delta:
+            self._deltas.append(delta)
+        return delta
+
     def _run(self) -> Generator[str, None, None]:
-        model = self.model
-        matcher = StopMatcher((HUMAN_PROMPT, *self.stop_sequences))
+        model, sampling = self.model, self.sampling
+        matcher = StopMatcher((HUMAN_PROMPT, *sampling.stop_sequences))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with model.lock:
             logits = model.prime(self.prompt_tokens, self.reuse_limit, self.owner)
             delta = ""
-            for step in range(self.max_tokens):
-                if self.temperature == 0:
+            for step in range(sampling.max_tokens):
+                if sampling.temperature == 0:
                     # Greedy: exactly what stages() + sample() give (a one-hot on the argmax,
                     # drawn without randomness), without a softmax over the vocabulary.
                     token = int(np.argmax(logits))
                 else:
-                    staged = stages(logits, self.temperature, self.top_k, self.top_p)
+                    staged = stages(logits, sampling.temperature, sampling.top_k, sampling.top_p)
                     token = sample(staged.final, self.rng)
                 if model.is_end(token):
                     # ChatML's end of turn: the wire format's next "\n\nHuman:" goes here.
@@ -123,21 +209,28 @@ class Generation:
                 delta = matcher.feed(decoder.decode(model.token_bytes(token)))
                 if matcher.matched is not None:
                     self._matched(matcher.matched)
-                    yield delta
+                    yield self._sent(delta)
                     return
-                if step + 1 == self.max_tokens or model.context_used >= model.n_ctx:
+                if step + 1 == sampling.max_tokens or model.context_used >= model.n_ctx:
                     # The last token: its text goes out with the flush below, and it is not
                     # evaluated (nothing would read its logits).
                     self._finish(MAX_TOKENS, None)
                     break
-                yield delta
+                yield self._sent(delta)
                 delta = ""
                 logits = model.advance(token)
             # No more text can complete a stop sequence: release what was held back.
             tail = delta + matcher.feed(decoder.decode(b"", final=True))
             if matcher.matched is not None:
                 self._matched(matcher.matched)
-            yield tail + matcher.flush()
+            yield self._sent(tail + matcher.flush())
 
 
-__all__ = ["MAX_TOKENS", "STOP_SEQUENCE", "Generation"]
+__all__ = [
+    "MAX_TOKENS",
+    "STOP_SEQUENCE",
+    "DecodingModel",
+    "Generation",
+    "Sampling",
+    "SamplingParams",
+]

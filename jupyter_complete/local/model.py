@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,10 +26,6 @@ from ..prompt import Conversation
 from .threads import ThreadTuner, available_cpus, configured_threads
 from .weights import INSTALL_HINT, resolve_model_path
 
-if TYPE_CHECKING:
-    from .generation import Generation
-
-
 # Placeholders stand in for message text while the chat template is rendered, so that the
 # template's own markup is tokenized with special tokens enabled and the user's text is not:
 # a prompt that contains "<|im_end|>" stays text instead of ending the turn.
@@ -37,7 +33,11 @@ _SLOT = "\x00jc-slot-{}\x00"
 
 
 class LocalModel:
-    """A GGUF model loaded with llama-cpp-python, ready to render prompts and generate.
+    """A GGUF model loaded with llama-cpp-python, ready to render prompts and evaluate them.
+
+    To generate text, wrap it in a `jupyter_complete.local.generation.Generation`
+    (``Generation(model, tokens, Sampling(max_tokens=64))``), which samples from the logits
+    `prime` and `advance` return.
 
     Args:
         model_path: a GGUF file; default ``JUPYTER_COMPLETE_MODEL_PATH``, else
@@ -231,7 +231,8 @@ class LocalModel:
         return self._max_token_bytes
 
     def render_text(self, conversation: Conversation) -> str:
-        """The prompt the model sees, as text (for display; `render` gives the tokens)."""
+        """The prompt the model sees, as text (a debugging aid; `apply_chat_template` gives the
+        tokens)."""
         return "".join(self.token_text(t) for t in self.apply_chat_template(conversation))
 
     @staticmethod
@@ -371,39 +372,6 @@ class LocalModel:
         ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
         view: npt.NDArray[np.float32] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
         return view
-
-    # -- generation --------------------------------------------------------------------
-    def generate(
-        self,
-        prompt_tokens: Sequence[int],
-        *,
-        max_tokens: int,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        stop_sequences: Iterable[str] = (),
-        rng: np.random.Generator | None = None,
-        reuse_limit: int | None = None,
-        owner: object | None = None,
-    ) -> Generation:
-        """A `Generation`: iterate it for text deltas, one per sampled token.
-
-        ``reuse_limit``, ``owner``: how much of the KV cache may be reused (`prime`).
-        """
-        from .generation import Generation
-
-        return Generation(
-            self,
-            list(prompt_tokens),
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            stop_sequences=tuple(stop_sequences),
-            rng=rng if rng is not None else np.random.default_rng(),
-            reuse_limit=reuse_limit,
-            owner=owner,
-        )
 
     def close(self) -> None:
         """Free the model's memory now rather than at garbage collection."""

@@ -1,9 +1,10 @@
 """`LocalServer` and `serve`: ``/v1/complete``, ``/v1/messages`` and friends over HTTP/1.1.
 
-The server answers as the real API does (protocol.md): the same validation, statuses and
-error envelopes, a ``request-id`` header on every response, JSON bodies or, with
-``"stream": true``, server-sent events in chunked transfer encoding, each event its own
-HTTP chunk, sent the moment its text exists. Everything is checked before the first byte
+The server answers as the real API does (https://docs.anthropic.com/en/api/complete,
+https://docs.anthropic.com/en/api/messages): the same validation, statuses and error
+envelopes, a ``request-id`` header on every response, JSON bodies or, with ``"stream":
+true``, server-sent events in chunked transfer encoding, each event its own HTTP chunk,
+sent the moment its text exists. Everything is checked before the first byte
 of a response is sent, so a request that is wrong gets a normal JSON error with its status,
 never an error inside a 200.
 
@@ -18,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from .._constants import ENV_SERVER_API_KEY
 from .api.encoders import new_id
 from .api.rules import RequestLimits
 from .http.limits import DEFAULT_MAX_BODY_BYTES, HttpLimits
+from .sockets import bind, descriptor_budget, is_loopback
 
 if TYPE_CHECKING:
     from .api.backend import Backend
@@ -38,54 +38,12 @@ if TYPE_CHECKING:
     from .model import LocalModel
     from .upstream import UpstreamConfig
 
-log = logging.getLogger("jupyter_complete.local")
+log = logging.getLogger(__name__)
 
 COMPLETE_PATH = "/v1/complete"
 MESSAGES_PATH = "/v1/messages"
 #: Seconds between pings while a streamed request waits for the model.
 DEFAULT_PING_INTERVAL = 5.0
-#: Descriptors kept for everything but connections (the model file, logs, a kernel's own).
-_RESERVED_FDS = 64
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
-    if not host:
-        return False  # "" binds every interface
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(
-        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
-    )
-
-
-def descriptor_budget() -> int:
-    """Connections the process's descriptors allow, after raising the soft limit.
-
-    ``RLIMIT_NOFILE``'s soft limit (often 1024) is raised to the hard one (capped at
-    65536), as servers do; of what is free, `_RESERVED_FDS` are kept for everything else.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on Windows
-        return 1 << 16
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard if hard != resource.RLIM_INFINITY else 1 << 16, 1 << 16)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-    try:
-        used = len(os.listdir("/proc/self/fd"))
-    except OSError:
-        used = 64
-    return max(1, int(soft) - used - _RESERVED_FDS)
 
 
 class Stats:
@@ -160,7 +118,7 @@ class LocalServer:
         self.stats = Stats()
         self._owns_model = owns_model
         self._closing = threading.Event()
-        self._sock = _bind(host, port)
+        self._sock = bind(host, port)
         self.host: str = host
         self.port: int = int(self._sock.getsockname()[1])
         # A wildcard bind is reachable on loopback; give clients that address.
@@ -316,19 +274,6 @@ class LocalServer:
         return f"<LocalServer {self.url} model={name!r} api_key={key}>"
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(1024)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -394,24 +339,18 @@ def serve(
     http_limits = limits if limits is not None else HttpLimits()
     if limits is None or max_body_bytes != DEFAULT_MAX_BODY_BYTES:
         http_limits.max_body_bytes = max_body_bytes
-    if upstream is not None:
-        from .upstream import UpstreamBackend
-
-        return LocalServer(
-            UpstreamBackend(upstream),
-            host,
-            port,
-            api_key or None,
-            limits=http_limits,
-            request_limits=request_limits,
-            ping_interval=ping_interval,
-            refuse_complete_models=refuse_complete_models,
-        )
-    owns = not isinstance(model, LocalModel)
-    local = model if isinstance(model, LocalModel) else LocalModel(model, n_threads=n_threads)
+    owned: LocalModel | None = None  # a model this call loads: the server closes it
     try:
+        if upstream is not None:
+            from .upstream import UpstreamBackend
+
+            backend: Backend = UpstreamBackend(upstream)
+        else:
+            if not isinstance(model, LocalModel):
+                model = owned = LocalModel(model, n_threads=n_threads)
+            backend = ModelBackend(model, max_queue=max_queue, reuse_cache=reuse_cache)
         return LocalServer(
-            ModelBackend(local, max_queue=max_queue, reuse_cache=reuse_cache),
+            backend,
             host,
             port,
             api_key or None,
@@ -419,11 +358,11 @@ def serve(
             request_limits=request_limits,
             ping_interval=ping_interval,
             refuse_complete_models=refuse_complete_models,
-            owns_model=owns,
+            owns_model=owned is not None,
         )
     except BaseException:
-        if owns:
-            local.close()
+        if owned is not None:
+            owned.close()
         raise
 
 
@@ -434,8 +373,6 @@ __all__ = [
     "MESSAGES_PATH",
     "LocalServer",
     "Stats",
-    "descriptor_budget",
-    "is_loopback",
     "new_id",
     "serve",
 ]

@@ -53,6 +53,24 @@ COUNT_TOKENS_REQUIRED = ("model", "messages")
 #: The roles of ``messages``.
 ROLES = ("user", "assistant")
 
+# -- errors -----------------------------------------------------------------------------------
+#: The ``error.type`` values of the API's error envelope
+#: (https://docs.anthropic.com/en/api/errors).
+ERROR_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "rate_limit_error",
+        "api_error",
+        "timeout_error",
+        "overloaded_error",
+        "billing_error",
+    }
+)
+
 # -- event names --------------------------------------------------------------------------------
 #: Both streams: a keep-alive, and the error that ends a stream that failed.
 PING = "ping"
@@ -123,6 +141,7 @@ __all__ = [
     "COUNT_TOKENS_FIELDS",
     "COUNT_TOKENS_PATH",
     "COUNT_TOKENS_REQUIRED",
+    "ERROR_TYPES",
     "LEGACY_VERSION",
     "MESSAGES_FIELDS",
     "MESSAGES_PATH",

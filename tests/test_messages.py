@@ -17,7 +17,8 @@ from fixtures_replay import (
 )
 
 from jupyter_complete import Client, errors
-from jupyter_complete.messages import map_stop_reason, to_messages_body
+from jupyter_complete.messages import to_messages_body
+from jupyter_complete.wire import complete_stop_reason
 
 
 def body(prompt: str, **extra: Any) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def test_a_prompt_without_turns_is_refused_before_sending() -> None:
 def test_stop_reasons_map_to_text_completions_terms(
     messages_reason: str | None, complete_reason: str | None
 ) -> None:
-    assert map_stop_reason(messages_reason) == complete_reason
+    assert complete_stop_reason(messages_reason) == complete_reason
 
 
 def messages_events(*texts: str, stop_reason: str = "end_turn") -> list[bytes]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from .completion import Completion
 from .settings import check_params
@@ -48,18 +48,9 @@ class CreateParams(TypedDict, total=False):
     api: Api | None
 
 
-class Send(Protocol):
-    """How `Completions` hands a checked body to its client (`Client._complete`)."""
-
-    def __call__(
-        self,
-        body: dict[str, Any],
-        *,
-        headers: dict[str, str],
-        stream: bool,
-        timeout: float | None,
-        api: Api | None,
-    ) -> Completion | CompletionStream: ...
+#: How `Completions` hands a checked body to its client: ``Client._complete(body, *,
+#: headers, stream, timeout, api)``.
+Send = Callable[..., "Completion | CompletionStream"]
 
 
 class Completions:

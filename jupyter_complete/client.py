@@ -89,7 +89,7 @@ class Client:
             path, not the model: llama-server, vLLM, LiteLLM); each switch is said once on
             stderr.
 
-    The wire rules (issue 13): redirects are never followed (a 3xx raises `APIStatusError`
+    The wire rules: redirects are never followed (a 3xx raises `APIStatusError`
     naming where it pointed); ``Accept-Encoding: gzip, deflate`` is sent and decoded, also
     while streaming; every read is bounded by `_constants.MAX_RESPONSE_BYTES`,
     ``MAX_EVENT_BYTES`` and ``MAX_ERROR_BODY_BYTES`` (`ResponseTooLargeError`); an error
@@ -145,7 +145,10 @@ class Client:
     def base_url(self) -> str:
         """The server's base URL (starts the built-in server if that is the endpoint)."""
         if self._base_url is None:
-            from .local.embedded import ensure_started  # lazy: llama_cpp only when needed
+            # The one place the client reaches into the server package: with no key and no
+            # base URL, Client() promises the built-in model, so it starts the embedded
+            # server. Lazily, so llama_cpp loads only then; nothing else here imports local.
+            from .local.embedded import ensure_started
 
             url, key = ensure_started()
             self._base_url, self._key = url, Secret(key)

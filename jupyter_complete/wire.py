@@ -106,8 +106,8 @@ def complete_stop_reason(reason: str | None) -> str | None:
 
 def complete_stop(reason: str, sequence: str | None) -> tuple[str, str | None]:
     """A Messages stop (``stop_reason``, ``stop_sequence``) as ``/v1/complete``'s
-    (``stop_reason``, ``stop``): ``end_turn`` is a stop at `HUMAN_PROMPT`, as the Text
-    Completions API reports the end of a turn (`jupyter_complete._constants.HUMAN_PROMPT`)."""
+    (``stop_reason``, ``stop``): ``end_turn`` is a stop at ``"\\n\\nHuman:"``
+    (`_constants.HUMAN_PROMPT`), as the Text Completions API reports the end of a turn."""
     if reason == "end_turn":
         return "stop_sequence", HUMAN_PROMPT
     if reason == "max_tokens":

@@ -80,11 +80,14 @@ class Completions:
     ) -> Completion | CompletionStream:
         """Send a completion request; a `Completion`, or a `CompletionStream` if ``stream``.
 
-        Parameters are checked against the spec's ranges before anything is sent; a bad one
-        raises `~jupyter_complete.errors.InvalidParameterError`. Unset (None) values are left
-        out of the body, so the server's defaults apply. ``betas`` go in the
-        ``anthropic-beta`` header; ``timeout`` (seconds) replaces the client's read timeout
-        for this call; ``api`` overrides the client's transport for this call (see `Client`).
+        Keywords (`CreateParams`): ``model``, ``max_tokens_to_sample`` (default 256),
+        ``stop_sequences``, ``temperature``, ``top_k``, ``top_p``, ``metadata``, ``betas``,
+        ``timeout`` and ``api``. Parameters are checked against the spec's ranges before
+        anything is sent; a bad one raises `~jupyter_complete.errors.InvalidParameterError`.
+        Unset (None) values are left out of the body, so the server's defaults apply.
+        ``betas`` go in the ``anthropic-beta`` header; ``timeout`` (seconds) replaces the
+        client's read timeout for this call; ``api`` overrides the client's transport for
+        this call (see `Client`).
         Raises the `~jupyter_complete.errors.APIError` subclasses for a failed request.
         """
         unknown = set(params) - set(CreateParams.__annotations__)

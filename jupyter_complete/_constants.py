@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-ANTHROPIC_VERSION = "2023-06-01"
 
-#: The official SDK's defaults (protocol.md 5.1): 600 s read, 5 s connect, 2 retries.
+#: The official SDK's defaults (https://github.com/anthropics/anthropic-sdk-python,
+#: ``src/anthropic/_constants.py``): 600 s read, 5 s connect, 2 retries.
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_RETRIES = 2

@@ -1,24 +1,35 @@
 """Error responses -> typed errors: what the server that answered actually said.
 
-The client's rules for a status >= 300 (and an error envelope at 2xx), from issue 13:
-redirects are reported, never followed; a hint claims only what the response shows (the
+The client's rules for a status >= 300 (and an error envelope at 2xx): redirects are
+reported, never followed; a hint claims only what the response shows (the
 hint for an API error type only when the body is an API error envelope with that type,
 else the answering server is named and quoted); a 404 about the path (no such endpoint)
 is told apart from one about the model; at most `_constants.MAX_ERROR_BODY_BYTES` of an
-error body is read.
+error body is read. A request that got no response at all (refused, reset, timed out)
+becomes `APIConnectionError` / `APITimeoutError` (`connection_error`).
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
+from typing import Any
 
 import requests
 
 from . import _constants as C
-from .errors import APIStatusError, class_for_status, class_for_type
+from . import wire
+from ._responses import READ_SIZE, error_envelope, excerpt, server_name
+from ._secrets import without_frames
+from .errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    class_for_status,
+    class_for_type,
+)
 from .render import safe_url
-from .streaming import error_envelope, excerpt, server_name
 
 
 def refuses_completions(err: APIStatusError) -> bool:
@@ -40,7 +51,7 @@ def _read_error_body(response: requests.Response) -> str:
     got = b""
     try:
         while len(got) < C.MAX_ERROR_BODY_BYTES:
-            data = response.raw.read1(65536, decode_content=True)
+            data = response.raw.read1(READ_SIZE, decode_content=True)
             if not data:
                 break
             got += data
@@ -49,6 +60,30 @@ def _read_error_body(response: requests.Response) -> str:
     # utf-8-sig drops a leading byte-order mark, as json.loads does for bytes (RFC 8259, 8.1
     # lets a parser ignore one); json.loads of a str would reject it, hiding the envelope.
     return got[: C.MAX_ERROR_BODY_BYTES].decode("utf-8-sig", "replace")
+
+
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The JSON object of a successful (already read) response.
+
+    Raises `APIResponseValidationError` when the body is not a JSON object, and the typed
+    `APIStatusError` (`status_error`) when it is an error envelope: an error is an error
+    whatever the status (some gateways answer 200).
+    """
+    rid = response.headers.get("request-id")
+    try:
+        data = json.loads(response.content)
+    except ValueError as err:
+        raise APIResponseValidationError(
+            f"The answer of {server_name(response)} is not JSON ({excerpt(response.content)!r})",
+            request_id=rid,
+        ) from err
+    if not isinstance(data, dict):
+        raise APIResponseValidationError(
+            f"The answer of {server_name(response)} is not a JSON object", request_id=rid
+        )
+    if error_envelope(data) is not None:
+        raise status_error(response, body=data)
+    return data
 
 
 def redirect_error(response: requests.Response, path: str) -> APIStatusError:
@@ -107,7 +142,7 @@ def status_error(
     if err is not None:
         etype = err.get("type") if isinstance(err.get("type"), str) else None
         message = str(err.get("message") or "")
-    known_type = etype in _API_ERROR_TYPES
+    known_type = etype in wire.ERROR_TYPES
     if status < 400:
         # An error envelope in a successful response: its type says what it is.
         cls, _ = class_for_type(etype)
@@ -148,22 +183,6 @@ def status_error(
 #: hint holds for a proxy's page too. 400, 401, 403 and 404 from a proxy are about the proxy.
 _STATUS_SAYS_IT = frozenset({408, 413, 429, 500, 502, 503, 504, 529})
 
-#: The error types of Anthropic's API (https://docs.anthropic.com/en/api/errors).
-_API_ERROR_TYPES = frozenset(
-    {
-        "invalid_request_error",
-        "authentication_error",
-        "permission_error",
-        "not_found_error",
-        "request_too_large",
-        "rate_limit_error",
-        "api_error",
-        "timeout_error",
-        "overloaded_error",
-        "billing_error",
-    }
-)
-
 
 def _path_not_found_body(message: str, model: str) -> bool:
     """Is a 404 about the path (no such endpoint) rather than about the model?
@@ -177,6 +196,7 @@ def _path_not_found_body(message: str, model: str) -> bool:
 
 
 def path_not_found(err: APIStatusError, model: str) -> bool:
+    """Is ``err`` a 404 about the path (the server has no such endpoint), not the model?"""
     if err.status_code != 404:
         return False
     message = err.message.split(": ", 1)[-1]
@@ -184,7 +204,7 @@ def path_not_found(err: APIStatusError, model: str) -> bool:
 
 
 def _missing_path_hint(server: str, path: str) -> str:
-    if path == "/v1/complete":
+    if path == wire.COMPLETE_PATH:
         return (
             f"{server} has no {path} (the 404 is about the path, not the model): if it "
             'speaks the Messages API, use --api messages (Client(api="messages")), or '
@@ -194,3 +214,34 @@ def _missing_path_hint(server: str, path: str) -> str:
         f"{server} has no {path} (the 404 is about the path, not the model): check the "
         "base URL's path, or use --api complete if it speaks Text Completions."
     )
+
+
+def connection_error(err: requests.RequestException, shown: str) -> APIConnectionError:
+    """The error for a request that got no usable response: `APITimeoutError` for a
+    timeout, else `APIConnectionError` naming the reason (``shown``: the URL, redacted).
+
+    Drops the frames of ``err`` (`_secrets.without_frames`: their locals hold the request
+    headers, the API key among them), so that it can be the cause: ``raise
+    connection_error(err, shown) from err``.
+    """
+    if isinstance(err, requests.Timeout):
+        error: APIConnectionError = APITimeoutError(f"No answer from {shown} within the timeout")
+    else:
+        error = APIConnectionError(f"Could not connect to {shown} ({_reason(err)})")
+    without_frames(err)
+    return error
+
+
+def _reason(err: BaseException) -> str:
+    # requests nests the useful part (e.g. "Connection refused") several levels down.
+    text = str(err)
+    for needle in (
+        "Connection refused",
+        "Connection reset",
+        "Name or service not known",
+        "Remote end closed connection",
+        "timed out",
+    ):
+        if needle in text:
+            return needle
+    return type(err).__name__

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .errors import APIConnectionError, APIResponseValidationError, APITimeoutError
+from . import wire
+from ._http_errors import connection_error, redirect_error, status_error
+from .errors import APIResponseValidationError
+from .render import safe_url
 
 if TYPE_CHECKING:
     from .client import Client
@@ -56,19 +59,11 @@ class Models:
         when it cannot be reached, `APIResponseValidationError` for a body that is not
         the API's shape or is larger than `MAX_PAGE_BYTES`.
         """
-        from ._http_errors import redirect_error, status_error
-        from .client import _KeyAuth, _reason, _without_frames
-        from .render import safe_url
-
         client = self._client
-        url = client._url("/v1/models")
+        url = client._url(wire.MODELS_PATH)
         shown = safe_url(url)  # for messages: the base URL's user info or query may be secret
         session = client._get_session()
-        auth = (
-            _KeyAuth(client._key, client._basic)
-            if client._key is not None or client._basic is not None
-            else None
-        )
+        auth = client._auth()
         models: list[Model] = []
         after: str | None = None
         total = 0
@@ -88,18 +83,12 @@ class Models:
                 )
                 with response:
                     if response.is_redirect:  # never followed: the key stays with the host named
-                        raise redirect_error(response, "/v1/models")
+                        raise redirect_error(response, wire.MODELS_PATH)
                     if response.status_code >= 400:
-                        raise status_error(response, path="/v1/models")
+                        raise status_error(response, path=wire.MODELS_PATH)
                     body = _read_bounded(response, shown)
-            except requests.Timeout as err:
-                raise APITimeoutError(
-                    f"No answer from {shown} within the timeout"
-                ) from _without_frames(err)
             except requests.RequestException as err:
-                raise APIConnectionError(
-                    f"Could not connect to {shown} ({_reason(err)})"
-                ) from _without_frames(err)
+                raise connection_error(err, shown) from err
             total += len(body)
             if total > MAX_LIST_BYTES:
                 raise APIResponseValidationError(
@@ -139,22 +128,22 @@ def _parse_page(body: bytes, url: str) -> list[Model]:
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise APIResponseValidationError(f'GET {url}: the answer has no "data" list of models')
-    out = []
-    for item in items:
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            out.append(
-                Model(
-                    id=item["id"],
-                    display_name=item.get("display_name")
-                    if isinstance(item.get("display_name"), str)
-                    else None,
-                    created_at=item.get("created_at")
-                    if isinstance(item.get("created_at"), str)
-                    else None,
-                    type=str(item.get("type") or "model"),
-                )
-            )
-    return out
+    return [
+        Model(
+            id=item["id"],
+            display_name=_text(item, "display_name"),
+            created_at=_text(item, "created_at"),
+            type=str(item.get("type") or "model"),
+        )
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("id"), str)
+    ]
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    """``item[key]`` when it is a string, else None (a field of another type is ignored)."""
+    value = item.get(key)
+    return value if isinstance(value, str) else None
 
 
 __all__ = ["MAX_LIST_BYTES", "MAX_PAGE_BYTES", "Model", "Models"]

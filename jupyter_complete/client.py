@@ -8,95 +8,53 @@ started in-process on first use.
 from __future__ import annotations
 
 import copy
-import email.utils
 import json
 import logging
 import os
-import random
 import re
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import requests
-import urllib3.exceptions
-from urllib3.response import HTTPResponse
 
 from . import _constants as C
-from ._http_errors import path_not_found, redirect_error, refuses_completions, status_error
+from . import _retries, wire
+from ._completions import Api, Completions
+from ._http_errors import (
+    connection_error,
+    json_object,
+    path_not_found,
+    redirect_error,
+    refuses_completions,
+    status_error,
+)
+from ._responses import check_encoding, excerpt, read_whole, server_name
+from ._secrets import KeyAuth, Secret, split_userinfo
+from ._version import __version__
 from .completion import Completion
 from .errors import (
-    APIConnectionError,
     APIResponseValidationError,
-    APITimeoutError,
     BadRequestError,
     InvalidParameterError,
     NotFoundError,
 )
 from .render import safe_url
-from .settings import check_params
-from .streaming import CompletionStream, error_envelope, excerpt, read_body, server_name
+from .streaming import CompletionStream
 
 if TYPE_CHECKING:
     from ._models import Models
 
-log = logging.getLogger("jupyter_complete")
+log = logging.getLogger(__name__)
 if os.environ.get(C.ENV_LOG, "").lower() in ("debug", "info"):
     logging.basicConfig()
-    log.setLevel(os.environ[C.ENV_LOG].upper())
+    logging.getLogger("jupyter_complete").setLevel(os.environ[C.ENV_LOG].upper())
 
-Api = Literal["complete", "messages", "auto"]
-_RETRY_STATUSES = {408, 409, 429}
-_SPEC_FIELDS = (
-    "model",
-    "prompt",
-    "max_tokens_to_sample",
-    "stop_sequences",
-    "temperature",
-    "top_k",
-    "top_p",
-    "metadata",
-    "stream",
-)
-
-
-class _Secret:
-    """Holds the API key so that no repr, log line or traceback local can show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<hidden>"
-
-    __str__ = __repr__
-
-
-class _KeyAuth(requests.auth.AuthBase):
-    """Adds ``x-api-key`` (and Basic auth from the base URL's user info) at the last moment,
-    so request-building code never holds the secrets."""
-
-    def __init__(self, secret: _Secret | None, basic: tuple[_Secret, _Secret] | None) -> None:
-        self._secret = secret
-        self._basic = basic
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self._secret is not None:
-            r.headers["x-api-key"] = self._secret.reveal()
-        if self._basic is not None:
-            user, password = (part.reveal() for part in self._basic)
-            r = requests.auth.HTTPBasicAuth(user, password)(r)
-        return r
-
-    def __repr__(self) -> str:
-        return "<api key>"
+#: The ``user-agent`` header: this package and its version.
+USER_AGENT = f"jupyter_complete/{__version__} (python)"
 
 
 class _NoRedirectSession(requests.Session):
@@ -110,91 +68,6 @@ class _NoRedirectSession(requests.Session):
 
     def get_redirect_target(self, resp: requests.Response) -> None:  # noqa: ARG002
         return None
-
-
-class Completions:
-    """``client.completions``: the ``create`` call, shaped like the official SDK's."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    @overload
-    def create(
-        self,
-        *,
-        prompt: str,
-        model: str | None = None,
-        max_tokens_to_sample: int = 256,
-        stop_sequences: list[str] | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        betas: list[str] | None = None,
-        stream: Literal[False] = False,
-        timeout: float | None = None,
-        api: Api | None = None,
-    ) -> Completion: ...
-
-    @overload
-    def create(
-        self,
-        *,
-        prompt: str,
-        model: str | None = None,
-        max_tokens_to_sample: int = 256,
-        stop_sequences: list[str] | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        betas: list[str] | None = None,
-        stream: Literal[True],
-        timeout: float | None = None,
-        api: Api | None = None,
-    ) -> CompletionStream: ...
-
-    def create(
-        self,
-        *,
-        prompt: str,
-        model: str | None = None,
-        max_tokens_to_sample: int = 256,
-        stop_sequences: list[str] | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        metadata: dict[str, Any] | None = None,
-        betas: list[str] | None = None,
-        stream: bool = False,
-        timeout: float | None = None,
-        api: Api | None = None,
-    ) -> Completion | CompletionStream:
-        """Send a completion request; a `Completion`, or a `CompletionStream` if ``stream``.
-
-        Parameters are checked against the spec's ranges before anything is sent; a bad one
-        raises `~jupyter_complete.errors.InvalidParameterError`. Unset (None) values are left
-        out of the body, so the server's defaults apply. ``api`` overrides the client's
-        transport for this call (see `Client`).
-        """
-        body: dict[str, Any] = {
-            "model": model or self._client.default_model,
-            "prompt": prompt,
-            "max_tokens_to_sample": max_tokens_to_sample,
-            "stop_sequences": list(stop_sequences) if stop_sequences else None,
-            "temperature": temperature,
-            "top_k": top_k,
-            "top_p": top_p,
-            "metadata": metadata,
-        }
-        body = {k: v for k, v in body.items() if v is not None}
-        check_params(body)
-        if stream:
-            body["stream"] = True
-        headers = {"anthropic-beta": ",".join(betas)} if betas else {}
-        return self._client._complete(
-            body, headers=headers, stream=stream, timeout=timeout, api=api
-        )
 
 
 class Client:
@@ -216,7 +89,7 @@ class Client:
             path, not the model: llama-server, vLLM, LiteLLM); each switch is said once on
             stderr.
 
-    The wire rules (issue 13): redirects are never followed (a 3xx raises `APIStatusError`
+    The wire rules: redirects are never followed (a 3xx raises `APIStatusError`
     naming where it pointed); ``Accept-Encoding: gzip, deflate`` is sent and decoded, also
     while streaming; every read is bounded by `_constants.MAX_RESPONSE_BYTES`,
     ``MAX_EVENT_BYTES`` and ``MAX_ERROR_BODY_BYTES`` (`ResponseTooLargeError`); an error
@@ -241,16 +114,16 @@ class Client:
         #: Models that refused Text Completions in ``auto`` mode; they go to Messages now.
         self.messages_models: set[str] = set()
         key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
-        self._key: _Secret | None = _Secret(key) if key else None
+        self._key: Secret | None = Secret(key) if key else None
         url = base_url or os.environ.get(C.ENV_BASE_URL) or None
         if url is None and self._key is not None:
             url = C.DEFAULT_BASE_URL
         # User info in the URL (http://user:pass@host) is sent as Basic auth and kept out of
         # the URL itself, so no message or repr can show it.
-        self._basic: tuple[_Secret, _Secret] | None = None
+        self._basic: tuple[Secret, Secret] | None = None
         if url is not None:
             _check_base_url(url)
-            url, self._basic = _split_userinfo(url)
+            url, self._basic = split_userinfo(url)
         self._base_url: str | None = url
         #: True once the server said (a 404 for the path) it has no /v1/complete; ``auto``
         #: then sends every request to /v1/messages.
@@ -272,10 +145,13 @@ class Client:
     def base_url(self) -> str:
         """The server's base URL (starts the built-in server if that is the endpoint)."""
         if self._base_url is None:
-            from .local.embedded import ensure_started  # lazy: llama_cpp only when needed
+            # The one place the client reaches into the server package: with no key and no
+            # base URL, Client() promises the built-in model, so it starts the embedded
+            # server. Lazily, so llama_cpp loads only then; nothing else here imports local.
+            from .local.embedded import ensure_started
 
             url, key = ensure_started()
-            self._base_url, self._key = url, _Secret(key)
+            self._base_url, self._key = url, Secret(key)
         return self._base_url
 
     @property
@@ -286,7 +162,7 @@ class Client:
     @cached_property
     def completions(self) -> Completions:
         """``client.completions.create(...)``."""
-        return Completions(self)
+        return Completions(self._complete, lambda: self.default_model)
 
     @property
     def display_url(self) -> str:
@@ -315,15 +191,21 @@ class Client:
             self._session = s
         return self._session
 
+    def _auth(self) -> KeyAuth | None:
+        """What puts the key (and the URL's user info) on a request; None: nothing to put."""
+        if self._key is None and self._basic is None:
+            return None
+        return KeyAuth(self._key, self._basic)
+
     def _headers(self, extra: dict[str, str]) -> dict[str, str]:
         return {
-            "anthropic-version": C.ANTHROPIC_VERSION,
+            "anthropic-version": wire.API_VERSION,
             "content-type": "application/json",
             "accept": "application/json",
             # Said explicitly, so the codings asked for never depend on which optional
             # decoders (brotli, zstandard) happen to be installed; both are decoded by zlib.
             "accept-encoding": C.ACCEPT_ENCODING,
-            "user-agent": "jupyter_complete/0.1 (python)",
+            "user-agent": USER_AGENT,
             **self.default_headers,
             **extra,
         }
@@ -342,9 +224,9 @@ class Client:
         if api == "messages" or (
             api == "auto" and (self.complete_missing or body["model"] in self.messages_models)
         ):
-            return self._via_messages(body, headers, stream, timeout)
+            return self._via("messages", body, headers, stream, timeout)
         try:
-            return self._via_complete(body, headers, stream, timeout)
+            return self._via("complete", body, headers, stream, timeout)
         except (BadRequestError, NotFoundError) as err:
             if api != "auto":
                 raise
@@ -363,84 +245,43 @@ class Client:
                 )
             else:
                 raise
-            return self._via_messages(body, headers, stream, timeout)
+            return self._via("messages", body, headers, stream, timeout)
 
-    def _via_complete(
+    def _via(
         self,
+        api: Api,
         body: dict[str, Any],
         headers: dict[str, str],
         stream: bool,
         timeout: float | None,
     ) -> Completion | CompletionStream:
+        """Send ``body`` by one transport (``api``: ``"complete"`` or ``"messages"``)."""
         started = time.monotonic()
         params = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
-        params["api"] = "complete"
-        response = self._send("/v1/complete", body, headers, stream=stream, timeout=timeout)
+        params["api"] = api
+        stream_type: type[CompletionStream] = CompletionStream
+        read: Callable[[dict[str, Any], str | None], Completion | None]
+        path, sent, read, shape = wire.COMPLETE_PATH, body, Completion.from_body, "a completion"
+        if api == "messages":
+            from . import messages  # small; imported only when this transport is used
+
+            path, sent = wire.MESSAGES_PATH, messages.to_messages_body(body)
+            stream_type, read = messages.MessagesStream, messages.message_of
+            shape = "a message content list"
+        response = self._send(path, sent, headers, stream=stream, timeout=timeout)
         if stream:
-            return CompletionStream(response, started=started, params=params)
-        data = self._json_object(response)
-        if not isinstance(data.get("completion"), str):
+            return stream_type(response, started=started, params=params)
+        data = json_object(response)
+        result = read(data, response.headers.get("request-id"))
+        if result is None:
             raise APIResponseValidationError(
-                f"{server_name(response)} answered 200 without a completion "
+                f"{server_name(response)} answered 200 without {shape} "
                 f"({excerpt(response.content)!r})",
                 request_id=response.headers.get("request-id"),
             )
-        result = Completion.from_wire(data, request_id=response.headers.get("request-id"))
-        if isinstance(data.get("usage"), dict):  # reported by some servers; not in the spec
-            result.usage = {k: v for k, v in data["usage"].items() if isinstance(v, int)}
         result.elapsed = time.monotonic() - started
         result.params = params
         return result
-
-    def _via_messages(
-        self,
-        body: dict[str, Any],
-        headers: dict[str, str],
-        stream: bool,
-        timeout: float | None,
-    ) -> Completion | CompletionStream:
-        from . import messages  # small; imported only when this transport is used
-
-        started = time.monotonic()
-        params = {k: v for k, v in body.items() if k not in ("prompt", "stream")}
-        params["api"] = "messages"
-        mbody = messages.to_messages_body(body)
-        response = self._send(
-            messages.MESSAGES_PATH, mbody, headers, stream=stream, timeout=timeout
-        )
-        if stream:
-            return messages.MessagesStream(response, started=started, params=params)
-        data = self._json_object(response)
-        if not isinstance(data.get("content"), list):
-            raise APIResponseValidationError(
-                f"{server_name(response)} answered 200 without a message content list "
-                f"({excerpt(response.content)!r})",
-                request_id=response.headers.get("request-id"),
-            )
-        result = messages.from_messages_body(data, response.headers.get("request-id"))
-        result.elapsed = time.monotonic() - started
-        result.params = params
-        return result
-
-    def _json_object(self, response: requests.Response) -> dict[str, Any]:
-        """The JSON object of a successful response; an error envelope raises its error."""
-        rid = response.headers.get("request-id")
-        try:
-            data = json.loads(response.content)
-        except ValueError as err:
-            raise APIResponseValidationError(
-                f"The answer of {server_name(response)} is not JSON "
-                f"({excerpt(response.content)!r})",
-                request_id=rid,
-            ) from err
-        if not isinstance(data, dict):
-            raise APIResponseValidationError(
-                f"The answer of {server_name(response)} is not a JSON object", request_id=rid
-            )
-        if error_envelope(data) is not None:
-            # An error is an error whatever the status (some gateways answer 200).
-            raise status_error(response, body=data)
-        return data
 
     def _send(
         self,
@@ -462,11 +303,7 @@ class Client:
         session = self._get_session()
         data = json.dumps(body).encode()
         read_timeout = self.timeout if timeout is None else timeout
-        auth = (
-            _KeyAuth(self._key, self._basic)
-            if self._key is not None or self._basic is not None
-            else None
-        )
+        auth = self._auth()
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             log.debug("POST %s attempt %d", shown, attempt + 1)
@@ -481,23 +318,14 @@ class Client:
                     allow_redirects=False,
                 )
                 if response.status_code < 300:
-                    _check_encoding(response)
+                    check_encoding(response)
                     if not stream:
                         # Read inside the attempt: it may time out (then it is retried).
-                        response._content = _read_whole(response)
+                        response._content = read_whole(response)
                         setattr(response, "_content_consumed", True)  # noqa: B010 - private
-            except requests.Timeout as err:
-                if last:
-                    raise APITimeoutError(
-                        f"No answer from {shown} within the timeout"
-                    ) from _without_frames(err)
-                self._sleep(self._retry_delay(None, attempt))
-                continue
             except requests.RequestException as err:
                 if last:
-                    raise APIConnectionError(
-                        f"Could not connect to {shown} ({_reason(err)})"
-                    ) from _without_frames(err)
+                    raise connection_error(err, shown) from err
                 self._sleep(self._retry_delay(None, attempt))
                 continue
             if response.status_code < 300:
@@ -507,7 +335,7 @@ class Client:
                 response.close()
                 raise error
             error = status_error(response, path=path, model=str(body.get("model") or ""))
-            if not last and _should_retry(response):
+            if not last and _retries.should_retry(response):
                 response.close()
                 self._sleep(self._retry_delay(response.headers, attempt))
                 continue
@@ -516,12 +344,8 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retry_delay(self, headers: Any, attempt: int) -> float:
-        """Seconds to wait before retry ``attempt + 1``: the server's word if sane, else backoff."""
-        after = _retry_after(headers) if headers is not None else None
-        if after is not None and 0 < after <= C.MAX_RETRY_AFTER:
-            return after
-        backoff: float = min(C.INITIAL_RETRY_DELAY * 2**attempt, C.MAX_RETRY_DELAY)
-        return backoff * (1 - 0.25 * random.random())
+        """Seconds to wait before retry ``attempt + 1`` (`_retries.retry_delay`)."""
+        return _retries.retry_delay(headers, attempt)
 
     def _sleep(self, seconds: float) -> None:
         # A method so tests can make retries instant.
@@ -570,36 +394,6 @@ class Client:
         )
 
 
-def _should_retry(response: requests.Response) -> bool:
-    hint = response.headers.get("x-should-retry", "").lower()
-    if hint == "true":
-        return True
-    if hint == "false":
-        return False
-    return response.status_code in _RETRY_STATUSES or response.status_code >= 500
-
-
-def _retry_after(headers: Any) -> float | None:
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.timestamp() - time.time()
-
-
 def _check_base_url(url: str) -> None:
     """Raise `InvalidParameterError` when the host or port of ``url`` does not parse.
 
@@ -618,114 +412,4 @@ def _check_base_url(url: str) -> None:
         ) from None
 
 
-def _split_userinfo(url: str) -> tuple[str, tuple[_Secret, _Secret] | None]:
-    """``url`` without its user info, and that user info (for Basic auth), if any."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    bare = urllib.parse.urlunsplit(
-        (parts.scheme, hostport, parts.path, parts.query, parts.fragment)
-    )
-    return bare, (_Secret(urllib.parse.unquote(user)), _Secret(urllib.parse.unquote(password)))
-
-
-def _decodable_codings() -> set[str]:
-    # What urllib3 can decode here: gzip, x-gzip and deflate always; br / zstd when the
-    # optional packages are installed (we do not ask for those, but take them if sent).
-    return {c.lower() for c in HTTPResponse.CONTENT_DECODERS} | {"identity"}
-
-
-def _check_encoding(response: requests.Response) -> None:
-    """Raise unless every ``content-encoding`` of ``response`` can be decoded."""
-    header = response.headers.get("content-encoding", "")
-    codings = [c.strip().lower() for c in header.split(",") if c.strip()]
-    unknown = [c for c in codings if c not in _decodable_codings()]
-    if unknown:
-        response.close()
-        raise APIResponseValidationError(
-            f"{server_name(response)} sent content-encoding {header!r}, which this client "
-            f"did not ask for and cannot decode (it asks for {C.ACCEPT_ENCODING})",
-            request_id=response.headers.get("request-id"),
-            hint="Check the base URL and any proxy in between.",
-        )
-    if "identity" in codings and len(codings) > 1:
-        # "identity" means no coding, but urllib3 decodes it inside a list as deflate. Its
-        # decoder is set up at the first read, from the raw response's headers: drop it.
-        response.raw.headers["content-encoding"] = ", ".join(c for c in codings if c != "identity")
-
-
-def _read_whole(response: requests.Response) -> bytes:
-    """The decoded body, bounded by MAX_RESPONSE_BYTES; read errors as requests' types."""
-    try:
-        return read_body(response, C.MAX_RESPONSE_BYTES, "MAX_RESPONSE_BYTES")
-    except urllib3.exceptions.ReadTimeoutError as err:
-        raise requests.exceptions.ReadTimeout(str(err)) from err
-    except urllib3.exceptions.DecodeError as err:
-        response.close()
-        raise APIResponseValidationError(
-            f"The {response.headers.get('content-encoding')} body of {server_name(response)} "
-            "is corrupt",
-            request_id=response.headers.get("request-id"),
-        ) from err
-    except (urllib3.exceptions.HTTPError, OSError) as err:
-        raise requests.exceptions.ChunkedEncodingError(type(err).__name__) from err
-
-
-def _without_frames(err: BaseException) -> BaseException:
-    """``err`` with its traceback, and those of the exceptions it chains, dropped.
-
-    Frames inside requests and urllib3 hold the request headers, API key included, as
-    locals, and verbose tracebacks (IPython's ``%xmode Verbose``) print locals. The chained
-    exceptions' types and messages, which say what failed, are kept.
-    """
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [err]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        e.__traceback__ = None
-        try:
-            # requests and urllib3 put the URL (query string included) in their messages.
-            e.args = tuple(
-                _redact(a)
-                if isinstance(a, str)
-                else _redact(str(a))
-                if isinstance(a, BaseException)
-                else a
-                for a in e.args
-            )
-        except (TypeError, AttributeError):
-            pass
-        todo += [e.__cause__, e.__context__]
-    return err
-
-
-_QUERY_RE = re.compile(r"\?[^\s'\")]*")
-_USERINFO_RE = re.compile(r"//[^/\s@'\"]*@")
-
-
-def _redact(text: str) -> str:
-    """``text`` with URL query strings and user info replaced by ``...``."""
-    return _USERINFO_RE.sub("//...@", _QUERY_RE.sub("?...", text))
-
-
-def _reason(err: BaseException) -> str:
-    # requests nests the useful part (e.g. "Connection refused") several levels down.
-    text = str(err)
-    for needle in (
-        "Connection refused",
-        "Connection reset",
-        "Name or service not known",
-        "Remote end closed connection",
-        "timed out",
-    ):
-        if needle in text:
-            return needle
-    return type(err).__name__
-
-
-__all__ = ["Client", "Completions"]
+__all__ = ["Api", "Client", "Completions"]

@@ -1,6 +1,12 @@
 """The one error hierarchy of jupyter_complete.
 
-Names mirror the official SDK so that ``except anthropic.RateLimitError`` habits carry over::
+Names are the official SDK's (https://github.com/anthropics/anthropic-sdk-python,
+``src/anthropic/_exceptions.py``), so ``except anthropic.RateLimitError`` habits carry over,
+but the set is a subset: there is no ``ConflictError`` (409), ``UnprocessableEntityError``
+(422), ``ServiceUnavailableError`` (503) or ``DeadlineExceededError`` (504), so those raise
+`APIStatusError` (409, 422) or `InternalServerError` (503, 504); and `OverloadedError` is an
+`InternalServerError` here (the SDK's is a bare `APIStatusError`), so ``except
+InternalServerError`` also catches a 529::
 
     CompleteError
     ├── InvalidParameterError        (also a ValueError; raised before anything is sent)

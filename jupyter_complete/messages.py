@@ -24,26 +24,23 @@ from __future__ import annotations
 from typing import Any
 
 from . import prompt as prompt_mod
-from .completion import Completion
+from . import wire
+from ._decoder import Decoder, Delta
+from ._responses import error_envelope
+from .completion import Completion, usage_of
 from .errors import InvalidParameterError
-from .streaming import CompletionStream, _Decoder, error_envelope
+from .streaming import CompletionStream
 
-MESSAGES_PATH = "/v1/messages"
-
-STOP_REASONS = {
-    "end_turn": "stop_sequence",
-    "stop_sequence": "stop_sequence",
-    "max_tokens": "max_tokens",
-}
-
-
-def map_stop_reason(reason: str | None) -> str | None:
-    """A Messages stop reason in Text Completions terms."""
-    return None if reason is None else STOP_REASONS.get(reason, reason)
+#: The stream events `MessagesDecoder` reads (the others, pings and content block
+#: boundaries among them, carry nothing a Text Completions caller needs).
+_READ_EVENTS = (wire.MESSAGE_START, wire.CONTENT_BLOCK_DELTA, wire.MESSAGE_DELTA, wire.MESSAGE_STOP)
 
 
 def to_messages_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Convert a validated ``/v1/complete`` body into a ``/v1/messages`` body."""
+    """Convert a validated ``/v1/complete`` body into a ``/v1/messages`` body.
+
+    Raises `InvalidParameterError` when the prompt is not Human/Assistant turns.
+    """
     try:
         conv = prompt_mod.parse(body["prompt"])
     except prompt_mod.PromptFormatError as err:
@@ -62,93 +59,85 @@ def to_messages_body(body: dict[str, Any]) -> dict[str, Any]:
     }
     if conv.system:
         out["system"] = conv.system
-    for key in ("stop_sequences", "temperature", "top_k", "top_p", "metadata", "stream"):
+    for key in wire.SHARED_FIELDS:
         if key in body:
             out[key] = body[key]
     return out
 
 
 def from_messages_body(data: dict[str, Any], request_id: str | None) -> Completion:
-    """A `Completion` from a non-streaming Messages response."""
+    """A `Completion` from a non-streaming Messages response (its text blocks joined)."""
     blocks = data.get("content") or []
     text = "".join(
         b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
     )
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
     return Completion(
         completion=text,
-        stop_reason=map_stop_reason(data.get("stop_reason")),
+        stop_reason=wire.complete_stop_reason(data.get("stop_reason")),
         model=data.get("model"),
         id=data.get("id"),
         stop=data.get("stop_sequence"),
         request_id=request_id,
-        usage=_int_usage(usage),
+        usage=usage_of(data["usage"]) if data.get("usage") else None,
     )
+
+
+def message_of(data: dict[str, Any], request_id: str | None) -> Completion | None:
+    """A whole Messages answer as a `Completion`; None if it has no ``content`` list."""
+    if not isinstance(data.get("content"), list):
+        return None
+    return from_messages_body(data, request_id)
 
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _int_usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
-    if not usage:
-        return None
-    return {k: int(v) for k, v in usage.items() if isinstance(v, int)}
+class MessagesDecoder(Decoder):
+    """Reads Messages events (or a whole Messages body) as Text Completions deltas.
 
-
-class _MessagesDecoder(_Decoder):
-    """Reads Messages events (or a whole Messages body) as Text Completions deltas."""
+    ``message_delta`` carries the stop reason; it is held (`pending_stop`, this decoder's
+    own state) until ``message_stop`` ends the message.
+    """
 
     pending_stop: str | None = None
 
-    def handle_event(self, name: str, data: str) -> Completion | None:
-        if name == "error":
+    def parse_event(self, name: str, data: str) -> Delta | None:
+        if name == wire.ERROR:
             obj = self.load(data)
             self.raise_error(error_envelope(obj) or obj, obj)
-        if name not in ("message_start", "content_block_delta", "message_delta", "message_stop"):
+        if name not in _READ_EVENTS:
             return None  # ping, content_block_start/stop and unknown events
         obj = self.load(data)
         self.raise_if_error(obj)
-        if name == "message_start":
+        if name == wire.MESSAGE_START:
             msg = _dict(obj.get("message"))
-            self.id = msg.get("id") or self.id
-            self.model = msg.get("model") or self.model
-            self._merge_usage(msg.get("usage"))
-            return None
-        if name == "content_block_delta":
+            return Delta(id=msg.get("id"), model=msg.get("model"), usage=usage_of(msg.get("usage")))
+        if name == wire.CONTENT_BLOCK_DELTA:
             delta = _dict(obj.get("delta"))
-            if delta.get("type") != "text_delta":
+            if delta.get("type") != wire.TEXT_DELTA:
                 return None
-            text = str(delta.get("text") or "")
-            self.add_text(text)
-            return self._delta(text, None)
-        if name == "message_delta":
+            return Delta(completion=self._delta(str(delta.get("text") or ""), None))
+        if name == wire.MESSAGE_DELTA:
             delta = _dict(obj.get("delta"))
-            self.pending_stop = map_stop_reason(delta.get("stop_reason"))
-            self.stop = delta.get("stop_sequence") or self.stop
-            self._merge_usage(obj.get("usage"))
-            return None
+            self.pending_stop = wire.complete_stop_reason(delta.get("stop_reason"))
+            return Delta(stop=delta.get("stop_sequence") or None, usage=usage_of(obj.get("usage")))
         # message_stop: the end. A missing stop reason still ends the message cleanly.
-        self.stop_reason = self.pending_stop or "stop_sequence"
-        return self._delta("", self.stop_reason)
+        return Delta(completion=self._delta("", self.pending_stop or "stop_sequence"))
 
-    def handle_body(self, obj: dict[str, Any]) -> Completion | None:
+    def parse_body(self, obj: dict[str, Any]) -> Delta | None:
         if obj.get("type") != "message" and not isinstance(obj.get("content"), list):
             return None
         whole = from_messages_body(obj, self.request_id)
-        self.id, self.model = whole.id or self.id, whole.model or self.model
-        self.usage, self.stop = whole.usage, whole.stop
-        self.add_text(whole.completion)
-        self.stop_reason = whole.stop_reason or "stop_sequence"
-        return self._delta(whole.completion, self.stop_reason)
-
-    def _merge_usage(self, usage: object) -> None:
-        if isinstance(usage, dict):
-            merged = dict(self.usage or {})
-            merged.update(_int_usage(usage) or {})
-            self.usage = merged
+        whole.stop_reason = whole.stop_reason or "stop_sequence"
+        whole.id, whole.model = whole.id or self.id, whole.model or self.model
+        whole.params = self.params
+        return Delta(
+            completion=whole, id=whole.id, model=whole.model, usage=whole.usage, stop=whole.stop
+        )
 
     def _delta(self, text: str, stop_reason: str | None) -> Completion:
+        """A delta for the caller; the final one carries the stop, usage and stop sequence."""
         return Completion(
             completion=text,
             stop_reason=stop_reason,
@@ -170,4 +159,7 @@ class MessagesStream(CompletionStream):
     with the partial text, exactly like a Text Completions stream.
     """
 
-    _decoder_class = _MessagesDecoder
+    _decoder_class = MessagesDecoder
+
+
+__all__ = ["MessagesStream", "from_messages_body", "message_of", "to_messages_body"]

@@ -26,7 +26,8 @@ from fixtures_replay import (
 from jupyter_complete import Client, errors
 
 PROMPT = "\n\nHuman: hi\n\nAssistant:"
-# A copy of ../shared/spec/complete-openapi.json, so the tests do not depend on shared/.
+# A copy of the published OpenAPI document's /v1/complete operation
+# (https://docs.anthropic.com/en/api/complete), so the tests need no network.
 SPEC = json.loads((Path(__file__).parent / "data" / "complete-openapi.json").read_text())
 
 

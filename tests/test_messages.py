@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any
 
 import pytest
+import requests
 from fixtures_replay import (
     Close,
     ReplayServer,
@@ -17,7 +20,9 @@ from fixtures_replay import (
 )
 
 from jupyter_complete import Client, errors
-from jupyter_complete.messages import map_stop_reason, to_messages_body
+from jupyter_complete._decoder import Delta
+from jupyter_complete.messages import MessagesDecoder, to_messages_body
+from jupyter_complete.wire import complete_stop_reason
 
 
 def body(prompt: str, **extra: Any) -> dict[str, Any]:
@@ -78,7 +83,36 @@ def test_a_prompt_without_turns_is_refused_before_sending() -> None:
 def test_stop_reasons_map_to_text_completions_terms(
     messages_reason: str | None, complete_reason: str | None
 ) -> None:
-    assert map_stop_reason(messages_reason) == complete_reason
+    assert complete_stop_reason(messages_reason) == complete_reason
+
+
+def test_messages_events_become_deltas_and_only_the_base_decoder_keeps_the_state() -> None:
+    response = requests.Response()
+    response.url, response.raw = "http://127.0.0.1:9/v1/messages", io.BytesIO()
+    decoder = MessagesDecoder(response, started=0.0, params={"model": "m"}, on_close=None)
+    before = dict(vars(decoder))
+
+    def event(name: str, **fields: Any) -> Delta | None:
+        return decoder.parse_event(name, json.dumps({"type": name, **fields}))
+
+    message = {"id": "msg_1", "model": "claude-x", "usage": {"input_tokens": 3}}
+    assert event("message_start", message=message) == Delta(
+        id="msg_1", model="claude-x", usage={"input_tokens": 3}
+    )
+    text = event("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hi"})
+    assert text is not None and text.completion is not None
+    assert (text.completion.completion, text.completion.stop_reason) == ("Hi", None)
+    assert event("ping") is None and event("content_block_stop", index=0) is None
+    stop = {"stop_reason": "max_tokens", "stop_sequence": None}
+    assert event("message_delta", delta=stop, usage={"output_tokens": 2}) == Delta(
+        usage={"output_tokens": 2}
+    )
+    # Reading events wrote nothing of the stream's state (only this decoder's pending stop).
+    assert {k: v for k, v in vars(decoder).items() if k != "pending_stop"} == before
+    final = event("message_stop")
+    assert final is not None and final.completion is not None
+    assert final.completion.stop_reason == "max_tokens"
+    decoder.close()
 
 
 def messages_events(*texts: str, stop_reason: str = "end_turn") -> list[bytes]:

@@ -351,7 +351,7 @@ def test_a_client_copy_has_the_same_endpoint_and_key_and_its_own_session(
     client = Client(base_url=replay.url, api_key="test-key", max_retries=0)
     twin = client.copy()
     assert twin is not client and twin.base_url == client.base_url
-    assert twin.completions._client is twin
+    assert twin.completions._send.__self__ is twin
     replay.enqueue(
         sse_script([completion_event("hi"), final_event()]),
         sse_script([completion_event("hi"), final_event()]),

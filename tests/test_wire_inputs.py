@@ -1,8 +1,9 @@
 """What real wires deliver: compression, byte-order marks, proxies, redirects, bombs, leaks.
 
-Each test is one regression from issue 13, run for both transports (``/v1/complete`` and
-``/v1/messages``) and, where both exist, streaming and not, against the replay server (a real
-TCP server on loopback that sends the exact bytes a gateway or proxy sends).
+Each test is one regression of the client's wire rules, run for both transports
+(``/v1/complete`` and ``/v1/messages``) and, where both exist, streaming and not, against the
+replay server (a real TCP server on loopback that sends the exact bytes a gateway or proxy
+sends).
 """
 
 from __future__ import annotations

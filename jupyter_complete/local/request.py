@@ -1,6 +1,6 @@
 """`CompletionRequest` and `MessagesRequest`: requests checked the way the real API checks them.
 
-Error messages copy the real server's where they are known (protocol.md 1.4, 1.5, 4.3):
+Error messages copy the real server's where they are known (see ``docs/architecture.md``):
 ``anthropic-version: header is required``, ``x-api-key header is required``,
 ``invalid x-api-key``, ``temperature: range: 0..1``, ``foo: Extra inputs are not permitted``,
 ``prompt must start with "\\n\\nHuman:" turn after an optional system prompt``; for
@@ -20,43 +20,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .. import wire
 from .._constants import HUMAN_PROMPT
 from ..prompt import Conversation, PromptFormatError, parse
-
-#: Versions the server speaks. 2023-01-01 streams cumulative, data-only events (protocol.md 1.3).
-VERSIONS = ("2023-06-01", "2023-01-01")
-LEGACY_VERSION = "2023-01-01"
-#: Versions ``/v1/messages`` accepts: also 2026-10-21, a Messages-only version (protocol.md
-#: 1.3) that the current official SDK sends. The local server reads every version's bodies
-#: the same way.
-MESSAGES_VERSIONS = (*VERSIONS, "2026-10-21")
-
-_FIELDS = (
-    "model",
-    "prompt",
-    "max_tokens_to_sample",
-    "stop_sequences",
-    "temperature",
-    "top_k",
-    "top_p",
-    "metadata",
-    "stream",
-)
-_REQUIRED = ("model", "prompt", "max_tokens_to_sample")
-_MESSAGES_FIELDS = (
-    "model",
-    "messages",
-    "max_tokens",
-    "system",
-    "stop_sequences",
-    "temperature",
-    "top_k",
-    "top_p",
-    "metadata",
-    "stream",
-)
-_MESSAGES_REQUIRED = ("model", "messages", "max_tokens")
-_ROLES = ("user", "assistant")
 
 
 class RequestRejected(Exception):
@@ -135,13 +101,13 @@ class CompletionRequest(GenerationRequest):
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> CompletionRequest:
         """Validate a decoded body (see `from_json`)."""
-        _require(body, _REQUIRED)
+        _require(body, wire.COMPLETE_REQUIRED)
         model = _string("model", body["model"])
         prompt = _string("prompt", body["prompt"])
         if not prompt:
             raise invalid("prompt: String should have at least 1 character")
         max_tokens = _integer("max_tokens_to_sample", body["max_tokens_to_sample"], minimum=1)
-        sampling = _sampling(body, _FIELDS)
+        sampling = _sampling(body, wire.COMPLETE_FIELDS)
         return cls(
             model=model,
             prompt=prompt,
@@ -164,12 +130,12 @@ class MessagesRequest(GenerationRequest):
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> MessagesRequest:
         """Validate a decoded body (see `from_json`)."""
-        _require(body, _MESSAGES_REQUIRED)
+        _require(body, wire.MESSAGES_REQUIRED)
         model = _string("model", body["model"])
         max_tokens = _integer("max_tokens", body["max_tokens"], minimum=1)
         turns = _messages(body["messages"])
         system = "" if body.get("system") is None else _text("system", body["system"])
-        sampling = _sampling(body, _MESSAGES_FIELDS)
+        sampling = _sampling(body, wire.MESSAGES_FIELDS)
         prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
         return cls(
             model=model,
@@ -182,11 +148,11 @@ class MessagesRequest(GenerationRequest):
 def count_tokens_request(body: dict[str, Any]) -> MessagesRequest:
     """A ``POST /v1/messages/count_tokens`` body (``model``, ``messages``, ``system``) as
     the `MessagesRequest` whose prompt it counts; 400 as `MessagesRequest` on a fault."""
-    _require(body, ("model", "messages"))
+    _require(body, wire.COUNT_TOKENS_REQUIRED)
     model = _string("model", body["model"])
     turns = _messages(body["messages"])
     system = "" if body.get("system") is None else _text("system", body["system"])
-    _no_extras(body, ("model", "messages", "system"), "")
+    _no_extras(body, wire.COUNT_TOKENS_FIELDS, "")
     prefill = turns.pop()[1] if turns[-1][0] == "assistant" else ""
     return MessagesRequest(
         model=model,
@@ -213,13 +179,13 @@ def load_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def check_version(values: list[str], accepted: tuple[str, ...] = VERSIONS) -> str:
+def check_version(values: list[str], accepted: tuple[str, ...] = wire.COMPLETE_VERSIONS) -> str:
     """The ``anthropic-version`` in force; raises `RequestRejected` if missing or not one of
     ``accepted``."""
     if not values:
         raise invalid("anthropic-version: header is required")
     # A repeated header reads as one comma-joined value, which is not a version: the real
-    # server rejects it too (protocol.md 1.2).
+    # server rejects it too.
     value = ", ".join(v.strip() for v in values)
     if value not in accepted:
         raise invalid(f'anthropic-version: "{value}" is not a valid version')
@@ -241,7 +207,8 @@ def check_key(x_api_key: str | None, authorization: str | None, expected: str | 
 
 
 def _conversation(prompt: str) -> Conversation:
-    # The API "lightly sanitizes" before validating (protocol.md 1.5): a prompt that starts
+    # The API "lightly sanitizes" before validating
+    # (https://docs.anthropic.com/en/api/prompt-validation): a prompt that starts
     # with "Human:" without the blank line is accepted. parse() strips trailing spaces.
     if prompt.startswith(HUMAN_PROMPT.lstrip("\n")):
         prompt = "\n\n" + prompt
@@ -300,7 +267,7 @@ def _messages(value: object) -> list[tuple[str, str]]:
                 f"{where}: Input should be a valid dictionary or object to extract fields from"
             )
         _require(message, ("role", "content"), f"{where}.")
-        if message["role"] not in _ROLES:
+        if message["role"] not in wire.ROLES:
             raise invalid(f"{where}.role: Input should be 'user' or 'assistant'")
         _no_extras(message, ("role", "content"), f"{where}.")
         turns.append((message["role"], _text(f"{where}.content", message["content"])))
@@ -410,9 +377,6 @@ def _user_id(value: object) -> None:
 
 
 __all__ = [
-    "LEGACY_VERSION",
-    "MESSAGES_VERSIONS",
-    "VERSIONS",
     "CompletionRequest",
     "GenerationRequest",
     "MessagesRequest",

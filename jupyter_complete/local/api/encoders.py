@@ -5,7 +5,9 @@
 far, then ``[DONE]``). ``POST /v1/messages`` answers a ``Message`` or the Messages stream:
 ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``...,
 ``content_block_stop``, ``message_delta`` (stop reason, output tokens), ``message_stop``.
-Shapes follow protocol.md and the published OpenAPI document.
+Shapes follow the API's documentation (https://docs.anthropic.com/en/api/complete,
+https://docs.anthropic.com/en/api/streaming, https://docs.anthropic.com/en/api/messages,
+https://docs.anthropic.com/en/api/messages-streaming); names come from `jupyter_complete.wire`.
 """
 
 from __future__ import annotations
@@ -16,15 +18,8 @@ import secrets
 import string
 from typing import Any, ClassVar
 
-from ..._constants import HUMAN_PROMPT
-from ..request import (
-    LEGACY_VERSION,
-    MESSAGES_VERSIONS,
-    VERSIONS,
-    CompletionRequest,
-    GenerationRequest,
-    MessagesRequest,
-)
+from ... import wire
+from ..request import CompletionRequest, GenerationRequest, MessagesRequest
 from .backend import Final
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -52,16 +47,17 @@ def error_body(error_type: str, message: str, request_id: str) -> dict[str, Any]
 
 
 def complete_stop(final: Final) -> tuple[str, str | None]:
-    """A `Final` as ``/v1/complete``'s ``(stop_reason, stop)``.
+    """A `Final` as ``/v1/complete``'s ``(stop_reason, stop)`` (`wire.complete_stop`).
 
     The model ending its turn is reported as the Text Completions API does: a
     ``stop_sequence`` stop at ``"\\n\\nHuman:"``, where the next turn would begin.
     """
-    if final.stop_reason == "end_turn":
-        return "stop_sequence", HUMAN_PROMPT
-    if final.stop_reason == "stop_sequence":
-        return "stop_sequence", final.stop_sequence
-    return "max_tokens", None
+    return wire.complete_stop(final.stop_reason, final.stop_sequence)
+
+
+def _event(name: str, **fields: Any) -> bytes:
+    """A Messages stream event: named ``name``, its data ``{"type": name, **fields}``."""
+    return sse_event(name, {"type": name, **fields})
 
 
 class Encoder(abc.ABC):
@@ -109,21 +105,19 @@ class Encoder(abc.ABC):
     @staticmethod
     def ping() -> bytes:
         """A keep-alive ``ping`` event."""
-        return sse_event("ping", {"type": "ping"})
+        return _event(wire.PING)
 
     @staticmethod
     def error(error_type: str, message: str) -> bytes:
         """The protocol's ``error`` event, which ends a stream that failed."""
-        return sse_event(
-            "error", {"type": "error", "error": {"type": error_type, "message": message}}
-        )
+        return _event(wire.ERROR, error={"type": error_type, "message": message})
 
 
 class CompleteEncoder(Encoder):
     """``POST /v1/complete``: ``Completion`` bodies and ``completion`` events."""
 
     request_type = CompletionRequest
-    versions = VERSIONS
+    versions = wire.COMPLETE_VERSIONS
     id_prefix = "compl_"
 
     def __init__(self, model: str, version: str, input_tokens: int = 0) -> None:
@@ -133,7 +127,7 @@ class CompleteEncoder(Encoder):
     @property
     def legacy(self) -> bool:
         """2023-01-01: bodies without ``type``/``id``, cumulative unnamed events, ``[DONE]``."""
-        return self.version == LEGACY_VERSION
+        return self.version == wire.LEGACY_VERSION
 
     def completion(self, text: str, stop_reason: str | None, stop: str | None) -> dict[str, Any]:
         """A ``Completion`` object: the whole body, or one event's data."""
@@ -148,7 +142,7 @@ class CompleteEncoder(Encoder):
                 "model": self.model,
             }
         return {
-            "type": "completion",
+            "type": wire.COMPLETION,
             "id": self.id,
             "completion": text,
             "stop_reason": stop_reason,
@@ -168,7 +162,7 @@ class CompleteEncoder(Encoder):
         if self.legacy:
             # 2023-01-01: unnamed events whose completion is the whole text so far.
             return sse_event(None, self.completion("".join(self._sent), stop_reason, stop))
-        return sse_event("completion", self.completion(delta, stop_reason, stop))
+        return sse_event(wire.COMPLETION, self.completion(delta, stop_reason, stop))
 
     def text(self, delta: str) -> bytes:
         self._sent.append(delta)
@@ -183,7 +177,7 @@ class MessagesEncoder(Encoder):
     """``POST /v1/messages``: ``Message`` bodies and the Messages stream events."""
 
     request_type = MessagesRequest
-    versions = MESSAGES_VERSIONS
+    versions = wire.MESSAGES_VERSIONS
     id_prefix = "msg_"
 
     def message(self, content: list[dict[str, str]], final: Final | None) -> dict[str, Any]:
@@ -206,48 +200,22 @@ class MessagesEncoder(Encoder):
         return self.message([{"type": "text", "text": text}], final)
 
     def opening(self) -> list[bytes]:
-        return [
-            sse_event("message_start", {"type": "message_start", "message": self.message([], None)})
-        ]
+        return [_event(wire.MESSAGE_START, message=self.message([], None))]
 
     def started(self) -> list[bytes]:
-        return [
-            sse_event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            ),
-            self.ping(),
-        ]
+        block = {"type": "text", "text": ""}
+        return [_event(wire.CONTENT_BLOCK_START, index=0, content_block=block), self.ping()]
 
     def text(self, delta: str) -> bytes:
-        return sse_event(
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": delta},
-            },
-        )
+        text = {"type": wire.TEXT_DELTA, "text": delta}
+        return _event(wire.CONTENT_BLOCK_DELTA, index=0, delta=text)
 
     def closing(self, final: Final) -> list[bytes]:
+        stop = {"stop_reason": final.stop_reason, "stop_sequence": final.stop_sequence}
         return [
-            sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            sse_event(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {
-                        "stop_reason": final.stop_reason,
-                        "stop_sequence": final.stop_sequence,
-                    },
-                    "usage": {"output_tokens": final.output_tokens},
-                },
-            ),
-            sse_event("message_stop", {"type": "message_stop"}),
+            _event(wire.CONTENT_BLOCK_STOP, index=0),
+            _event(wire.MESSAGE_DELTA, delta=stop, usage={"output_tokens": final.output_tokens}),
+            _event(wire.MESSAGE_STOP),
         ]
 
 

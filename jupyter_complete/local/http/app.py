@@ -27,12 +27,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from ... import wire
 from ..api.backend import REQUESTER, Backend
 from ..api.encoders import CompleteEncoder, Encoder, MessagesEncoder, error_body, new_id
 from ..api.exchange import ClientGone, Exchange
 from ..api.rules import RequestLimits
 from ..request import (
-    MESSAGES_VERSIONS,
     RequestRejected,
     check_key,
     check_version,
@@ -47,11 +47,9 @@ from .protocol import CONNECTION_KEY
 log = logging.getLogger("jupyter_complete.local")
 
 _GENERATE: dict[str, type[Encoder]] = {
-    "/v1/complete": CompleteEncoder,
-    "/v1/messages": MessagesEncoder,
+    wire.COMPLETE_PATH: CompleteEncoder,
+    wire.MESSAGES_PATH: MessagesEncoder,
 }
-_COUNT = "/v1/messages/count_tokens"
-_MODELS = "/v1/models"
 #: Bodies at least this long are parsed in a worker thread, off the event loop.
 _THREAD_PARSE_BYTES = 256 * 1024
 #: Bodies up to this size are always read (connections bound them); larger ones count
@@ -225,9 +223,11 @@ class ApiApp:
 
     @staticmethod
     def _methods(path: str) -> tuple[str, ...] | None:
-        if path in _GENERATE or path == _COUNT:
+        if path in _GENERATE or path == wire.COUNT_TOKENS_PATH:
             return ("POST",)
-        if path == _MODELS or (path.startswith(_MODELS + "/") and path.count("/") == 3):
+        if path == wire.MODELS_PATH or (
+            path.startswith(wire.MODELS_PATH + "/") and path.count("/") == 3
+        ):
             return ("GET", "HEAD")
         return None
 
@@ -262,12 +262,12 @@ class ApiApp:
     # -- endpoints ---------------------------------------------------------------------
     async def _handle(self, request: Request, rid: str, send: Send) -> None:
         path, method = self._check_head(request)
-        if path.startswith(_MODELS):
-            check_version(request.headers.getlist("anthropic-version"), MESSAGES_VERSIONS)
+        if path.startswith(wire.MODELS_PATH):
+            check_version(request.headers.getlist("anthropic-version"), wire.MESSAGES_VERSIONS)
             await self._models(request, send, rid, path)
             return
         encoder_type = _GENERATE.get(path)
-        versions = encoder_type.versions if encoder_type else MESSAGES_VERSIONS
+        versions = encoder_type.versions if encoder_type else wire.MESSAGES_VERSIONS
         version = check_version(request.headers.getlist("anthropic-version"), versions)
         declared = request.headers.get("content-length")
         # Over max_body_bytes is a 413 (from _read_body), whatever else is in flight.
@@ -335,7 +335,7 @@ class ApiApp:
             }
             for c in cards
         ]
-        if path != _MODELS:
+        if path != wire.MODELS_PATH:
             wanted = path.rsplit("/", 1)[1]
             found = [info for info in infos if info["id"] == wanted]
             if not found:

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import requests
 
 from . import wire
 from ._http_errors import connection_error, redirect_error, status_error
 from .errors import APIResponseValidationError
-from .render import safe_url
-
-if TYPE_CHECKING:
-    from .client import Client
 
 #: Largest page body read, in bytes (a page of 1000 models is about 150 KB).
 MAX_PAGE_BYTES = 4 * 1024 * 1024
@@ -46,10 +43,17 @@ class Model:
 
 
 class Models:
-    """``client.models``: ``list()`` the endpoint's models."""
+    """``client.models``: ``list()`` the endpoint's models.
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    Args:
+        get: sends ``GET path?params`` the way its client sends everything (headers, key,
+            timeouts, no redirects, streamed) and returns the open response.
+        url: the endpoint's URL for messages, without credentials.
+    """
+
+    def __init__(self, get: Callable[[str, dict[str, Any]], requests.Response], url: str) -> None:
+        self._get = get
+        self._url = url
 
     def list(self) -> list[Model]:
         """Every model the endpoint lists, in its order (all pages).
@@ -59,11 +63,7 @@ class Models:
         when it cannot be reached, `APIResponseValidationError` for a body that is not
         the API's shape or is larger than `MAX_PAGE_BYTES`.
         """
-        client = self._client
-        url = client._url(wire.MODELS_PATH)
-        shown = safe_url(url)  # for messages: the base URL's user info or query may be secret
-        session = client._get_session()
-        auth = client._auth()
+        shown = self._url
         models: list[Model] = []
         after: str | None = None
         total = 0
@@ -72,15 +72,7 @@ class Models:
             if after:
                 params["after_id"] = after
             try:
-                response = session.get(
-                    url,
-                    params=params,
-                    headers=client._headers({}),
-                    auth=auth,
-                    stream=True,
-                    timeout=(client.connect_timeout, client.timeout),
-                    allow_redirects=False,
-                )
+                response = self._get(wire.MODELS_PATH, params)
                 with response:
                     if response.is_redirect:  # never followed: the key stays with the host named
                         raise redirect_error(response, wire.MODELS_PATH)

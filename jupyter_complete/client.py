@@ -174,7 +174,20 @@ class Client:
         """``client.models.list()``: the endpoint's models (``GET /v1/models``)."""
         from ._models import Models  # small; imported when first listed
 
-        return Models(self)
+        return Models(self._get, safe_url(self._url(wire.MODELS_PATH)))
+
+    def _get(self, path: str, params: dict[str, Any]) -> requests.Response:
+        """``GET path?params`` with this client's headers, key and timeouts, streamed and
+        never redirected (the key stays with the host the user named)."""
+        return self._get_session().get(
+            self._url(path),
+            params=params,
+            headers=self._headers({}),
+            auth=self._auth(),
+            stream=True,
+            timeout=(self.connect_timeout, self.timeout),
+            allow_redirects=False,
+        )
 
     def _url(self, path: str) -> str:
         # Keep a path prefix in the base URL (a gateway's /proxy/anthropic), as the SDK does;

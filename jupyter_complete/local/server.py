@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMPLETE_PATH = "/v1/complete"
-MESSAGES_PATH = "/v1/messages"
 #: Seconds between pings while a streamed request waits for the model.
 DEFAULT_PING_INTERVAL = 5.0
 
@@ -367,10 +365,8 @@ def serve(
 
 
 __all__ = [
-    "COMPLETE_PATH",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_PING_INTERVAL",
-    "MESSAGES_PATH",
     "LocalServer",
     "Stats",
     "new_id",

@@ -5,10 +5,10 @@ removed (`PrefillEcho`), and how it ended (`final_for`, `matched_final`).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from ..._constants import HUMAN_PROMPT
-from ..api.backend import Final
+from ... import wire
+from ..api.backend import Final, StopReason
 
 if TYPE_CHECKING:
     from ..request import GenerationRequest
@@ -97,9 +97,9 @@ def matched_final(
 ) -> Final:
     """The `Final` record when a stop sequence was matched here: ``stop_sequence`` with it,
     or ``end_turn`` for the built-in ``"\\n\\nHuman:"`` the request did not list."""
-    if stop == HUMAN_PROMPT and stop not in request.stop_sequences:
-        return Final("end_turn", None, input_tokens, output_tokens)
-    return Final("stop_sequence", stop, input_tokens, output_tokens)
+    reason, sequence = wire.messages_stop("stop_sequence", stop, request.stop_sequences)
+    # messages_stop maps "stop_sequence" only to "end_turn" or "stop_sequence".
+    return Final(cast("StopReason", reason), sequence, input_tokens, output_tokens)
 
 
 __all__ = ["Piece", "PrefillEcho", "final_for", "int_or_none", "matched_final"]

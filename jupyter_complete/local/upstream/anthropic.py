@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ... import wire
 from ..._constants import HUMAN_PROMPT
 from .answer import Piece, int_or_none
 from .errors import error_fields
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from ..request import GenerationRequest
 
 #: Anthropic version sent to an ``anthropic`` engine.
-ANTHROPIC_VERSION = "2023-06-01"
 #: What `anthropic_body` sends that ``/v1/messages/count_tokens`` does not take: the fields
 #: that shape a generation, not its prompt.
 _GENERATION_FIELDS = (
@@ -78,16 +78,16 @@ def anthropic_event(event: str, data: Mapping[str, Any]) -> Piece:
     """Read one Messages API stream event (``content_block_delta``, ``message_delta``...)."""
     piece = Piece()
     kind = data.get("type", event)
-    if kind == "error":
+    if kind == wire.ERROR:
         piece.error = error_fields(data.get("error") or {}, "api_error")
-    elif kind == "message_start":
+    elif kind == wire.MESSAGE_START:
         usage = (data.get("message") or {}).get("usage") or {}
         piece.input_tokens = int_or_none(usage.get("input_tokens"))
-    elif kind == "content_block_delta":
+    elif kind == wire.CONTENT_BLOCK_DELTA:
         delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+        if delta.get("type") == wire.TEXT_DELTA and isinstance(delta.get("text"), str):
             piece.text = delta["text"]
-    elif kind == "message_delta":
+    elif kind == wire.MESSAGE_DELTA:
         delta = data.get("delta") or {}
         if isinstance(delta.get("stop_reason"), str):
             piece.finish = delta["stop_reason"]
@@ -101,7 +101,6 @@ def anthropic_event(event: str, data: Mapping[str, Any]) -> Piece:
 
 
 __all__ = [
-    "ANTHROPIC_VERSION",
     "anthropic_body",
     "anthropic_count_body",
     "anthropic_event",

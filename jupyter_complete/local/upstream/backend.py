@@ -15,13 +15,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from ... import wire
 from ..._constants import HUMAN_PROMPT
 from ..api.backend import BackendError, Final, ModelCard
 from ..closing import AsyncClosing
 from ..request import MessagesRequest, RequestRejected
 from ..stops import StopMatcher
 from .answer import PrefillEcho, final_for, int_or_none, matched_final
-from .anthropic import ANTHROPIC_VERSION, anthropic_body, anthropic_count_body, anthropic_event
+from .anthropic import anthropic_body, anthropic_count_body, anthropic_event
 from .errors import rejection_for, unreachable
 from .openai import openai_body, openai_chunk
 
@@ -54,7 +55,7 @@ class UpstreamBackend:
         headers = {"content-type": "application/json"}
         key = os.environ.get(config.key_env) if config.key_env else None
         if config.api == "anthropic":
-            headers["anthropic-version"] = ANTHROPIC_VERSION
+            headers["anthropic-version"] = wire.API_VERSION
             if key:
                 headers["x-api-key"] = key
         elif key:
@@ -126,7 +127,7 @@ class UpstreamBackend:
                     trust_env=False,
                     follow_redirects=False,
                 ) as client,
-                client.stream("GET", "/v1/models") as response,
+                client.stream("GET", wire.MODELS_PATH) as response,
             ):
                 raw = b"".join(_take(response.iter_bytes(), MAX_BODY))
                 data = json.loads(raw) if response.status_code == 200 else {}
@@ -165,7 +166,7 @@ class UpstreamBackend:
         model = self.model_name(request.model)
         if self.config.api == "anthropic":
             body = anthropic_count_body(request, model)
-            data = await self._post_json("/v1/messages/count_tokens", body)
+            data = await self._post_json(wire.COUNT_TOKENS_PATH, body)
             count = int_or_none(data.get("input_tokens"))
         else:
             body = openai_body(request, model, stream=False)
@@ -290,7 +291,7 @@ class UpstreamJob(AsyncClosing):
         config = self.backend.config
         model = self.backend.model_name(self.request.model)
         if config.api == "anthropic":
-            path, body = "/v1/messages", anthropic_body(self.request, model)
+            path, body = wire.MESSAGES_PATH, anthropic_body(self.request, model)
         else:
             path, body = "/v1/chat/completions", openai_body(self.request, model)
         response = await self.backend.send("POST", path, body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from ... import wire
 from ..request import RequestRejected
 
 
@@ -19,23 +20,9 @@ def error_fields(error: object, default_type: str) -> tuple[str, str]:
     message = error.get("message")
     kind = error.get("type")
     return (
-        kind if isinstance(kind, str) and kind in _API_ERROR_TYPES else default_type,
+        kind if isinstance(kind, str) and kind in wire.ERROR_TYPES else default_type,
         message if isinstance(message, str) and message else "the upstream engine failed",
     )
-
-
-_API_ERROR_TYPES = frozenset(
-    {
-        "invalid_request_error",
-        "authentication_error",
-        "permission_error",
-        "not_found_error",
-        "request_too_large",
-        "rate_limit_error",
-        "api_error",
-        "overloaded_error",
-    }
-)
 
 
 def rejection_for(

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
     from .client import Client
     from .completion import Completion
     from .explorer import Explorer
+    from .first_tokens_result import FirstTokens
     from .panel import Panel
     from .settings import CompletionSettings
-    from .settling import FirstTokens, first_tokens
+    from .settling import first_tokens
     from .streaming import CompletionStream
     from .sweep import SpreadResult, spread
 
@@ -40,7 +41,7 @@ _LAZY = {
     "spread": ".sweep",
     "SpreadResult": ".sweep",
     "first_tokens": ".settling",
-    "FirstTokens": ".settling",
+    "FirstTokens": ".first_tokens_result",
 }
 
 __all__ = [

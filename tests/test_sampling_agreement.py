@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from jupyter_complete import prompt as prompts
-from jupyter_complete.sampling import chi_square_p_value, entropy_bits, stages
+from jupyter_complete.goodness_of_fit import chi_square_p_value
+from jupyter_complete.sampling import entropy_bits, stages
 
 CELL = "Human: Name a fruit.\nAssistant: My favourite fruit is"
 #: A test fails when the p-value falls below this (see the module docstring).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import sys
 import time
-from typing import Any, Union
+from typing import Any
 
 from .errors import InvalidParameterError
 from .spread_result import SpreadResult
@@ -110,7 +110,7 @@ def in_kernel() -> bool:
 
 #: A progress display: ``update(Progress)`` while the sweep runs, then ``finish(result)`` (or
 #: ``close()`` when it raised).
-Display = Union["_TextProgress", "_WidgetProgress"]
+Display = _TextProgress | _WidgetProgress
 
 
 def make_progress(kind: bool | str, label: str) -> Display | None:

@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from . import errors
     from .client import Client
     from .completion import Completion
-    from .explorer import Explorer
     from .first_tokens_result import FirstTokens
-    from .panel import Panel
     from .settings import CompletionSettings
     from .settling import first_tokens
     from .streaming import CompletionStream
     from .sweep import SpreadResult, spread
+    from .widgets.explorer import Explorer
+    from .widgets.panel import Panel
 
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY = {
@@ -36,8 +36,8 @@ _LAZY = {
     "Completion": ".completion",
     "CompletionStream": ".streaming",
     "CompletionSettings": ".settings",
-    "Panel": ".panel",
-    "Explorer": ".explorer",
+    "Panel": ".widgets.panel",
+    "Explorer": ".widgets.explorer",
     "spread": ".sweep",
     "SpreadResult": ".sweep",
     "first_tokens": ".settling",

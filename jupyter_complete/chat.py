@@ -176,6 +176,24 @@ class Chat:
             self.pending = None
         return turn
 
+    def settle(self, human: str, answer: str, *, finished: bool) -> str | None:
+        """Add a finished answer as a turn, or hold an unfinished one for `keep`.
+
+        ``finished``: the answer ended with a stop reason (any, ``max_tokens`` included), not
+        by an interrupt or an error. Returns the line to show the user (None: nothing to
+        say): an unfinished, non-empty answer is not silently left out.
+        """
+        if finished:
+            self.add(human, answer)
+            return None
+        self.hold(human, answer)
+        if not answer:
+            return None
+        return (
+            f"conversation {self.name!r}: this unfinished answer was not added;"
+            f" %complete --keep {self.name} adds it"
+        )
+
     def reset(self) -> None:
         """Forget every turn and the pending answer."""
         with self._lock:
@@ -223,6 +241,39 @@ class Chat:
         )
 
 
+class Chats(dict[str, Chat]):
+    """The named conversations of one shell (``%%complete --chat NAME``), by name.
+
+    The three commands of the magic that act on a conversation by name live here; each
+    returns the line to show the user.
+    """
+
+    def use(self, name: str, namespace: dict[str, Any]) -> Chat:
+        """The conversation ``name`` (created if new), also put in ``namespace["_chat"]``."""
+        chat = self.setdefault(name, Chat(name))
+        namespace["_chat"] = chat
+        return chat
+
+    def reset(self, name: str) -> str:
+        """Empty the conversation ``name``, if there is one, in place (a panel or variable
+        holding it sees the same, empty chat)."""
+        chat = self.get(name)
+        if chat is not None:
+            chat.reset()
+        return f"conversation {name!r} cleared"
+
+    def keep(self, name: str) -> str:
+        """Add the unfinished answer of ``name`` as its last turn (see `Chat.keep`).
+
+        Raises LookupError when there is no such conversation or no unfinished answer.
+        """
+        chat = self.get(name)
+        if chat is None:
+            raise LookupError(f"there is no conversation {name!r}")
+        chat.keep()
+        return f"conversation {name!r}: the unfinished answer is now turn {len(chat)}"
+
+
 def _turn(value: Any) -> Turn:
     if isinstance(value, Turn):
         return Turn(value.human, value.assistant)
@@ -258,6 +309,7 @@ __all__ = [
     "REMOTE_CONTEXT_TOKENS",
     "Chat",
     "ChatPrompt",
+    "Chats",
     "Turn",
     "context_for",
     "estimate_tokens",

@@ -12,10 +12,9 @@ import html
 import importlib
 from typing import Any
 
-from .explorer import _pct
-from .explorer import _show as show_token
 from .goodness_of_fit import Fit, chi_square_fit, total_variation
 from .spread_result import SpreadResult
+from .widgets._explorer_html import pct, show_token
 
 #: The label of the model ending its turn (its end-of-turn token; an empty completion with
 #: ``stop_reason`` ``"stop_sequence"`` on the wire).
@@ -202,8 +201,8 @@ def chart_html(ft: FirstTokens) -> str:
         f = c / n if n else None
         rows.append(
             f'<tr><td style="{_TD};text-align:left">{_show(text)}</td>'
-            f'<td style="{_TD}">{_bar(p, f)}</td><td style="{_TD}">{_pct(p)}</td>'
-            f'<td style="{_TD}">{"–" if f is None else _pct(f)}</td>'
+            f'<td style="{_TD}">{_bar(p, f)}</td><td style="{_TD}">{pct(p)}</td>'
+            f'<td style="{_TD}">{"–" if f is None else pct(f)}</td>'
             f'<td style="{_TD}">{c}</td></tr>'
         )
     legend = (

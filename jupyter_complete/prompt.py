@@ -1,4 +1,5 @@
-"""Prompts: Human/Assistant turns, wrapping, normalising, prefill and ``{name}`` interpolation.
+"""Prompts: Human/Assistant turns, wrapping, normalising, prefill, ``{name}`` interpolation,
+and how a stop sequence is typed (its escapes).
 
 Pure functions shared by the magic, the panel, the local server (which renders parsed turns
 through the model's chat template) and the Messages transport (which turns them into messages).
@@ -66,7 +67,7 @@ def parse(prompt: str) -> Conversation:
 
 
 def build(cell: str, *, system: str = "", raw: bool = False) -> str:
-    """The wire prompt for a cell, as design.md specifies.
+    """The wire prompt for a cell (the Text Completions format, ``docs/architecture.md``).
 
     * ``raw``: the cell exactly as written.
     * no ``Human:`` turn: ``"\\n\\nHuman: {cell}\\n\\nAssistant:"``.
@@ -124,3 +125,30 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
         return str(namespace[name]) if name in namespace else m.group(0)
 
     return _INTERP_RE.sub(sub, text)
+
+
+# Stop sequences as typed: a character and its escape, both ways.
+_STOP_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_STOP_UNESCAPES = {escaped[1]: char for char, escaped in _STOP_ESCAPES.items()}
+_BACKSLASH_RE = re.compile(r"\\(.)")
+
+
+def escape_stop_sequence(text: str) -> str:
+    """A stop sequence as a user types it: one line, its control characters visible.
+
+    The rules (the same on the magic line's ``--stop`` and in the panel's stop box): a
+    newline is written ``\\n``, a carriage return ``\\r``, a tab ``\\t``, and a backslash
+    ``\\\\``; every other character stands for itself. `unescape_stop_sequence` is the inverse:
+    ``unescape_stop_sequence(escape_stop_sequence(s)) == s`` for every string ``s``.
+    """
+    return "".join(_STOP_ESCAPES.get(c, c) for c in text)
+
+
+def unescape_stop_sequence(text: str) -> str:
+    """A stop sequence as typed -> the characters it stands for (see `escape_stop_sequence`).
+
+    ``\\n``, ``\\r``, ``\\t`` and ``\\\\`` become a newline, a carriage return, a tab and one
+    backslash; a backslash before anything else (``\\d``, or a trailing one) stays as typed,
+    so a regular-expression-like stop such as ``\\d+`` is sent as written.
+    """
+    return _BACKSLASH_RE.sub(lambda m: _STOP_UNESCAPES.get(m.group(1), m.group(0)), text)

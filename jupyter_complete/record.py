@@ -173,12 +173,11 @@ def records(notebook: str | os.PathLike[str]) -> list[dict[str, Any]]:
         nb = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a notebook (not JSON: {err})") from None
-    cells = nb.get("cells") if isinstance(nb, dict) else None
-    if not isinstance(cells, list):
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise ValueError(f"{path} is not a notebook (no list of cells)")
     found = []
     # Anything not shaped like nbformat 4 (a hand-edited file) is skipped, not a crash.
-    for cell in cells:
+    for cell in nb["cells"]:
         outputs = cell.get("outputs") if isinstance(cell, dict) else None
         for output in outputs if isinstance(outputs, list) else []:
             metadata = output.get("metadata") if isinstance(output, dict) else None

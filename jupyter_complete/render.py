@@ -9,8 +9,9 @@ pays no delay. The text is never re-sent whole: the bytes on IOPub stay proporti
 The thread also means text that arrives just before the server goes quiet is shown at the end
 of the interval, not held until the next delta.
 
-The footer helpers turn a final `Completion` into one human line and a metadata record that
-saved notebooks keep (``{"jupyter_complete": {...}}``).
+`receive` sends one request and shows its answer through a renderer, keeping the text of an
+interrupted one. The footer helpers (`finish`) turn a final `Completion` into one human line
+and a metadata record that saved notebooks keep (``{"jupyter_complete": {...}}``).
 """
 
 from __future__ import annotations
@@ -295,14 +296,75 @@ def replace_with_markdown(text: str) -> None:
     publish({"text/markdown": text})
 
 
+def receive(
+    client: Any, prompt: str, params: dict[str, Any], *, streaming: bool
+) -> tuple[Completion, bool]:
+    """Send one request with ``client`` (a `jupyter_complete.Client`) and show the answer.
+
+    The text goes to the output as it arrives (`StreamRenderer`), or at once when
+    ``streaming`` is false. Returns (the completion, whether the request was sent). A
+    kernel interrupt (`KeyboardInterrupt`) ends it with the text received so far, marked
+    ``interrupted`` (an interrupt before any answer drops the half-read connection and
+    returns an empty one). An `jupyter_complete.APIError` propagates after the text so far
+    was written, so it stays above the error line (the error's ``partial`` holds it).
+    """
+    renderer = StreamRenderer()
+    result: Completion
+    stream = None
+    sent = False
+    try:
+        if streaming:
+            stream = client.completions.create(prompt=prompt, stream=True, **params)
+            sent = True
+            for event in stream:
+                renderer.feed(event.completion)
+            result = stream.get_final_completion()
+        else:
+            result = client.completions.create(prompt=prompt, **params)
+            sent = True
+            renderer.feed(result.completion)
+    except KeyboardInterrupt:
+        if stream is not None:
+            stream.close()
+            result = stream.snapshot(interrupted=True)
+        else:
+            # Interrupted inside the request: drop its half-read connection.
+            client.close()
+            result = Completion("", model=params.get("model"), params=params, interrupted=True)
+    finally:
+        renderer.close(end_line=True)
+    return result, sent
+
+
+def finish(
+    completion: Completion,
+    *,
+    prompt: str,
+    endpoint: str | None,
+    markdown: bool = False,
+    **extra: Any,
+) -> None:
+    """Show the footer of an answer, its `provenance` record (with ``extra``) as metadata.
+
+    ``markdown``: first replace the streamed text by the answer rendered as Markdown
+    (`replace_with_markdown`; only when there is text).
+    """
+    record = provenance(completion, prompt=prompt, endpoint=endpoint, **extra)
+    if markdown and completion.completion:
+        replace_with_markdown(completion.completion)
+    publish_footer(completion, record)
+
+
 __all__ = [
     "DEFAULT_INTERVAL",
     "METADATA_KEY",
     "StreamRenderer",
+    "finish",
     "footer_bundle",
     "footer_text",
     "provenance",
     "publish_footer",
+    "receive",
     "replace_with_markdown",
     "safe_url",
     "tokens_text",

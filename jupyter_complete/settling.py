@@ -158,7 +158,7 @@ def first_tokens(
         client: a `Client` for the built-in model (default ``Client()``, which must resolve
             to it: no ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_BASE_URL``).
         model: the `LocalModel` for the exact probabilities; default the one that answers
-            (`jupyter_complete.explorer.default_model`).
+            (`jupyter_complete.widgets.explorer.default_model`).
         top: rows in the chart.
         live: in Jupyter, show the chart now and redraw it as samples arrive; elsewhere a
             progress line on stderr. False: just return the result.
@@ -194,7 +194,7 @@ def first_tokens(
         )
     _ = client.base_url  # start the built-in server (and its model) now
     if model is None:
-        from .explorer import default_model
+        from .widgets._explorer_state import default_model
 
         model = default_model()
     probs = exact_first_tokens(model, wire, t, top_k, top_p)

@@ -6,10 +6,10 @@ import pytest
 from fixtures_panel import HoldingReplayServer, paced_script, wait_until
 
 from jupyter_complete import Client
-from jupyter_complete.chat import Chat, Turn, estimate_tokens
+from jupyter_complete.chat import Chat, Chats, Turn, estimate_tokens
 from jupyter_complete.notebook import code_of
-from jupyter_complete.panel import Panel
 from jupyter_complete.prompt import parse
+from jupyter_complete.widgets.panel import Panel
 
 
 def test_a_chat_prompt_carries_the_earlier_turns_as_human_and_assistant_turns() -> None:
@@ -119,3 +119,49 @@ def test_a_panel_given_a_chat_continues_it_and_keeps_a_stopped_answer_aside(
     finally:
         panel.close()
         assert panel.wait(5)
+
+
+def test_a_finished_answer_settles_as_a_turn_and_says_nothing() -> None:
+    chat = Chat("work")
+    assert chat.settle(" Hi ", " Hello", finished=True) is None
+    assert chat.turns == [Turn("Hi", " Hello")] and chat.pending is None
+
+
+def test_an_unfinished_answer_is_held_and_the_user_is_told_how_to_keep_it() -> None:
+    chat = Chat("work")
+    message = chat.settle("Hi", " Hel", finished=False)
+    assert chat.turns == [] and chat.pending == Turn("Hi", " Hel")
+    assert message is not None and "%complete --keep work" in message
+
+
+def test_an_unfinished_empty_answer_is_held_silently() -> None:
+    chat = Chat("work")
+    assert chat.settle("Hi", "", finished=False) is None and chat.pending == Turn("Hi", "")
+
+
+def test_chats_by_name_share_one_object_and_bind_the_last_used_to_underscore_chat() -> None:
+    chats, namespace = Chats(), dict[str, object]()
+    work = chats.use("work", namespace)
+    assert chats.use("work", namespace) is work and namespace["_chat"] is work
+    chats.use("other", namespace)
+    assert namespace["_chat"] is chats["other"] and set(chats) == {"work", "other"}
+
+
+def test_chats_reset_empties_the_conversation_in_place() -> None:
+    chats = Chats()
+    work = chats.use("work", {})
+    work.add("Hi", " Hello")
+    assert chats.reset("work") == "conversation 'work' cleared" and len(work) == 0
+    assert chats.reset("never-used") == "conversation 'never-used' cleared"
+
+
+def test_chats_keep_adds_the_unfinished_answer_or_says_what_is_missing() -> None:
+    chats = Chats()
+    with pytest.raises(LookupError, match="there is no conversation 'work'"):
+        chats.keep("work")
+    work = chats.use("work", {})
+    with pytest.raises(LookupError, match="no unfinished answer"):
+        chats.keep("work")
+    work.settle("Hi", " Hel", finished=False)
+    assert chats.keep("work") == "conversation 'work': the unfinished answer is now turn 1"
+    assert work.turns == [Turn("Hi", " Hel")]

@@ -515,3 +515,95 @@ def test_when_the_model_ends_its_answer_the_explorer_says_so_and_hides_the_chart
     data, _ = ex.record_bundle()
     assert "jc-x-chart" in data["text/html"] and "How to read the bars" in data["text/html"]
     assert f"jc-live-{ex.record.id}" in ex.widget._dom_classes
+
+
+# -- the state on its own, and the views as functions of it ---------------------------------
+def test_the_explorer_state_steps_undoes_and_resets_without_any_widget() -> None:
+    from jupyter_complete.widgets._explorer_state import ExplorerState
+
+    class Counting(ExplorerState):
+        changes = 0
+
+        def _changed(self) -> None:
+            self.changes += 1
+
+    model = FakeModel()
+    state = Counting("Say a letter.", model=model, settings=CompletionSettings(), seed=0)
+    assert state.prompt_tokens == [0, 1, 2] and state.generated == []
+    first = state.greedy()
+    # Greedy takes the likeliest token of the logits for exactly the prompt's tokens.
+    assert first.token == int(np.argmax(model.next_logits([0, 1, 2])))
+    assert (first.index, first.rank, first.how) == (1, 1, "greedy")
+    second = state.sample()
+    assert state.generated == [first.token, second.token]
+    assert [s.index for s in state.history] == [1, 2]
+    assert state.undo() == second and state.generated == [first.token]
+    state.reset()
+    assert state.generated == [] and state.history == [] and state.undo() is None
+    # Every change of the context told the widget layer, and nothing else did.
+    assert state.changes == 4
+
+
+def test_the_explorer_state_and_its_html_import_no_widget_library() -> None:
+    code = (
+        "import sys, jupyter_complete.widgets._explorer_state, "
+        "jupyter_complete.widgets._explorer_html\n"
+        "assert 'ipywidgets' not in sys.modules, 'the state pulled in ipywidgets'\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+
+
+def test_the_html_views_are_functions_of_the_state_alone() -> None:
+    from jupyter_complete.widgets._explorer_html import (
+        chart_html,
+        context_html,
+        show_token,
+        steps_html,
+        summary_html,
+    )
+    from jupyter_complete.widgets._explorer_state import ExplorerState
+
+    settings = CompletionSettings(top_k=2)
+    state = ExplorerState("<b>bold</b> prompt", model=FakeModel(), settings=settings)
+    assert steps_html(state) == ""  # no step yet
+    assert "<b>bold</b>" not in context_html(state, template=False)
+    assert html.escape("<b>bold</b>") in context_html(state, template=False)
+    chart = chart_html(state)
+    # A header, one row per token of the ten-token vocabulary, and "all others"; top_k=2 cuts
+    # every row after the second.
+    assert chart.count("<tr") == 1 + 10 + 1
+    assert chart.count("cut by top_k") == 10 - 2
+    assert "top_k 2: <b>2</b>" in summary_html(state)
+    step = state.greedy()
+    assert f"<code>{show_token(step.text)}</code>" in steps_html(state)
+    # The saved record's bars carry their own style; the live chart's use the stylesheet.
+    assert "jc-x-bar" in chart and "jc-x-bar" not in chart_html(state, inline=True)
+
+
+def test_the_panel_and_the_explorer_share_one_sampling_controls_builder(make_explorer) -> None:
+    from jupyter_complete import Panel
+    from jupyter_complete.widgets.controls import sampling_controls
+
+    settings = CompletionSettings()
+    built = sampling_controls(settings, "Use {name}.")
+    assert len(built.rows) == 3 and len(built.bindings) == 3
+    assert built.top_k_check.tooltip == "Use top_k." and built.top_p_check.tooltip == "Use top_p."
+    explorer = make_explorer("Say a letter.", FakeModel(), settings=settings)
+    panel = Panel("Say a letter.", settings=settings)
+    try:
+        settings.top_k = 7
+        for widget in (built, explorer, panel):
+            assert widget.top_k_check.value is True and widget.top_k_slider.value == 7
+            assert widget.temperature_slider.max == slider_spec("temperature")["max"]
+        panel.top_p_check.value = True  # one widget moves the setting, and the others follow
+        assert settings.top_p is not None
+        assert explorer.top_p_check.value is True and built.top_p_check.value is True
+    finally:
+        panel.close()
+        for binding in built.bindings:
+            binding.unbind()

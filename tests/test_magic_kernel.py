@@ -544,7 +544,7 @@ def test_ipython_config_sets_the_magic_defaults_and_loads_the_extension(tmp_path
 
 
 def test_the_panel_option_displays_the_panel_widget(kernel, kreplay):
-    pytest.importorskip("jupyter_complete.panel")
+    pytest.importorskip("jupyter_complete.widgets.panel")
     run = kernel.execute(cell(kreplay, "Once upon a time", "--panel -t 0.4 -o p"))
     assert run.status == "ok", run.error_text
     views = [

@@ -291,7 +291,7 @@ def test_show_traceback_is_wired_to_the_error_class(ip: Any) -> None:
 def test_the_panel_option_opens_the_panel_with_prompt_client_and_settings(
     ip: Any, replay: ReplayServer
 ) -> None:
-    panel_module = pytest.importorskip("jupyter_complete.panel")
+    panel_module = pytest.importorskip("jupyter_complete.widgets.panel")
     ip.run_cell_magic("complete", f"--base-url {replay.url} --panel -t 0.3 -o p", "Once upon")
     panel = ip.user_ns["p"]
     assert isinstance(panel, panel_module.Panel)
@@ -302,7 +302,7 @@ def test_the_panel_option_opens_the_panel_with_prompt_client_and_settings(
 def test_the_panel_option_without_the_panel_module_is_a_usage_error(
     ip: Any, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "jupyter_complete.panel", None)
+    monkeypatch.setitem(sys.modules, "jupyter_complete.widgets.panel", None)
     with pytest.raises(UsageError, match="--panel is not available"):
         ip.run_cell_magic("complete", f"--base-url {replay.url} --panel", "Once upon")
 

@@ -31,10 +31,10 @@ from fixtures_replay import (
 
 from jupyter_complete import Client, CompletionSettings
 from jupyter_complete.errors import InvalidParameterError
-from jupyter_complete.panel import COLUMNS, Panel, parse_compare
-from jupyter_complete.panel._panel import MAX_TOKENS_SLIDER
 from jupyter_complete.prompt import build
 from jupyter_complete.settings import slider_spec
+from jupyter_complete.widgets.panel import COLUMNS, Panel, parse_compare
+from jupyter_complete.widgets.panel._view import MAX_TOKENS_SLIDER
 
 WIRE = "\n\nHuman: {}\n\nAssistant:"
 
@@ -635,3 +635,63 @@ def test_the_panel_streams_from_the_built_in_local_model(local_client: Any) -> N
     assert record["stop_reason"] in ("stop_sequence", "max_tokens")
     assert panel.text == record["text"] and panel.text.strip()
     panel.close()
+
+
+# -- the panel's own types: one Completion per run, one dataclass per record ----------------
+def test_the_status_line_words_its_measurements_as_the_magics_footer() -> None:
+    from jupyter_complete.completion import Completion
+    from jupyter_complete.render import footer_text
+    from jupyter_complete.widgets.panel._compare import result_status
+    from jupyter_complete.widgets.panel._runner import RunResult
+
+    received = Completion(
+        "Paris.",
+        stop_reason="stop_sequence",
+        model="m",
+        usage={"input_tokens": 12, "output_tokens": 3},
+        time_to_first_token=0.25,
+        elapsed=1.5,
+    )
+    footer = footer_text(received)  # m · stop_sequence · 6 chars · tokens · first · total
+    assert result_status(RunResult("done", received)) == "done · " + footer.split(" · ", 1)[1]
+    stopped = Completion("Par", elapsed=0.5, interrupted=True)
+    assert result_status(RunResult("stopped", stopped)) == "stopped · 3 chars · total 0.50 s"
+
+
+def test_a_history_record_saved_by_an_earlier_version_loads_unchanged() -> None:
+    from jupyter_complete.widgets.panel._history import History, RunRecord
+
+    # The JSON shape every saved panel record has held: these twenty keys, in this order.
+    saved = {
+        "run": 3,
+        "kind": "compare",
+        "group": 2,
+        "prompt": "Hi",
+        "system": None,
+        "model": "m",
+        "max_tokens": 20,
+        "temperature": 0.5,
+        "top_k": None,
+        "top_p": 0.9,
+        "stop_sequences": ["\n"],
+        "text": "Hello",
+        "outcome": "done",
+        "stop_reason": "stop_sequence",
+        "error": None,
+        "chars": 5,
+        "time_to_first_token": 0.1,
+        "elapsed": 0.4,
+        "response_model": "m-1",
+        "started": "2026-01-01T00:00:00+00:00",
+    }
+    assert tuple(saved) == COLUMNS == tuple(f for f in RunRecord.__dataclass_fields__)
+    history = History()
+    history.restore([saved, {"run": 4, "text": "older, with fewer keys"}])
+    assert history[0] == saved and list(history[0]) == list(COLUMNS)
+    older = history[1]
+    assert older["chars"] == len("older, with fewer keys") and older["stop_sequences"] == []
+    assert older["model"] is None and older["outcome"] is None
+    assert history.new_group() == 3  # after the largest saved group
+    copy = history.records()[0]
+    copy["stop_sequences"].append("x")  # a copy: the history keeps its own list
+    assert history[0]["stop_sequences"] == ["\n"]

@@ -16,8 +16,8 @@ from fixtures_replay import ReplayServer, Script
 
 from jupyter_complete import Client
 from jupyter_complete.errors import InvalidParameterError
-from jupyter_complete.panel import Panel
-from jupyter_complete.panel._spread import DEFAULT_SAMPLES, parse_spread
+from jupyter_complete.widgets.panel import Panel
+from jupyter_complete.widgets.panel._spread import DEFAULT_SAMPLES, parse_spread
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_a_long_sweep_redraws_its_figures_at_intervals_not_for_every_sample(
 ) -> None:
     # The live HTML grows with the samples (1 MB for 10,000): drawn per sample, the panel
     # stayed busy drawing long after the last answer came.
-    from jupyter_complete.panel import _spread
+    from jupyter_complete.widgets.panel import _spread
 
     drawn: list[bool] = []
     real = _spread.result_html

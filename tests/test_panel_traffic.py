@@ -26,8 +26,8 @@ from fixtures_panel import CommRecorder, paced_script
 from fixtures_replay import ReplayServer
 
 from jupyter_complete import Client
-from jupyter_complete.panel import Panel, StreamView
-from jupyter_complete.panel._textview import HARD
+from jupyter_complete.widgets._textview import HARD
+from jupyter_complete.widgets.panel import Panel, StreamView
 
 
 def sample_text(n: int) -> str:
@@ -127,7 +127,7 @@ def test_a_panel_run_coalesces_updates_and_sends_bytes_linear_in_the_text(
 # Creating the widgets is measured apart: it costs the same for any answer.
 _PANEL_SETUP = """
 from jupyter_complete import Client
-from jupyter_complete.panel import Panel
+from jupyter_complete.widgets.panel import Panel
 _p = Panel("Tell me.", client=Client(base_url={url!r}, api_key="k", max_retries=0))
 """
 _PANEL_RUN = """
@@ -175,7 +175,9 @@ def panel_kernel() -> Any:
 
     with running_kernel(kernel_env()) as handle:
         # Import once, so the measured cells do not include first-import costs.
-        run = handle.execute("import ipywidgets, jupyter_complete.panel, jupyter_complete.render")
+        run = handle.execute(
+            "import ipywidgets, jupyter_complete.widgets.panel, jupyter_complete.render"
+        )
         assert run.status == "ok", run.error_text
         yield handle
 

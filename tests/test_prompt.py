@@ -69,3 +69,51 @@ def test_doubled_braces_escape_a_name_that_exists() -> None:
 def test_parse_rejects_an_assistant_turn_before_the_first_human_turn() -> None:
     with pytest.raises(prompt.PromptFormatError, match="must start with"):
         prompt.parse("\n\nAssistant: Hello, world\n\nHuman: Hello, Claude\n\nAssistant:")
+
+
+# -- stop sequences as typed: one table for the magic's --stop and the panel's stop box -------
+
+
+def test_an_escaped_newline_is_a_newline() -> None:
+    assert prompt.unescape_stop_sequence(r"\n\nEND") == "\n\nEND"
+
+
+def test_an_escaped_tab_is_a_tab() -> None:
+    assert prompt.unescape_stop_sequence(r"a\tb") == "a\tb"
+
+
+def test_an_escaped_carriage_return_is_a_carriage_return() -> None:
+    assert prompt.unescape_stop_sequence(r"\r\n") == "\r\n"
+
+
+def test_a_doubled_backslash_is_one_backslash() -> None:
+    assert prompt.unescape_stop_sequence(r"a\\b") == "a\\b"
+
+
+def test_a_doubled_backslash_before_n_is_a_backslash_and_an_n() -> None:
+    assert prompt.unescape_stop_sequence(r"\\n") == "\\n"
+
+
+def test_an_unknown_escape_stays_as_typed() -> None:
+    assert prompt.unescape_stop_sequence(r"\d+") == r"\d+"
+
+
+def test_a_trailing_backslash_stays_as_typed() -> None:
+    assert prompt.unescape_stop_sequence("end\\") == "end\\"
+
+
+def test_a_plain_stop_sequence_is_unchanged_both_ways() -> None:
+    assert prompt.escape_stop_sequence("###") == prompt.unescape_stop_sequence("###") == "###"
+
+
+def test_control_characters_are_escaped_for_display() -> None:
+    assert prompt.escape_stop_sequence("\n\nHuman:\t\r") == r"\n\nHuman:\t\r"
+
+
+def test_a_backslash_is_escaped_for_display() -> None:
+    assert prompt.escape_stop_sequence("a\\nb") == r"a\\nb"
+
+
+@pytest.mark.parametrize("text", ["\n\nHuman:", "a\\nb", "\\", "\\\\t\t", "x\r\n\\d", ""])
+def test_unescape_inverts_escape(text: str) -> None:
+    assert prompt.unescape_stop_sequence(prompt.escape_stop_sequence(text)) == text

@@ -17,9 +17,9 @@ from fixtures_panel import paced_script, wait_until
 from fixtures_replay import ReplayServer
 
 from jupyter_complete import Client
-from jupyter_complete.panel import Panel
 from jupyter_complete.record import find_record, records
 from jupyter_complete.render import METADATA_KEY
+from jupyter_complete.widgets.panel import Panel
 
 
 @pytest.fixture

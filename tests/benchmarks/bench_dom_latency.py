@@ -196,7 +196,7 @@ def cells_for(server: PacedServer, rounds: int) -> list[str]:
         "import time\n"
         "from IPython.display import display\n"
         "from jupyter_complete import Client\n"
-        "from jupyter_complete.panel import Panel\n"
+        "from jupyter_complete.widgets.panel import Panel\n"
         "print('ready')",
     ]
     kinds = ["magic", "panel", "floor"]

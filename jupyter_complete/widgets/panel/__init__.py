@@ -12,9 +12,9 @@ imports ipywidgets; ``import jupyter_complete`` does not.
 
 from __future__ import annotations
 
+from .._textview import StreamView
 from ._compare import parse_compare
 from ._history import COLUMNS
 from ._panel import Panel
-from ._textview import StreamView
 
 __all__ = ["COLUMNS", "Panel", "StreamView", "parse_compare"]

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CompleteError
-from ..render import StreamRenderer
+from ...completion import Completion
+from ...errors import CompleteError
+from ...render import StreamRenderer
 
 if TYPE_CHECKING:
-    from ..client import Client
-    from ..completion import Completion
-    from ..streaming import CompletionStream
+    from ...client import Client
+    from ...streaming import CompletionStream
 
 log = logging.getLogger("jupyter_complete")
 
@@ -66,21 +66,20 @@ class StopSignal:
 
 @dataclasses.dataclass
 class RunResult:
-    """How one request ended."""
+    """How one request ended: its outcome, the error if any, and everything received."""
 
-    #: Everything received (kept on Stop and on errors).
-    text: str
     #: "done" (the server ended it), "stopped" (Stop was pressed) or "error".
     outcome: str
-    stop_reason: str | None = None
+    #: What was received, also on Stop and on errors: the text, stop reason, model, usage and
+    #: timings (``elapsed`` is measured here when the server never answered).
+    completion: Completion
     #: One line naming the error class and saying what went wrong (None unless "error").
     error: str | None = None
-    #: The model the server reported.
-    model: str | None = None
-    time_to_first_token: float | None = None
-    elapsed: float | None = None
-    #: Token counts, when the server reported them.
-    usage: dict[str, int] | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything received (``completion.completion``)."""
+        return self.completion.completion
 
 
 def stream_once(
@@ -131,19 +130,13 @@ def stream_once(
         outcome = "stopped"
     else:
         outcome = "error"
+    received = snap if snap is not None else Completion(completion="")
+    if received.elapsed is None:
+        received = dataclasses.replace(received, elapsed=time.monotonic() - started)
     return RunResult(
-        text=snap.completion if snap is not None else "",
         outcome=outcome,
-        stop_reason=snap.stop_reason if snap is not None else None,
+        completion=received,
         error=(
             f"{type(error).__name__}: {error}" if outcome == "error" and error is not None else None
-        ),
-        model=snap.model if snap is not None else None,
-        usage=snap.usage if snap is not None else None,
-        time_to_first_token=snap.time_to_first_token if snap is not None else None,
-        elapsed=(
-            snap.elapsed
-            if snap is not None and snap.elapsed is not None
-            else time.monotonic() - started
         ),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..record import bundle, esc, pre
+from ...record import bundle, esc, pre
 from ._history import label, params_line
 
 #: Characters of each answer shown in the history table of the record.
@@ -84,7 +84,7 @@ def panel_html(record_id: str, state: dict[str, Any]) -> str:
 def _spread_html(data: dict[str, Any]) -> str:
     """The last "n samples per setting" result: its table and chart (PNG), as `spread` shows
     it; a note if the saved data cannot be read."""
-    from ..sweep import SpreadResult, result_html
+    from ...sweep import SpreadResult, result_html
 
     try:
         result = SpreadResult.from_dict(data)

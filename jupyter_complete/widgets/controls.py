@@ -10,14 +10,14 @@ clamped by it and written back.
 from __future__ import annotations
 
 import decimal
-import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import ipywidgets as widgets
 from traitlets import Float, TraitError
 
-from .settings import CompletionSettings, slider_spec
+from ..prompt import escape_stop_sequence, unescape_stop_sequence
+from ..settings import CompletionSettings, slider_spec
 
 #: Label width shared by every control, so the sliders line up.
 LABEL_WIDTH = "7em"
@@ -173,6 +173,14 @@ def _slider_value(slider: Any) -> Any:
     return int(slider.value)
 
 
+def button(description: str, icon: str, tooltip: str, **traits: Any) -> Any:
+    """An ``ipywidgets.Button``: its label, Font Awesome icon name and tooltip.
+
+    ``traits`` are further `ipywidgets.Button` traits (``button_style``, ``disabled``).
+    """
+    return widgets.Button(description=description, icon=icon, tooltip=tooltip, **traits)
+
+
 def bind_slider(settings: CompletionSettings, name: str, slider: Any) -> Binding:
     """Two-way link between a required numeric setting and its slider.
 
@@ -219,6 +227,64 @@ def bind_optional(settings: CompletionSettings, name: str, check: Any, slider: A
     return Binding(settings, name, [check, slider], show, read)
 
 
+class SamplingControls(NamedTuple):
+    """The temperature, top_k and top_p controls, linked both ways to one settings object."""
+
+    temperature_slider: Any
+    top_k_check: Any
+    top_k_slider: Any
+    top_p_check: Any
+    top_p_slider: Any
+    #: Three rows to lay out one under the other: the temperature slider, then each optional
+    #: setting's checkbox and slider side by side.
+    rows: list[Any]
+    #: The three links; `Binding.unbind` each when the widget closes.
+    bindings: list[Binding]
+
+
+#: The settings `sampling_controls` shows: the ones that reshape the next-token distribution.
+SAMPLING = ("temperature", "top_k", "top_p")
+
+
+def sampling_controls(
+    settings: CompletionSettings, check_tooltip: str, **row_layout: str
+) -> SamplingControls:
+    """The sampling sliders the panel and the explorer share, already bound to ``settings``.
+
+    Args:
+        settings: the settings the controls show and change.
+        check_tooltip: the tooltip of top_k's and top_p's checkbox, with ``{name}`` standing
+            for the setting's name.
+        row_layout: `ipywidgets.Layout` traits of the two checkbox-and-slider rows.
+    """
+    temperature = make_slider("temperature")
+    top_k, top_k_check = make_optional_slider("top_k", check_tooltip.format(name="top_k"))
+    top_p, top_p_check = make_optional_slider("top_p", check_tooltip.format(name="top_p"))
+
+    def row(check: Any, slider: Any) -> Any:
+        if row_layout:
+            return widgets.HBox([check, slider], layout=widgets.Layout(**row_layout))
+        return widgets.HBox([check, slider])
+
+    return SamplingControls(
+        temperature_slider=temperature,
+        top_k_check=top_k_check,
+        top_k_slider=top_k,
+        top_p_check=top_p_check,
+        top_p_slider=top_p,
+        rows=[
+            temperature,
+            row(top_k_check, top_k),
+            row(top_p_check, top_p),
+        ],
+        bindings=[
+            bind_slider(settings, "temperature", temperature),
+            bind_optional(settings, "top_k", top_k_check, top_k),
+            bind_optional(settings, "top_p", top_p_check, top_p),
+        ],
+    )
+
+
 def bind_int_box(settings: CompletionSettings, name: str, box: Any) -> Binding:
     """Two-way link between an integer setting and a number box (for exact values)."""
 
@@ -237,28 +303,14 @@ def bind_text(settings: CompletionSettings, name: str, box: Any) -> Binding:
     return Binding(settings, name, [box], show, lambda: str(box.value))
 
 
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
-
-
-def escape(text: str) -> str:
-    """A stop sequence as typed in the tags box: newlines and tabs as ``\\n``, ``\\t``."""
-    return "".join(_ESCAPES.get(c, c) for c in text)
-
-
-def unescape(text: str) -> str:
-    """Inverse of `escape`; an unknown ``\\x`` stays as typed."""
-    return re.sub(r"\\(.)", lambda m: _UNESCAPES.get(m.group(1), m.group(0)), text)
-
-
 def bind_stops(settings: CompletionSettings, tags: Any) -> Binding:
     """Two-way link between ``stop_sequences`` and a tags box (escaped for display)."""
 
     def show(value: Any) -> None:
-        tags.value = [escape(s) for s in value]
+        tags.value = [escape_stop_sequence(s) for s in value]
 
     def read() -> list[str]:
-        return [s for s in (unescape(t) for t in tags.value) if s]
+        return [s for s in (unescape_stop_sequence(t) for t in tags.value) if s]
 
     return Binding(settings, "stop_sequences", [tags], show, read)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..errors import InvalidParameterError
+from ...errors import InvalidParameterError
+from .._textview import StreamView
 from ._history import params_line, status_line
 from ._runner import RunResult
-from ._textview import StreamView
 
 _SAMPLES_RE = re.compile(r"[x×*]\s*(\d+)|(\d+)\s*[x×]|(\d+)\s*samples?", re.IGNORECASE)
 
@@ -172,11 +172,12 @@ class CompareGrid:
 
 def result_status(result: RunResult) -> str:
     """The status line of a finished request."""
+    received = result.completion
     return status_line(
         result.outcome,
-        stop_reason=result.stop_reason,
+        stop_reason=received.stop_reason,
         chars=len(result.text),
-        time_to_first_token=result.time_to_first_token,
-        elapsed=result.elapsed,
-        usage=result.usage,
+        time_to_first_token=received.time_to_first_token,
+        elapsed=received.elapsed,
+        usage=received.usage,
     )

@@ -14,7 +14,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..sweep import SpreadResult, result_html
+from ...completion import Completion
+from ...sweep import SpreadResult, result_html
 from ._runner import RunResult
 
 #: Samples per value when the box does not say.
@@ -79,16 +80,10 @@ def parse_spread(text: str) -> dict[str, Any]:
 
 
 def run_result(sample: Any) -> RunResult:
-    """A sweep `~jupyter_complete.sweep.Sample` as the panel's `RunResult` (for history)."""
-    return RunResult(
-        text=sample.text,
-        outcome=sample.outcome,
-        stop_reason=sample.stop_reason,
-        error=sample.error,
-        model=sample.model,
-        time_to_first_token=sample.time_to_first_token,
-        elapsed=sample.elapsed,
-    )
+    """A sweep's `~jupyter_complete.spread_figures.Sample` as a `RunResult` (for history)."""
+    received = Completion(sample.text, stop_reason=sample.stop_reason, model=sample.model)
+    received.time_to_first_token, received.elapsed = sample.time_to_first_token, sample.elapsed
+    return RunResult(outcome=sample.outcome, completion=received, error=sample.error)
 
 
 class SpreadView:

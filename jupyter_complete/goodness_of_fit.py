@@ -6,7 +6,7 @@ Two figures, both on counts of labels (token texts) against a probability for ea
 * `chi_square_fit`: Pearson's chi-square goodness-of-fit test, with bins pooled by Cochran's
   rule, and its p-value from `chi_square_p_value` (the upper tail of the chi-square
   distribution, computed here so the package needs no scipy; the tests check it against
-  ``scipy.stats.chi2.sf``).
+  ``scipy.special.chdtrc``, which ``scipy.stats.chi2.sf`` evaluates).
 
 `jupyter_complete.first_tokens` shows both beside its chart.
 """

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from . import errors
     from .client import Client
     from .completion import Completion
+    from .first_tokens_result import FirstTokens
     from .settings import CompletionSettings
-    from .settling import FirstTokens, first_tokens
+    from .settling import first_tokens
     from .streaming import CompletionStream
     from .sweep import SpreadResult, spread
     from .widgets.explorer import Explorer
@@ -40,7 +41,7 @@ _LAZY = {
     "spread": ".sweep",
     "SpreadResult": ".sweep",
     "first_tokens": ".settling",
-    "FirstTokens": ".settling",
+    "FirstTokens": ".first_tokens_result",
 }
 
 __all__ = [

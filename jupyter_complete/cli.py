@@ -15,8 +15,9 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any, TypeVar
 
 from ._constants import ENV_MODEL_PATH, ENV_SERVER_API_KEY
 from .errors import LocalModelUnavailableError
@@ -32,6 +33,99 @@ def _threads(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
     return value
+
+
+_Limits = TypeVar("_Limits", HttpLimits, RequestLimits)
+
+#: The options that bound what one client may cost a shared server, in the order of
+#: ``serve --help``: ``(class, field, type, help)``. The option is ``--field-name``; its default
+#: and the value passed to `serve` are the class's own (`HttpLimits`, `RequestLimits`), so
+#: the parser, the help and the call cannot drift apart.
+_LIMITS: tuple[
+    tuple[type[HttpLimits] | type[RequestLimits], str, Callable[[str], float], str], ...
+] = (
+    (
+        HttpLimits,
+        "max_connections",
+        int,
+        "open connections at once, idle ones included (default %(default)s, and at most "
+        "what the descriptor limit allows); past it, 503",
+    ),
+    (
+        HttpLimits,
+        "max_body_bytes",
+        int,
+        "request body size (default %(default)s, the API's 32 MB); past it, 413",
+    ),
+    (
+        HttpLimits,
+        "max_body_bytes_in_flight",
+        int,
+        "request bodies being read at once, by their Content-Length (default %(default)s); "
+        "past it, 529",
+    ),
+    (
+        HttpLimits,
+        "max_head_bytes",
+        int,
+        "request line and headers (default %(default)s); past it, 431",
+    ),
+    (
+        HttpLimits,
+        "max_headers",
+        int,
+        "header fields in one request (default %(default)s); past it, 431",
+    ),
+    (
+        HttpLimits,
+        "head_timeout",
+        float,
+        "seconds to send a whole request head (default %(default)s); then 408",
+    ),
+    (
+        HttpLimits,
+        "body_timeout",
+        float,
+        "seconds to send a whole body (default %(default)s); then 408",
+    ),
+    (
+        HttpLimits,
+        "idle_timeout",
+        float,
+        "seconds a keep-alive connection may idle (default %(default)s)",
+    ),
+    (
+        RequestLimits,
+        "max_stop_sequences",
+        int,
+        "stop sequences per request (default %(default)s); past it, 400",
+    ),
+    (
+        RequestLimits,
+        "max_stop_sequence_chars",
+        int,
+        "their total length (default %(default)s); past it, 400",
+    ),
+    (
+        RequestLimits,
+        "max_prompt_bytes",
+        int,
+        "UTF-8 bytes of a prompt or of a request's messages, checked before tokenising "
+        "(default %(default)s); past it, 400",
+    ),
+    (
+        RequestLimits,
+        "max_turns",
+        int,
+        "turns (messages) in one conversation (default %(default)s); past it, 400",
+    ),
+)
+
+
+def _limits(cls: type[_Limits], args: argparse.Namespace, **extra: Any) -> _Limits:
+    """``cls`` built from the parsed `_LIMITS` options that belong to it (plus ``extra``)."""
+    given = {name: getattr(args, name) for owner, name, _, _ in _LIMITS if owner is cls}
+    return cls(**given, **extra)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,82 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     limits = serve.add_argument_group(
         "limits", "what one client may cost a shared server; each refusal is an API error"
     )
-    limits.add_argument(
-        "--max-connections",
-        type=int,
-        default=HttpLimits.max_connections,
-        help="open connections at once, idle ones included (default "
-        "%(default)s, and at most what the descriptor limit allows); past it, "
-        "503",
-    )
-    limits.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=HttpLimits.max_body_bytes,
-        help="request body size (default %(default)s, the API's 32 MB); past it, 413",
-    )
-    limits.add_argument(
-        "--max-body-bytes-in-flight",
-        type=int,
-        default=HttpLimits.max_body_bytes_in_flight,
-        help="request bodies being read at once, by their Content-Length "
-        "(default %(default)s); past it, 529",
-    )
-    limits.add_argument(
-        "--max-head-bytes",
-        type=int,
-        default=HttpLimits.max_head_bytes,
-        help="request line and headers (default %(default)s); past it, 431",
-    )
-    limits.add_argument(
-        "--max-headers",
-        type=int,
-        default=HttpLimits.max_headers,
-        help="header fields in one request (default %(default)s); past it, 431",
-    )
-    limits.add_argument(
-        "--head-timeout",
-        type=float,
-        default=HttpLimits.head_timeout,
-        help="seconds to send a whole request head (default %(default)s); then 408",
-    )
-    limits.add_argument(
-        "--body-timeout",
-        type=float,
-        default=HttpLimits.body_timeout,
-        help="seconds to send a whole body (default %(default)s); then 408",
-    )
-    limits.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=HttpLimits.idle_timeout,
-        help="seconds a keep-alive connection may idle (default %(default)s)",
-    )
-    limits.add_argument(
-        "--max-stop-sequences",
-        type=int,
-        default=RequestLimits.max_stop_sequences,
-        help="stop sequences per request (default %(default)s); past it, 400",
-    )
-    limits.add_argument(
-        "--max-stop-sequence-chars",
-        type=int,
-        default=RequestLimits.max_stop_sequence_chars,
-        help="their total length (default %(default)s); past it, 400",
-    )
-    limits.add_argument(
-        "--max-prompt-bytes",
-        type=int,
-        default=RequestLimits.max_prompt_bytes,
-        help="UTF-8 bytes of a prompt or of a request's messages, checked "
-        "before tokenising (default %(default)s); past it, 400",
-    )
-    limits.add_argument(
-        "--max-turns",
-        type=int,
-        default=RequestLimits.max_turns,
-        help="turns (messages) in one conversation (default %(default)s); past it, 400",
-    )
+    for owner, name, kind, text in _LIMITS:
+        flag = "--" + name.replace("_", "-")
+        limits.add_argument(flag, type=kind, default=getattr(owner, name), help=text)
     limits.add_argument(
         "--allow-host",
         action="append",
@@ -238,23 +259,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .local.server import serve
 
     try:
-        limits = HttpLimits(
-            max_connections=args.max_connections,
-            max_body_bytes=args.max_body_bytes,
-            max_body_bytes_in_flight=args.max_body_bytes_in_flight,
-            max_head_bytes=args.max_head_bytes,
-            max_headers=args.max_headers,
-            head_timeout=args.head_timeout,
-            body_timeout=args.body_timeout,
-            idle_timeout=args.idle_timeout,
-            allowed_hosts=tuple(args.allow_host),
-        )
-        request_limits = RequestLimits(
-            max_stop_sequences=args.max_stop_sequences,
-            max_stop_sequence_chars=args.max_stop_sequence_chars,
-            max_prompt_bytes=args.max_prompt_bytes,
-            max_turns=args.max_turns,
-        )
+        limits = _limits(HttpLimits, args, allowed_hosts=tuple(args.allow_host))
+        request_limits = _limits(RequestLimits, args)
         upstream = None
         if args.upstream is not None:
             from .local.upstream import UpstreamConfig

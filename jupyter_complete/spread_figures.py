@@ -164,7 +164,7 @@ def setting_stats(
     done = [s for s in samples if s.outcome == "done"]
     texts = [s.text for s in done]
     if length_unit is None:
-        length_unit = _length_unit(done)
+        length_unit = common_length_unit(done)
     lengths: list[float] = [
         float(
             s.output_tokens
@@ -197,7 +197,9 @@ def setting_stats(
     )
 
 
-def _length_unit(samples: Sequence[Sample]) -> str:
+def common_length_unit(samples: Sequence[Sample]) -> str:
+    """``"tokens"`` when the server reported ``output_tokens`` for every finished sample,
+    else ``"chars"``: one unit for a whole sweep, so its settings compare."""
     done = [s for s in samples if s.outcome == "done"]
     return "tokens" if done and all(s.output_tokens is not None for s in done) else "chars"
 
@@ -205,6 +207,7 @@ def _length_unit(samples: Sequence[Sample]) -> str:
 __all__ = [
     "Sample",
     "SettingStats",
+    "common_length_unit",
     "count_answers",
     "distinct_n",
     "min_median_max",

@@ -1,8 +1,8 @@
 """`SpreadResult`: what a sweep drew, its figures per setting, a table and a chart.
 
 Shown in a notebook as HTML with the chart embedded as a PNG, so a saved notebook keeps it.
-The figures are defined in `jupyter_complete.spread_figures`; `jupyter_complete.sweep` draws
-the samples.
+The figures are defined in `jupyter_complete.spread_figures`, the chart is drawn by
+`jupyter_complete.spread_chart`, and `jupyter_complete.sweep_runner` draws the samples.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import dataclasses
 import html
 import importlib
 import io
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from .spread_figures import Sample, SettingStats, _length_unit, setting_stats
+from .spread_chart import PLOT_HINT, draw_chart
+from .spread_figures import Sample, SettingStats, common_length_unit, setting_stats
 
 #: The parameters `spread` can sweep (one at a time), as the API names them.
 SWEEPABLE = ("temperature", "top_p", "top_k")
@@ -25,8 +25,6 @@ SWEEPABLE = ("temperature", "top_p", "top_k")
 ANSWER_CHARS = 120
 #: Most common answers listed per setting in the table (all are in the details below it).
 TOP_ANSWERS = 3
-#: What to install for the chart.
-PLOT_HINT = "pip install 'jupyter_complete[plot]'"
 
 _WHY_PARTIAL = {
     "interrupted": "interrupted (kernel interrupt)",
@@ -85,7 +83,7 @@ class SpreadResult:
     def length_unit(self) -> str:
         """``"tokens"`` if the server reported token counts for every answer, else
         ``"chars"`` (one unit for the whole result, so settings compare)."""
-        return _length_unit(self.samples)
+        return common_length_unit(self.samples)
 
     @property
     def stats(self) -> list[SettingStats]:
@@ -250,65 +248,7 @@ class SpreadResult:
         return "\n".join(lines)
 
 
-# -- the chart and the table ---------------------------------------------------------------
-def draw_chart(parameter: str, stats: Sequence[SettingStats]) -> Any:
-    """A two-panel matplotlib Figure: diversity (left) and length (right) per value.
-
-    Left: distinct answers / n (exact and normalised), distinct-1 and distinct-2, all in
-    [0, 1]. Right: median answer length, with a bar from min to max. Settings with nothing
-    drawn are left out.
-
-    Raises:
-        ImportError: matplotlib is not installed.
-    """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError(f"The chart needs matplotlib: {PLOT_HINT}") from err
-    shown = [st for st in stats if st.drawn]
-    xs = [st.value for st in shown]
-    fig = Figure(figsize=(8.4, 3.0), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    series = (
-        ("distinct answers / n", "distinct", "o-"),
-        ("same, normalised", "distinct_normalized", "s--"),
-        ("distinct-1", "distinct_1", "^-"),
-        ("distinct-2", "distinct_2", "v-"),
-    )
-    for label, attr, style in series:
-        ys = [getattr(st, attr) for st in shown]
-        left.plot(xs, [math.nan if y is None else y for y in ys], style, label=label, markersize=4)
-    left.set_ylim(-0.03, 1.05)
-    left.set_xlabel(parameter)
-    left.set_ylabel("diversity")
-    left.set_title("How different the answers are", fontsize=10)
-    left.legend(fontsize=7, loc="best")
-    left.grid(alpha=0.3)
-    unit = shown[0].length_unit if shown else "chars"
-    med = [st.length[1] if st.length else math.nan for st in shown]
-    low = [st.length[1] - st.length[0] if st.length else 0.0 for st in shown]
-    high = [st.length[2] - st.length[1] if st.length else 0.0 for st in shown]
-    right.errorbar(
-        xs,
-        med,
-        yerr=[low, high],
-        fmt="o-",
-        capsize=4,
-        markersize=4,
-        label="median (bar: min to max)",
-    )
-    right.set_ylim(bottom=0)
-    right.set_xlabel(parameter)
-    right.set_ylabel("answer length (" + ("tokens" if unit == "tokens" else "characters") + ")")
-    right.set_title("How long the answers are", fontsize=10)
-    right.legend(fontsize=7, loc="best")
-    right.grid(alpha=0.3)
-    if parameter == "top_k":
-        for ax in (left, right):
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    return fig
-
-
+# -- the table --------------------------------------------------------------------------------
 def _num(value: float) -> str:
     return f"{value:g}"
 

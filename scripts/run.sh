@@ -17,7 +17,7 @@ done
 bash scripts/setup.sh
 
 if [ "$headless" = 1 ]; then
-  exec .venv/bin/python -m jupyter_complete._demo notebooks/01-quickstart.ipynb
+  exec .venv/bin/python scripts/run_notebook.py notebooks/01-quickstart.ipynb
 fi
 
 # JupyterLab refuses to run as root unless told to.

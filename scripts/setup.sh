@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything jupyter_complete needs on a fresh Debian machine, idempotently:
 #   bash scripts/setup.sh          # the package with the built-in model and JupyterLab
-#   bash scripts/setup.sh test     # ... plus the test tools and Debian's chromium
+#   bash scripts/setup.sh test     # ... plus the test and dev tools and Debian's chromium
 # Everything goes into ./.venv (created with the python3 on PATH, 3.10+).
 # llama-cpp-python compiles from source the first time (about 7 minutes on 2 cores);
 # pip caches the built wheel, so later runs take seconds.
@@ -24,7 +24,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$mode" = test ]; then
-  .venv/bin/python -m pip install -q -e ".[local,plot,test]"
+  .venv/bin/python -m pip install -q -e ".[local,plot,notebook,test,dev]"
   # The current official SDK (Messages only) as a second peer of the local server. It
   # cannot share .venv with anthropic<1, which the Text Completions peer tests need, so it
   # goes into its own directory; tests/test_local_messages.py runs it with PYTHONPATH there.
@@ -38,5 +38,5 @@ if [ "$mode" = test ]; then
   # the first time, seconds after).
   bash scripts/build_llama_server.sh
 else
-  .venv/bin/python -m pip install -q -e ".[local,plot]" jupyterlab nbclient ipykernel
+  .venv/bin/python -m pip install -q -e ".[local,plot,notebook]"
 fi

@@ -31,6 +31,43 @@ from fixtures_replay import ReplayServer
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
+#: The marker of a test that starts a real kernel: ``pytest -m "not kernel"`` leaves them out.
+KERNEL_MARK = "kernel"
+
+
+def _starts_kernel(fixture: str) -> bool:
+    """The naming rule for kernel fixtures: ``kernel`` itself, or any ``*_kernel``."""
+    return fixture == KERNEL_MARK or fixture.endswith("_kernel")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects, so the marks it adds count
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``kernel`` every test that uses a kernel fixture, so none can be forgotten."""
+    for item in items:
+        if any(_starts_kernel(name) for name in getattr(item, "fixturenames", ())):
+            item.add_marker(KERNEL_MARK)
+
+
+#: The test being set up or run (set by `pytest_runtest_setup`), for `running_kernel`'s check.
+_current: list[pytest.Item] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _current[:] = [item]
+
+
+def _check_marked() -> None:
+    """Fail a test that starts a kernel without the ``kernel`` marker (it would slow the fast
+    lane): mark it, or start the kernel from a fixture named ``*_kernel``."""
+    if _current and _current[0].get_closest_marker(KERNEL_MARK) is None:
+        pytest.fail(
+            f"{_current[0].nodeid} starts a kernel but is not marked: add "
+            "@pytest.mark.kernel, or start it from a fixture named *_kernel",
+            pytrace=False,
+        )
+
+
 #: A recognisable fake key: any IOPub message containing it is a leak.
 FAKE_KEY = "sk-ant-FAKE-api03-" + "leakcheck" * 4 + "-XYZ"
 
@@ -241,6 +278,7 @@ def kernel_env(
 @contextmanager
 def running_kernel(env: dict[str, str]) -> Iterator[KernelHandle]:
     """Start a python3 kernel with ``env``; stop it on exit."""
+    _check_marked()
     km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
     info = km.get_connection_info()
     sniffer = IOPubSniffer(f"{info['transport']}://{info['ip']}:{info['iopub_port']}")

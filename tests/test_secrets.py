@@ -423,6 +423,7 @@ def test_the_panel_shows_no_key_in_its_widgets_traffic_history_or_errors(
 # -- a notebook, executed and saved ----------------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_an_executed_and_saved_notebook_holds_no_key(
     replay: ReplayServer,
     tmp_path: Path,

@@ -117,6 +117,7 @@ def test_more_idle_connections_than_descriptors_neither_spin_the_server_nor_stop
             sock.close()
 
 
+@pytest.mark.kernel
 def test_the_embedded_server_in_a_kernel_withstands_strangers_and_keeps_the_kernel_well() -> None:
     env = kernel_env(unset=("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"))
     env["PYTHONPATH"] = str(REPO)

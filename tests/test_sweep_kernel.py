@@ -30,6 +30,8 @@ from fixtures_replay import (
     sse_script,
 )
 
+pytestmark = pytest.mark.kernel
+
 PNG_RE = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 

@@ -217,6 +217,7 @@ def test_models_and_count_tokens_answer_for_the_upstream(front):
     assert 1 <= short < longer
 
 
+@pytest.mark.kernel
 def test_the_magic_streams_through_us_to_the_engine(front):
     env = kernel_env({"ANTHROPIC_BASE_URL": front.url, "ANTHROPIC_API_KEY": KEY})
     with running_kernel(env) as kernel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import socket
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
@@ -245,12 +246,22 @@ def test_each_gzip_event_reaches_the_caller_before_the_server_sends_the_next(
 
 @pytest.fixture(scope="module")
 def gzip_gigabyte() -> bytes:
-    """About 1 MB of gzip that inflates to 1 GiB of one repeated completion event."""
+    """About 1 MB of gzip that inflates to 1 GiB of one repeated completion event.
+
+    One gzip member, built without deflating 1 GiB: after a full flush deflate starts afresh
+    (RFC 1951 blocks refer to no earlier data), so every later copy of the event compresses
+    to the same bytes. Then the final empty fixed-Huffman block (``03 00``) and the member's
+    trailer, CRC-32 and size of all 1 GiB (RFC 1952 2.3.1).
+    """
     one = completion_event("a" * (MiB - 100))
     z = compressor("gzip")
-    parts = [z.compress(one) for _ in range(1024)]
-    parts.append(z.flush())
-    return b"".join(parts)
+    first = z.compress(one) + z.flush(zlib.Z_FULL_FLUSH)
+    again = z.compress(one) + z.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(1024):
+        crc = zlib.crc32(one, crc)
+    trailer = struct.pack("<II", crc, (1024 * len(one)) & 0xFFFFFFFF)
+    return first + again * 1023 + b"\x03\x00" + trailer
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streaming", "whole"])

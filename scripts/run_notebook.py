@@ -2,16 +2,17 @@
 
 ::
 
-    python -m jupyter_complete._demo notebooks/01-quickstart.ipynb
+    python scripts/run_notebook.py notebooks/01-quickstart.ipynb
 
-``scripts/run.sh --headless`` runs this, and tests/test_notebooks.py uses `run_notebook`. The
+``scripts/run.sh --headless`` runs this, and tests/test_notebooks.py uses `run_notebook`. It is
+development tooling, so it lives in ``scripts/``, outside the wheel. The
 notebook runs in a fresh ``python3`` kernel (nbclient), from its own folder, with
 ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` removed from the kernel's environment, so it
 always uses the built-in model. Cells tagged ``raises-exception`` may fail (they show an
 error on purpose); any other failure is reported and makes the exit status 1.
 
 Needs nbclient, nbformat and ipykernel (installed by ``scripts/setup.sh``); they are imported
-only here, never by the package itself.
+only here, never by the package.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._constants import ENV_API_KEY, ENV_BASE_URL
+from jupyter_complete._constants import ENV_API_KEY, ENV_BASE_URL
 
 #: The tag that allows a cell to fail (nbclient's own convention).
 RAISES = "raises-exception"
@@ -213,7 +214,7 @@ def _print_cell(out: TextIO) -> Callable[[CellReport], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a notebook and print its answers; exit status 1 if it did not run cleanly."""
     parser = argparse.ArgumentParser(
-        prog="python -m jupyter_complete._demo",
+        prog="python scripts/run_notebook.py",
         description="Execute a demo notebook headless and print its answers.",
     )
     parser.add_argument("notebook", help="path of the .ipynb to run")

@@ -14,9 +14,6 @@ MAX_RETRY_DELAY = 8.0
 #: A server's Retry-After is obeyed only inside (0, MAX_RETRY_AFTER] seconds, as the SDK does.
 MAX_RETRY_AFTER = 60.0
 
-HUMAN_PROMPT = "\n\nHuman:"
-AI_PROMPT = "\n\nAssistant:"
-
 ENV_API_KEY = "ANTHROPIC_API_KEY"
 ENV_BASE_URL = "ANTHROPIC_BASE_URL"
 ENV_MODEL_PATH = "JUPYTER_COMPLETE_MODEL_PATH"

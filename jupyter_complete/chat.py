@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ._constants import AI_PROMPT, HUMAN_PROMPT
+from .wire import AI_PROMPT, HUMAN_PROMPT
 
 #: The built-in model's context window, in tokens (what `LocalModel` is loaded with).
 LOCAL_CONTEXT_TOKENS = 4096

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._constants import AI_PROMPT, HUMAN_PROMPT
+from .wire import AI_PROMPT, HUMAN_PROMPT
 
 # A turn label at the start of a line (or of the text), with any blank lines before it.
 _TURN_RE = re.compile(r"(?:^|\n)[ \t]*(Human|Assistant):[ \t]?", re.MULTILINE)

@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._constants import HUMAN_PROMPT
+# -- turns ------------------------------------------------------------------------------------
+# A Text Completions prompt starts with a Human turn and ends with an Assistant turn
+# (https://docs.anthropic.com/en/api/prompt-validation); HUMAN_PROMPT at the end of an answer
+# is the model ending its turn.
+HUMAN_PROMPT = "\n\nHuman:"
+AI_PROMPT = "\n\nAssistant:"
 
 # -- paths ------------------------------------------------------------------------------------
 COMPLETE_PATH = "/v1/complete"
@@ -107,7 +112,7 @@ def complete_stop_reason(reason: str | None) -> str | None:
 def complete_stop(reason: str, sequence: str | None) -> tuple[str, str | None]:
     """A Messages stop (``stop_reason``, ``stop_sequence``) as ``/v1/complete``'s
     (``stop_reason``, ``stop``): ``end_turn`` is a stop at ``"\\n\\nHuman:"``
-    (`_constants.HUMAN_PROMPT`), as the Text Completions API reports the end of a turn."""
+    (`HUMAN_PROMPT`), as the Text Completions API reports the end of a turn."""
     if reason == "end_turn":
         return "stop_sequence", HUMAN_PROMPT
     if reason == "max_tokens":
@@ -133,6 +138,8 @@ def messages_stop(
 
 
 __all__ = [
+    "AI_PROMPT",
+    "HUMAN_PROMPT",
     "API_VERSION",
     "COMPLETE_FIELDS",
     "COMPLETE_PATH",

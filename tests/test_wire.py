@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_complete import wire
-from jupyter_complete._constants import HUMAN_PROMPT
+from jupyter_complete.wire import HUMAN_PROMPT
 
 SPEC = json.loads((Path(__file__).parent / "data" / "complete-openapi.json").read_text())
 

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .._constants import HUMAN_PROMPT
 from ..sampling import sample, stages
+from ..wire import HUMAN_PROMPT
 from .stops import StopMatcher
 
 STOP_SEQUENCE = "stop_sequence"

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from .. import wire
-from .._constants import HUMAN_PROMPT
 from ..prompt import Conversation, PromptFormatError, parse
+from ..wire import HUMAN_PROMPT
 
 
 class RequestRejected(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ... import wire
-from ..._constants import HUMAN_PROMPT
+from ...wire import HUMAN_PROMPT
 from .answer import Piece, int_or_none
 from .errors import error_fields
 

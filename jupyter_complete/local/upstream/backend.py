@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from ... import wire
-from ..._constants import HUMAN_PROMPT
+from ...wire import HUMAN_PROMPT
 from ..api.backend import BackendError, Final, ModelCard
 from ..closing import AsyncClosing
 from ..request import MessagesRequest, RequestRejected

@@ -133,9 +133,10 @@ def test_the_wire_module_depends_on_nothing_but_the_standard_library() -> None:
 
 def test_the_server_never_imports_the_client_side() -> None:
     client_side = {"client", "streaming", "magics", "widgets", "messages", "render", "sse"}
+    graph = _graph(typing_too=True)
     for name in MODULES:
         if name.startswith("jupyter_complete.local"):
-            for target in _graph(typing_too=True)[name]:
+            for target in graph[name]:
                 assert target.split(".")[1] not in client_side, f"{name} imports {target}"
 
 

@@ -177,8 +177,10 @@ class Client:
         return Models(self._get, safe_url(self._url(wire.MODELS_PATH)))
 
     def _get(self, path: str, params: dict[str, Any]) -> requests.Response:
-        """``GET path?params`` with this client's headers, key and timeouts, streamed and
-        never redirected (the key stays with the host the user named)."""
+        """``GET path?params`` with this client's headers, key and timeouts.
+
+        Streamed and never redirected (the key stays with the host the user named).
+        """
         return self._get_session().get(
             self._url(path),
             params=params,

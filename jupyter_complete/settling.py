@@ -67,10 +67,11 @@ def exact_first_tokens(
     top_k: int | None,
     top_p: float | None,
 ) -> dict[str, float]:
-    """The probability of each first-token text the server can return, by the explorer's
-    computation: `sampling.stages` on the model's logits after the prompt rendered through
-    its chat template (as the server renders it). Only tokens that can be drawn appear;
-    tokens with the same text are summed; end-of-turn tokens are `END_OF_TURN`.
+    """The probability of each first-token text the server can return.
+
+    By the explorer's computation: `sampling.stages` on the model's logits after the prompt
+    rendered through its chat template (as the server renders it). Only tokens that can be
+    drawn appear; tokens with the same text are summed; end-of-turn tokens are `END_OF_TURN`.
     """
     import numpy as np
 
@@ -97,8 +98,11 @@ _LABELS: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDiction
 
 
 def _labels(model: LocalModel) -> dict[int, str]:
-    """Token -> label, per model, filled as tokens are met (decoding the whole vocabulary
-    costs about a second; a class runs the same model many times)."""
+    """Token -> label, per model, filled as tokens are met.
+
+    Decoding the whole vocabulary costs about a second; a class runs the same model many
+    times.
+    """
     cache = _LABELS.get(model)
     if cache is None:
         cache = _LABELS[model] = {}
@@ -145,8 +149,9 @@ def first_tokens(
     top: int = DEFAULT_TOP,
     live: bool = True,
 ) -> FirstTokens:
-    """Draw ``n`` one-token completions from the built-in model and count their first tokens
-    against the exact probabilities (a chart that fills in as they arrive).
+    """Draw ``n`` one-token completions from the built-in model and count their first tokens.
+
+    They are counted against the exact probabilities (a chart that fills in as they arrive).
 
     Args:
         prompt: as in ``%%complete`` (plain text becomes a Human turn; text after the last

@@ -77,8 +77,10 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
 
 
 def min_median_max(values: Sequence[float]) -> tuple[float, float, float] | None:
-    """``(min, median, max)`` of ``values`` (the median of an even count is the mean of the
-    middle two, as `statistics.median`); None when there are none."""
+    """``(min, median, max)`` of ``values``; None when there are none.
+
+    The median of an even count is the mean of the middle two, as `statistics.median`.
+    """
     if not values:
         return None
     return (min(values), statistics.median(values), max(values))
@@ -198,8 +200,10 @@ def setting_stats(
 
 
 def common_length_unit(samples: Sequence[Sample]) -> str:
-    """``"tokens"`` when the server reported ``output_tokens`` for every finished sample,
-    else ``"chars"``: one unit for a whole sweep, so its settings compare."""
+    """``"tokens"`` if ``output_tokens`` came for every finished sample, else ``"chars"``.
+
+    One unit for a whole sweep, so its settings compare.
+    """
     done = [s for s in samples if s.outcome == "done"]
     return "tokens" if done and all(s.output_tokens is not None for s in done) else "chars"
 

@@ -120,9 +120,10 @@ def keep_result(
     show_if_interrupted: bool,
     display: Display | None,
 ) -> _Kept:
-    """Finish ``display`` (the progress shown while ``sweep`` ran) with its summary, keep
-    ``kept`` (what the sweep made: ``sweep`` itself, or a view built on it) in the IPython
-    namespace as ``variable``, and return it.
+    """Finish ``display``, keep ``kept`` in the IPython namespace, and return it.
+
+    ``display`` (the progress shown while ``sweep`` ran) ends with its summary; ``kept``
+    (what the sweep made: ``sweep`` itself, or a view built on it) is kept as ``variable``.
 
     Raises:
         SweepInterrupted: a kernel interrupt ended ``sweep``; it carries ``kept`` (shown

@@ -62,8 +62,11 @@ def _rejection(status: int, error_type: str, message: str, **headers: str) -> Re
 
 
 class _AsgiPeer:
-    """`Peer` over one ASGI request: ``send`` for the answer, ``receive`` for news of the
-    client leaving (uvicorn reports ``http.disconnect`` once the connection is lost)."""
+    """`Peer` over one ASGI request.
+
+    ``send`` for the answer, ``receive`` for news of the client leaving (uvicorn reports
+    ``http.disconnect`` once the connection is lost).
+    """
 
     def __init__(self, receive: Receive, send: Send, request_id: str) -> None:
         self._send = send

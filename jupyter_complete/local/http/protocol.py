@@ -210,8 +210,10 @@ class ApiProtocol(H11Protocol):
             self._disarm()
 
     def _head_too_long(self, data: bytes) -> bool:
-        """Refuse a head longer than ``max_head_bytes`` (414 when the request line alone
-        is): h11 bounds only heads still incomplete, not one that arrives whole in a read."""
+        """Refuse a head longer than ``max_head_bytes`` (414 when the request line alone is).
+
+        h11 bounds only heads still incomplete, not one that arrives whole in a read.
+        """
         limit = self.limits.max_head_bytes
         seen = len(self._head)
         self._head += data[: max(0, limit + 4 - seen)]

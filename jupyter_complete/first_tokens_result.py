@@ -129,6 +129,7 @@ class FirstTokens:
         )
 
     def settings_line(self) -> str:
+        """The sampling settings as one line: ``temperature 1 · top_k off · top_p 0.9``."""
         k = "top_k off" if not self.top_k else f"top_k {self.top_k}"
         p = "top_p off" if self.top_p is None else f"top_p {self.top_p:g}"
         return f"temperature {self.temperature:g} · {k} · {p}"

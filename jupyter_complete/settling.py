@@ -156,9 +156,11 @@ def first_tokens(
     Args:
         prompt: as in ``%%complete`` (plain text becomes a Human turn; text after the last
             ``Assistant:`` is a prefill, which makes the first token a word of the answer).
-            ``raw=True`` sends it as written (it must then have Human/Assistant turns).
         n: samples (1 to `MAX_SAMPLES`).
-        temperature, top_k, top_p: the settings (None: temperature 1, no cut).
+        temperature: the sampling temperature (None: 1).
+        top_k: keep only the k likeliest tokens (None: no cut).
+        top_p: keep the likeliest tokens up to this total probability (None: no cut).
+        raw: send ``prompt`` as written (it must then have Human/Assistant turns).
         system: a system prompt.
         client: a `Client` for the built-in model (default ``Client()``, which must resolve
             to it: no ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_BASE_URL``).

@@ -23,7 +23,7 @@ DEFAULT_MAX_TURNS = 1000
 def at_least(limits: object, name: str, minimum: int, *, flag: bool = True) -> None:
     """Check that the integer field ``name`` of ``limits`` is at least ``minimum``.
 
-    ``flag``: the ``jupyter-complete serve`` flag that sets it, named in the error.
+    ``flag``: whether the error names the ``jupyter-complete serve`` flag that sets it.
 
     Raises:
         ValueError: the field is below ``minimum``.

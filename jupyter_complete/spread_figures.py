@@ -58,8 +58,8 @@ def count_answers(texts: Iterable[str]) -> list[tuple[str, int]]:
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
     """distinct-n of ``texts`` (Li et al. 2016): distinct word n-grams / all word n-grams.
 
-    Each text is `normalize`\\ d and split on whitespace; n-grams are taken within each text.
-    None when the texts hold no n-gram (each is shorter than ``n`` words).
+    Each text is normalised (`normalize`) and split on whitespace; n-grams are taken within
+    each text. None when the texts hold no n-gram (each is shorter than ``n`` words).
 
     >>> distinct_n(["a b a", "a b"], 1)   # words a b a a b: 2 distinct of 5
     0.4

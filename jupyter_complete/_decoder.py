@@ -101,8 +101,11 @@ class Decoder:
 
     # -- the reading loop -----------------------------------------------------------------
     def events(self) -> Generator[Completion, None, None]:
-        """The deltas, as their events arrive; raises the `APIError` subclasses (with
-        ``.partial``) described at `CompletionStream`. Closes the response on every path."""
+        """The deltas, as their events arrive.
+
+        Raises the `APIError` subclasses (with ``.partial``) described at `CompletionStream`.
+        Closes the response on every path.
+        """
         try:
             if media_type(self.response) == "application/json":
                 yield from self._json_instead_of_events()

@@ -217,8 +217,10 @@ def _missing_path_hint(server: str, path: str) -> str:
 
 
 def connection_error(err: requests.RequestException, shown: str) -> APIConnectionError:
-    """The error for a request that got no usable response: `APITimeoutError` for a
-    timeout, else `APIConnectionError` naming the reason (``shown``: the URL, redacted).
+    """The error for a request that got no usable response.
+
+    `APITimeoutError` for a timeout, else `APIConnectionError` naming the reason (``shown``:
+    the URL, redacted).
 
     Drops the frames of ``err`` (`_secrets.without_frames`: their locals hold the request
     headers, the API key among them), so that it can be the cause: ``raise

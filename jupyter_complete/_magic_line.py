@@ -1,5 +1,7 @@
-"""The ``%complete`` magic line as text: its words, the options before the prompt, ``{name}``
-in option values, and a ``?`` at its end. Pure: no IPython import, so it is tested by tables.
+"""The ``%complete`` magic line as text.
+
+Its words, the options before the prompt, ``{name}`` in option values, and a ``?`` at its
+end. Pure: no IPython import, so it is tested by tables.
 
 ``%complete [options] text`` keeps the prompt after the options byte for byte (quotes,
 apostrophes, braces: "don't" must survive), which is why the line is not handed whole to

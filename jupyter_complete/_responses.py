@@ -103,8 +103,11 @@ def read_body(
 
 
 def read_whole(response: requests.Response) -> bytes:
-    """The decoded body, bounded by MAX_RESPONSE_BYTES; read errors as requests' types
-    (so the client's retry loop treats them as it treats requests' own)."""
+    """The decoded body, bounded by MAX_RESPONSE_BYTES.
+
+    Read errors are raised as requests' types (so the client's retry loop treats them as it
+    treats requests' own).
+    """
     try:
         return read_body(response, C.MAX_RESPONSE_BYTES, "MAX_RESPONSE_BYTES")
     except urllib3.exceptions.ReadTimeoutError as err:
@@ -127,8 +130,11 @@ def _decodable_codings() -> set[str]:
 
 
 def check_encoding(response: requests.Response) -> None:
-    """Raise `APIResponseValidationError` unless every ``content-encoding`` of ``response``
-    can be decoded."""
+    """Check that every ``content-encoding`` of ``response`` can be decoded.
+
+    Raises:
+        APIResponseValidationError: an encoding cannot be decoded.
+    """
     header = response.headers.get("content-encoding", "")
     codings = [c.strip().lower() for c in header.split(",") if c.strip()]
     unknown = [c for c in codings if c not in _decodable_codings()]

@@ -36,8 +36,10 @@ def should_retry(response: requests.Response) -> bool:
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks to wait (``retry-after-ms``, or ``retry-after`` in seconds
-    or as an HTTP date), or None when it says nothing readable."""
+    """Seconds the server asks to wait, or None when it says nothing readable.
+
+    Read from ``retry-after-ms``, or ``retry-after`` in seconds or as an HTTP date.
+    """
     ms = headers.get("retry-after-ms")
     if ms:
         try:
@@ -59,8 +61,11 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def retry_delay(headers: Mapping[str, str] | None, attempt: int) -> float:
-    """Seconds to wait before retry ``attempt + 1`` (``attempt`` counts from 0): the
-    server's word if sane, else backoff. ``headers`` None: no response (a connection error)."""
+    """Seconds to wait before retry ``attempt + 1`` (``attempt`` counts from 0).
+
+    The server's word if sane, else backoff. ``headers`` None: no response (a connection
+    error).
+    """
     after = retry_after(headers) if headers is not None else None
     if after is not None and 0 < after <= C.MAX_RETRY_AFTER:
         return after

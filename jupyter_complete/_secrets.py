@@ -34,8 +34,10 @@ class Secret:
 
 
 class KeyAuth(requests.auth.AuthBase):
-    """Adds ``x-api-key`` (and Basic auth from the base URL's user info) at the last moment,
-    so request-building code never holds the secrets."""
+    """Adds ``x-api-key`` (and Basic auth from the base URL's user info) at the last moment.
+
+    Request-building code thus never holds the secrets.
+    """
 
     def __init__(self, secret: Secret | None, basic: tuple[Secret, Secret] | None) -> None:
         self._secret = secret

@@ -255,8 +255,10 @@ class Chats(dict[str, Chat]):
         return chat
 
     def reset(self, name: str) -> str:
-        """Empty the conversation ``name``, if there is one, in place (a panel or variable
-        holding it sees the same, empty chat)."""
+        """Empty the conversation ``name``, if there is one, in place.
+
+        A panel or variable holding it sees the same, empty chat.
+        """
         chat = self.get(name)
         if chat is not None:
             chat.reset()

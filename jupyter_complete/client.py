@@ -177,8 +177,10 @@ class Client:
         return Models(self._get, safe_url(self._url(wire.MODELS_PATH)))
 
     def _get(self, path: str, params: dict[str, Any]) -> requests.Response:
-        """``GET path?params`` with this client's headers, key and timeouts, streamed and
-        never redirected (the key stays with the host the user named)."""
+        """``GET path?params`` with this client's headers, key and timeouts.
+
+        Streamed and never redirected (the key stays with the host the user named).
+        """
         return self._get_session().get(
             self._url(path),
             params=params,
@@ -334,7 +336,9 @@ class Client:
                     check_encoding(response)
                     if not stream:
                         # Read inside the attempt: it may time out (then it is retried).
-                        response._content = read_whole(response)
+                        # requests has no public way to give a Response a body read
+                        # elsewhere (here bounded): set what `.content` returns.
+                        response._content = read_whole(response)  # noqa: SLF001
                         setattr(response, "_content_consumed", True)  # noqa: B010 - private
             except requests.RequestException as err:
                 if last:
@@ -373,7 +377,7 @@ class Client:
         each thread its own copy. The copy shares `messages_models` (what ``api="auto"``
         learned) with this client; closing one does not close the other.
         """
-        other = copy.copy(self)
+        other: Client = copy.copy(self)
         other.__dict__.pop("completions", None)  # the cached accessor is bound to self
         other.default_headers = dict(self.default_headers)
         other._session = None

@@ -60,8 +60,10 @@ class Completion:
 
     @classmethod
     def from_body(cls, data: dict[str, Any], request_id: str | None = None) -> Completion | None:
-        """A whole ``/v1/complete`` answer (with ``usage`` when the server adds it, which
-        the spec does not); None when it has no ``completion`` text."""
+        """A whole ``/v1/complete`` answer; None when it has no ``completion`` text.
+
+        With ``usage`` when the server adds it, which the spec does not.
+        """
         if not isinstance(data.get("completion"), str):
             return None
         result = cls.from_wire(data, request_id=request_id)
@@ -70,9 +72,11 @@ class Completion:
 
 
 def usage_of(value: object) -> dict[str, int] | None:
-    """A ``usage`` object's integer counts (``input_tokens``, ``output_tokens``, ...); None
-    when ``value`` is not an object. The Messages API reports usage; ``/v1/complete`` does
-    not, though some servers add it."""
+    """A ``usage`` object's integer counts; None when ``value`` is not an object.
+
+    The counts are ``input_tokens``, ``output_tokens``, ... The Messages API reports usage;
+    ``/v1/complete`` does not, though some servers add it.
+    """
     if not isinstance(value, dict):
         return None
     return {k: int(v) for k, v in value.items() if isinstance(v, int)}

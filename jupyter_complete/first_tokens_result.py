@@ -78,8 +78,11 @@ class FirstTokens:
         return chi_square_fit(self.counts, self.probabilities, self.ranked)
 
     def rows(self) -> list[tuple[str, float, int]]:
-        """``(text, probability, count)``: the `top` likeliest texts, then any text observed
-        outside them (most counted first), then ``("all others", rest, rest count)``."""
+        """Rows of ``(text, probability, count)``.
+
+        The `top` likeliest texts, then any text observed outside them (most counted first),
+        then ``("all others", rest, rest count)``.
+        """
         ranked = self.ranked[: self.top]
         shown = {t for t, _ in ranked}
         rows = [(t, p, self.counts.get(t, 0)) for t, p in ranked]
@@ -96,8 +99,10 @@ class FirstTokens:
         return rows
 
     def frame(self) -> Any:
-        """Every text with a probability or a count: columns ``text``, ``probability``,
-        ``count``, ``frequency`` (needs pandas)."""
+        """Every text with a probability or a count, as a pandas DataFrame.
+
+        Columns ``text``, ``probability``, ``count``, ``frequency`` (needs pandas).
+        """
         try:
             pd = importlib.import_module("pandas")
         except ImportError as err:
@@ -124,6 +129,7 @@ class FirstTokens:
         )
 
     def settings_line(self) -> str:
+        """The sampling settings as one line: ``temperature 1 · top_k off · top_p 0.9``."""
         k = "top_k off" if not self.top_k else f"top_k {self.top_k}"
         p = "top_p off" if self.top_p is None else f"top_p {self.top_p:g}"
         return f"temperature {self.temperature:g} · {k} · {p}"
@@ -158,8 +164,11 @@ def _show(text: str) -> str:
 
 
 def _bar(p: float, f: float | None) -> str:
-    """Two bars in one cell: the model's probability (pale, full height) and the observed
-    frequency (dark, half height, on top)."""
+    """Two bars in one cell.
+
+    The model's probability (pale, full height) and the observed frequency (dark, half
+    height, on top).
+    """
     dark = (
         ""
         if f is None
@@ -176,8 +185,11 @@ def _bar(p: float, f: float | None) -> str:
 
 
 def chart_html(ft: FirstTokens) -> str:
-    """The chart as HTML with inline styles (it survives saving and sanitisers): one row per
-    text, the model's probability as a pale bar, the observed frequency as a dark bar."""
+    """The chart as HTML with inline styles (it survives saving and sanitisers).
+
+    One row per text, the model's probability as a pale bar, the observed frequency as a
+    dark bar.
+    """
     n = ft.drawn
     head = (
         f"<b>first tokens</b> · {html.escape(ft.settings_line())} · <b>{n}</b> of {ft.n} "

@@ -97,10 +97,12 @@ def chi_square_fit(
 
 
 def total_variation(counts: dict[str, int], probs: dict[str, float]) -> float | None:
-    """Total variation distance between the observed frequencies and ``probs``:
+    """Total variation distance between the observed frequencies and ``probs``.
+
     ``0.5 * sum(|f(t) - p(t)|)`` over every text either one has (0: identical; 1:
     disjoint). None before the first sample. ``probs`` sums to 1, so the texts never observed
-    add exactly the probability the observed ones leave: the work is O(observed texts)."""
+    add exactly the probability the observed ones leave: the work is O(observed texts).
+    """
     n = sum(counts.values())
     if n == 0:
         return None

@@ -47,8 +47,11 @@ class _TextProgress:
 
 
 class _WidgetProgress:
-    """An ipywidgets progress bar with a line of counts and elapsed time; when the sweep
-    ends it is replaced by a static line (so a saved notebook keeps no dead widget)."""
+    """An ipywidgets progress bar with a line of counts and elapsed time.
+
+    When the sweep ends it is replaced by a static line (so a saved notebook keeps no dead
+    widget).
+    """
 
     def __init__(self, label: str) -> None:
         import ipywidgets as widgets
@@ -114,8 +117,11 @@ Display = _TextProgress | _WidgetProgress
 
 
 def make_progress(kind: bool | str, label: str) -> Display | None:
-    """The progress display for ``kind``: True picks a widget in a Jupyter kernel and a text
-    line elsewhere; ``"widget"``, ``"text"``; False for none."""
+    """The progress display for ``kind``.
+
+    True picks a widget in a Jupyter kernel and a text line elsewhere; ``"widget"``,
+    ``"text"``; False for none.
+    """
     if kind is False:
         return None
     if kind not in (True, "widget", "text"):

@@ -1,5 +1,6 @@
-"""Prompts: Human/Assistant turns, wrapping, normalising, prefill, ``{name}`` interpolation,
-and how a stop sequence is typed (its escapes).
+"""Prompts: Human/Assistant turns and how a stop sequence is typed.
+
+Wrapping, normalising, prefill, ``{name}`` interpolation, and a stop sequence's escapes.
 
 Pure functions shared by the magic, the panel, the local server (which renders parsed turns
 through the model's chat template) and the Messages transport (which turns them into messages).

@@ -67,10 +67,11 @@ def exact_first_tokens(
     top_k: int | None,
     top_p: float | None,
 ) -> dict[str, float]:
-    """The probability of each first-token text the server can return, by the explorer's
-    computation: `sampling.stages` on the model's logits after the prompt rendered through
-    its chat template (as the server renders it). Only tokens that can be drawn appear;
-    tokens with the same text are summed; end-of-turn tokens are `END_OF_TURN`.
+    """The probability of each first-token text the server can return.
+
+    By the explorer's computation: `sampling.stages` on the model's logits after the prompt
+    rendered through its chat template (as the server renders it). Only tokens that can be
+    drawn appear; tokens with the same text are summed; end-of-turn tokens are `END_OF_TURN`.
     """
     import numpy as np
 
@@ -97,8 +98,11 @@ _LABELS: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDiction
 
 
 def _labels(model: LocalModel) -> dict[int, str]:
-    """Token -> label, per model, filled as tokens are met (decoding the whole vocabulary
-    costs about a second; a class runs the same model many times)."""
+    """Token -> label, per model, filled as tokens are met.
+
+    Decoding the whole vocabulary costs about a second; a class runs the same model many
+    times.
+    """
     cache = _LABELS.get(model)
     if cache is None:
         cache = _LABELS[model] = {}
@@ -145,15 +149,18 @@ def first_tokens(
     top: int = DEFAULT_TOP,
     live: bool = True,
 ) -> FirstTokens:
-    """Draw ``n`` one-token completions from the built-in model and count their first tokens
-    against the exact probabilities (a chart that fills in as they arrive).
+    """Draw ``n`` one-token completions from the built-in model and count their first tokens.
+
+    They are counted against the exact probabilities (a chart that fills in as they arrive).
 
     Args:
         prompt: as in ``%%complete`` (plain text becomes a Human turn; text after the last
             ``Assistant:`` is a prefill, which makes the first token a word of the answer).
-            ``raw=True`` sends it as written (it must then have Human/Assistant turns).
         n: samples (1 to `MAX_SAMPLES`).
-        temperature, top_k, top_p: the settings (None: temperature 1, no cut).
+        temperature: the sampling temperature (None: 1).
+        top_k: keep only the k likeliest tokens (None: no cut).
+        top_p: keep the likeliest tokens up to this total probability (None: no cut).
+        raw: send ``prompt`` as written (it must then have Human/Assistant turns).
         system: a system prompt.
         client: a `Client` for the built-in model (default ``Client()``, which must resolve
             to it: no ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_BASE_URL``).

@@ -58,8 +58,8 @@ def count_answers(texts: Iterable[str]) -> list[tuple[str, int]]:
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
     """distinct-n of ``texts`` (Li et al. 2016): distinct word n-grams / all word n-grams.
 
-    Each text is `normalize`\\ d and split on whitespace; n-grams are taken within each text.
-    None when the texts hold no n-gram (each is shorter than ``n`` words).
+    Each text is normalised (`normalize`) and split on whitespace; n-grams are taken within
+    each text. None when the texts hold no n-gram (each is shorter than ``n`` words).
 
     >>> distinct_n(["a b a", "a b"], 1)   # words a b a a b: 2 distinct of 5
     0.4
@@ -77,8 +77,10 @@ def distinct_n(texts: Sequence[str], n: int) -> float | None:
 
 
 def min_median_max(values: Sequence[float]) -> tuple[float, float, float] | None:
-    """``(min, median, max)`` of ``values`` (the median of an even count is the mean of the
-    middle two, as `statistics.median`); None when there are none."""
+    """``(min, median, max)`` of ``values``; None when there are none.
+
+    The median of an even count is the mean of the middle two, as `statistics.median`.
+    """
     if not values:
         return None
     return (min(values), statistics.median(values), max(values))
@@ -198,8 +200,10 @@ def setting_stats(
 
 
 def common_length_unit(samples: Sequence[Sample]) -> str:
-    """``"tokens"`` when the server reported ``output_tokens`` for every finished sample,
-    else ``"chars"``: one unit for a whole sweep, so its settings compare."""
+    """``"tokens"`` if ``output_tokens`` came for every finished sample, else ``"chars"``.
+
+    One unit for a whole sweep, so its settings compare.
+    """
     done = [s for s in samples if s.outcome == "done"]
     return "tokens" if done and all(s.output_tokens is not None for s in done) else "chars"
 

@@ -81,8 +81,10 @@ class SpreadResult:
 
     @property
     def length_unit(self) -> str:
-        """``"tokens"`` if the server reported token counts for every answer, else
-        ``"chars"`` (one unit for the whole result, so settings compare)."""
+        """``"tokens"`` if the server reported token counts for every answer, else ``"chars"``.
+
+        One unit for the whole result, so settings compare.
+        """
         return common_length_unit(self.samples)
 
     @property
@@ -153,8 +155,10 @@ class SpreadResult:
         return pd.DataFrame(rows, columns=columns)
 
     def figure(self) -> Any:
-        """The chart as a `matplotlib.figure.Figure`: diversity and answer length against
-        the swept value. Drawn without pyplot (no GUI backend, no global state).
+        """The chart as a `matplotlib.figure.Figure`.
+
+        Diversity and answer length against the swept value. Drawn without pyplot (no GUI
+        backend, no global state).
 
         Raises:
             ImportError: matplotlib is not installed (``pip install 'jupyter_complete[plot]'``).
@@ -193,8 +197,11 @@ class SpreadResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpreadResult:
-        """A result from `to_dict`'s data (e.g. a saved panel record); raises ValueError
-        for data that is not one."""
+        """A result from `to_dict`'s data (e.g. a saved panel record).
+
+        Raises:
+            ValueError: the data is not one.
+        """
         try:
             samples = [Sample(**s) for s in data["samples"]]
             return cls(
@@ -273,9 +280,12 @@ _CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px so
 
 
 def result_html(result: SpreadResult, *, chart: bool = True) -> str:
-    """The HTML a notebook shows for ``result``: a summary line, the chart (a PNG ``data:``
-    URI, or a note saying how to get one), the table of figures, and every answer in a
-    collapsed list. Inline styles only, so it survives sanitisers (GitHub, nbviewer)."""
+    """The HTML a notebook shows for ``result``.
+
+    A summary line, the chart (a PNG ``data:`` URI, or a note saying how to get one), the
+    table of figures, and every answer in a collapsed list. Inline styles only, so it
+    survives sanitisers (GitHub, nbviewer).
+    """
     parts = [
         f'<div class="jc-spread"><div style="margin:2px 0 6px 0"><b>spread</b> · '
         f"{html.escape(result.summary_line())}<br><small>{html.escape(_fixed(result))}"

@@ -120,9 +120,10 @@ def keep_result(
     show_if_interrupted: bool,
     display: Display | None,
 ) -> _Kept:
-    """Finish ``display`` (the progress shown while ``sweep`` ran) with its summary, keep
-    ``kept`` (what the sweep made: ``sweep`` itself, or a view built on it) in the IPython
-    namespace as ``variable``, and return it.
+    """Finish ``display``, keep ``kept`` in the IPython namespace, and return it.
+
+    ``display`` (the progress shown while ``sweep`` ran) ends with its summary; ``kept``
+    (what the sweep made: ``sweep`` itself, or a view built on it) is kept as ``variable``.
 
     Raises:
         SweepInterrupted: a kernel interrupt ended ``sweep``; it carries ``kept`` (shown
@@ -232,10 +233,15 @@ def spread(
         prompt: the prompt; plain text is sent as a Human turn, as ``%%complete`` does
             (`jupyter_complete.prompt.build`); ``raw=True`` sends it exactly as written.
         n: samples per value (>= 1).
-        temperature, top_p, top_k: a list to sweep, a number to fix, None for unset.
+        temperature: a list to sweep, a number to fix, None for unset.
+        top_p: a list to sweep, a number to fix, None for unset.
+        top_k: a list to sweep, a number to fix, None for unset.
         max_tokens: ``max_tokens_to_sample`` of each sample (default: ``settings``', else
             `DEFAULT_MAX_TOKENS`).
-        model, stop_sequences, system: as in ``%%complete``; None takes ``settings``'.
+        model: as in ``%%complete``; None takes ``settings``'.
+        stop_sequences: as in ``%%complete``; None takes ``settings``'.
+        system: as in ``%%complete``; None takes ``settings``'.
+        raw: send ``prompt`` exactly as written (it must then have Human/Assistant turns).
         settings: a `CompletionSettings` (the panel's, ``%config``'s) supplying every
             setting not given here.
         client: the `Client` (default ``Client()``: the environment's endpoint, else the

@@ -104,15 +104,20 @@ TO_COMPLETE_STOP_REASON = {
 
 
 def complete_stop_reason(reason: str | None) -> str | None:
-    """A Messages ``stop_reason`` in Text Completions terms (`TO_COMPLETE_STOP_REASON`);
-    unknown reasons pass through unchanged, None stays None."""
+    """A Messages ``stop_reason`` in Text Completions terms (`TO_COMPLETE_STOP_REASON`).
+
+    Unknown reasons pass through unchanged, None stays None.
+    """
     return None if reason is None else TO_COMPLETE_STOP_REASON.get(reason, reason)
 
 
 def complete_stop(reason: str, sequence: str | None) -> tuple[str, str | None]:
-    """A Messages stop (``stop_reason``, ``stop_sequence``) as ``/v1/complete``'s
-    (``stop_reason``, ``stop``): ``end_turn`` is a stop at ``"\\n\\nHuman:"``
-    (`HUMAN_PROMPT`), as the Text Completions API reports the end of a turn."""
+    """A Messages stop as ``/v1/complete``'s.
+
+    (``stop_reason``, ``stop_sequence``) becomes (``stop_reason``, ``stop``): ``end_turn``
+    is a stop at ``"\\n\\nHuman:"`` (`HUMAN_PROMPT`), as the Text Completions API reports
+    the end of a turn.
+    """
     if reason == "end_turn":
         return "stop_sequence", HUMAN_PROMPT
     if reason == "max_tokens":
@@ -123,8 +128,9 @@ def complete_stop(reason: str, sequence: str | None) -> tuple[str, str | None]:
 def messages_stop(
     reason: str, stop: str | None, stop_sequences: Sequence[str]
 ) -> tuple[str, str | None]:
-    """A Text Completions stop (``stop_reason``, ``stop``) as the Messages API's
-    (``stop_reason``, ``stop_sequence``), the inverse of `complete_stop`.
+    """A Text Completions stop as the Messages API's, the inverse of `complete_stop`.
+
+    (``stop_reason``, ``stop``) becomes (``stop_reason``, ``stop_sequence``).
 
     A stop at `HUMAN_PROMPT` that the request did not list in ``stop_sequences`` is the
     model ending its turn (``end_turn``); a stop at a listed sequence is ``stop_sequence``

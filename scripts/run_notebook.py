@@ -64,8 +64,11 @@ class CellReport:
 
     @property
     def is_completion(self) -> bool:
-        """A ``%%complete``/``%complete`` cell that sends a prompt (not ``--panel``, nor a
-        command that sends nothing: ``--reset``, ``--keep``, ``--models``)."""
+        """A ``%%complete``/``%complete`` cell that sends a prompt.
+
+        Not ``--panel``, nor a command that sends nothing: ``--reset``, ``--keep``,
+        ``--models``.
+        """
         first = self.source.lstrip().split("\n", 1)[0]
         words = first.split()
         return first.startswith(("%%complete", "%complete")) and not any(

@@ -11,7 +11,7 @@
     from jupyter_complete.local.generation import Generation, Sampling
     from jupyter_complete.prompt import parse
     model = LocalModel()              # or the model itself, a token at a time
-    tokens = model.apply_chat_template(parse("\n\nHuman: Hi\n\nAssistant:"))
+    tokens = model.apply_chat_template(parse("\\n\\nHuman: Hi\\n\\nAssistant:"))
     for delta in Generation(model, tokens, Sampling(max_tokens=32, temperature=0.7)):
         ...
 

@@ -68,22 +68,29 @@ class DecodingModel(Protocol):
 class SamplingParams(Protocol):
     """What `Generation` reads of a request (a validated ``GenerationRequest`` has it all).
 
-    ``max_tokens``: the most tokens to generate (>= 1). ``temperature`` (None means 1; 0 is
-    greedy), ``top_k`` and ``top_p`` (None: no cut): the API's samplers, applied in that
-    order (`jupyter_complete.sampling.stages`). ``stop_sequences``: where to end the text,
-    besides the built-in ``"\\n\\nHuman:"``.
+    ``temperature``, ``top_k`` and ``top_p`` are the API's samplers, applied in that order
+    (`jupyter_complete.sampling.stages`).
     """
 
     @property
-    def max_tokens(self) -> int: ...
+    def max_tokens(self) -> int:
+        """The most tokens to generate (>= 1)."""
+
     @property
-    def temperature(self) -> float | None: ...
+    def temperature(self) -> float | None:
+        """The sampling temperature (None means 1; 0 is greedy)."""
+
     @property
-    def top_k(self) -> int | None: ...
+    def top_k(self) -> int | None:
+        """Keep only the ``top_k`` likeliest tokens (None or 0: no cut)."""
+
     @property
-    def top_p(self) -> float | None: ...
+    def top_p(self) -> float | None:
+        """Keep the fewest likeliest tokens whose total reaches ``top_p`` (None: no cut)."""
+
     @property
-    def stop_sequences(self) -> tuple[str, ...]: ...
+    def stop_sequences(self) -> tuple[str, ...]:
+        """Where to end the text, besides the built-in ``"\\n\\nHuman:"``."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -127,8 +134,10 @@ class Generation:
             sampling: max_tokens, temperature, top_k, top_p and stop_sequences (a request,
                 or a `Sampling`).
             rng: where random draws come from (default: a fresh, unseeded generator).
-            reuse_limit, owner: how much of the model's KV cache may be reused
-                (`jupyter_complete.local.LocalModel.prime`).
+            reuse_limit: the most prompt tokens of the model's KV cache that may be reused,
+                unless ``owner`` filled it (`jupyter_complete.local.LocalModel.prime`).
+            owner: an opaque token for whose prompt this is (the server passes one per
+                client connection; `jupyter_complete.local.LocalModel.prime`).
         """
         self.model = model
         self.prompt_tokens = list(prompt_tokens)

@@ -146,8 +146,10 @@ class MessagesRequest(GenerationRequest):
 
 
 def count_tokens_request(body: dict[str, Any]) -> MessagesRequest:
-    """A ``POST /v1/messages/count_tokens`` body (``model``, ``messages``, ``system``) as
-    the `MessagesRequest` whose prompt it counts; 400 as `MessagesRequest` on a fault."""
+    """A ``POST /v1/messages/count_tokens`` body as the `MessagesRequest` it counts.
+
+    The body has ``model``, ``messages``, ``system``; 400 as `MessagesRequest` on a fault.
+    """
     _require(body, wire.COUNT_TOKENS_REQUIRED)
     model = _string("model", body["model"])
     turns = _messages(body["messages"])
@@ -180,8 +182,11 @@ def load_object(raw: bytes) -> dict[str, Any]:
 
 
 def check_version(values: list[str], accepted: tuple[str, ...] = wire.COMPLETE_VERSIONS) -> str:
-    """The ``anthropic-version`` in force; raises `RequestRejected` if missing or not one of
-    ``accepted``."""
+    """The ``anthropic-version`` in force.
+
+    Raises:
+        RequestRejected: the header is missing or not one of ``accepted``.
+    """
     if not values:
         raise invalid("anthropic-version: header is required")
     # A repeated header reads as one comma-joined value, which is not a version: the real

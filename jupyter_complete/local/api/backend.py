@@ -148,8 +148,10 @@ class Backend(Protocol):
         ...
 
     async def count_tokens(self, request: MessagesRequest) -> int:
-        """``input_tokens`` of ``POST /v1/messages/count_tokens``; `RequestRejected` as
-        `admit` for a request that cannot be rendered."""
+        """``input_tokens`` of ``POST /v1/messages/count_tokens``.
+
+        Raises `RequestRejected` as `admit` does for a request that cannot be rendered.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -152,9 +152,11 @@ class CompleteEncoder(Encoder):
         }
 
     def body(self, text: str, final: Final) -> dict[str, Any]:
+        """The non-streaming answer: a ``Completion`` with the whole ``text``."""
         return self.completion(text, *complete_stop(final))
 
     def opening(self) -> list[bytes]:
+        """A ``ping``, sent with the response head."""
         # A ping at once: the client has its 200 and a first event while the request waits.
         return [self.ping()]
 
@@ -165,10 +167,15 @@ class CompleteEncoder(Encoder):
         return sse_event(wire.COMPLETION, self.completion(delta, stop_reason, stop))
 
     def text(self, delta: str) -> bytes:
+        """A ``completion`` event for ``delta`` (2023-01-01: the whole text so far)."""
         self._sent.append(delta)
         return self._event(delta, None, None)
 
     def closing(self, final: Final) -> list[bytes]:
+        """A last ``completion`` event carrying ``stop_reason`` and ``stop``.
+
+        Under 2023-01-01 it is followed by ``[DONE]``.
+        """
         end = self._event("", *complete_stop(final))
         return [end, sse_event(None, "[DONE]")] if self.legacy else [end]
 
@@ -197,20 +204,25 @@ class MessagesEncoder(Encoder):
         }
 
     def body(self, text: str, final: Final) -> dict[str, Any]:
+        """The non-streaming answer: a ``Message`` with one ``text`` content block."""
         return self.message([{"type": "text", "text": text}], final)
 
     def opening(self) -> list[bytes]:
+        """``message_start``, with an empty ``Message`` (its usage: the input tokens)."""
         return [_event(wire.MESSAGE_START, message=self.message([], None))]
 
     def started(self) -> list[bytes]:
+        """``content_block_start`` for the one text block, then a ``ping``."""
         block = {"type": "text", "text": ""}
         return [_event(wire.CONTENT_BLOCK_START, index=0, content_block=block), self.ping()]
 
     def text(self, delta: str) -> bytes:
+        """A ``content_block_delta`` event with a ``text_delta`` of ``delta``."""
         text = {"type": wire.TEXT_DELTA, "text": delta}
         return _event(wire.CONTENT_BLOCK_DELTA, index=0, delta=text)
 
     def closing(self, final: Final) -> list[bytes]:
+        """``content_block_stop``, ``message_delta`` (stop and output tokens), ``message_stop``."""
         stop = {"stop_reason": final.stop_reason, "stop_sequence": final.stop_sequence}
         return [
             _event(wire.CONTENT_BLOCK_STOP, index=0),

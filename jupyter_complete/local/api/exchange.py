@@ -50,7 +50,8 @@ class Peer(Protocol):
     async def send(self, data: bytes, *, last: bool = False) -> None:
         """Send part of the body (``last``: the end of it); `ClientGone` if it left.
 
-        Waits while the client's socket cannot take more (flow control)."""
+        Waits while the client's socket cannot take more (flow control).
+        """
 
 
 class Exchange:
@@ -159,8 +160,10 @@ class Exchange:
         return "completed"
 
     async def _wait_pinging(self, waiting: Awaitable[None]) -> None:
-        """Await ``waiting``, sending a ping every `ping_interval` seconds meanwhile (a ping
-        keeps proxies from timing out, and is how a client that left is noticed)."""
+        """Await ``waiting``, sending a ping every `ping_interval` seconds meanwhile.
+
+        A ping keeps proxies from timing out, and is how a client that left is noticed.
+        """
         task = asyncio.ensure_future(waiting)
         try:
             while True:

@@ -21,8 +21,13 @@ DEFAULT_MAX_TURNS = 1000
 
 
 def at_least(limits: object, name: str, minimum: int, *, flag: bool = True) -> None:
-    """`ValueError` unless the integer field ``name`` of ``limits`` is at least ``minimum``
-    (``flag``: name the ``jupyter-complete serve`` flag that sets it)."""
+    """Check that the integer field ``name`` of ``limits`` is at least ``minimum``.
+
+    ``flag``: whether the error names the ``jupyter-complete serve`` flag that sets it.
+
+    Raises:
+        ValueError: the field is below ``minimum``.
+    """
     value = getattr(limits, name)
     if value < minimum:
         where = f" (--{name.replace('_', '-')})" if flag else ""

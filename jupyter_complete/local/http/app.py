@@ -62,8 +62,11 @@ def _rejection(status: int, error_type: str, message: str, **headers: str) -> Re
 
 
 class _AsgiPeer:
-    """`Peer` over one ASGI request: ``send`` for the answer, ``receive`` for news of the
-    client leaving (uvicorn reports ``http.disconnect`` once the connection is lost)."""
+    """`Peer` over one ASGI request.
+
+    ``send`` for the answer, ``receive`` for news of the client leaving (uvicorn reports
+    ``http.disconnect`` once the connection is lost).
+    """
 
     def __init__(self, receive: Receive, send: Send, request_id: str) -> None:
         self._send = send
@@ -133,6 +136,12 @@ class ApiApp:
         self._in_flight = 0  # bytes of bodies being read or parsed (max_body_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI ``http`` request (other scope types are ignored).
+
+        A request the API refuses gets its error envelope and status; a fault of ours gets
+        the API's 500 ``api_error`` if the answer has not begun (else it is re-raised, and
+        uvicorn drops the connection). Each outcome is counted in `stats`.
+        """
         if scope["type"] != "http":
             return
         self.stats.add("requests")

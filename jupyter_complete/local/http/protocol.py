@@ -114,6 +114,10 @@ class ApiProtocol(H11Protocol):
 
     # -- connections -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Accept a connection and start its head clock, or refuse it past ``max_connections``.
+
+        A refused connection gets a 503 ``overloaded_error`` envelope and is closed at once.
+        """
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             log.warning(
@@ -134,6 +138,7 @@ class ApiProtocol(H11Protocol):
         self._arm(self.limits.head_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Stop this connection's clock, then let uvicorn clean up (``exc``: why, or None)."""
         self._disarm()
         super().connection_lost(exc)
 
@@ -185,6 +190,13 @@ class ApiProtocol(H11Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        """Feed ``data`` to h11, timing and bounding the head, and draining unread bodies.
+
+        A head's first byte starts its clock (``head_timeout``); a head past ``max_head_bytes``
+        is refused (431, or 414 for the request line alone); a body left unread after an
+        answer is thrown away up to ``drain_bytes``/``drain_timeout``, then the connection
+        is closed.
+        """
         state = self.conn.their_state
         if self.conn.our_state is h11.DONE and state is h11.SEND_BODY:
             # Draining the unread body of a request already answered.
@@ -210,8 +222,10 @@ class ApiProtocol(H11Protocol):
             self._disarm()
 
     def _head_too_long(self, data: bytes) -> bool:
-        """Refuse a head longer than ``max_head_bytes`` (414 when the request line alone
-        is): h11 bounds only heads still incomplete, not one that arrives whole in a read."""
+        """Refuse a head longer than ``max_head_bytes`` (414 when the request line alone is).
+
+        h11 bounds only heads still incomplete, not one that arrives whole in a read.
+        """
         limit = self.limits.max_head_bytes
         seen = len(self._head)
         self._head += data[: max(0, limit + 4 - seen)]
@@ -245,6 +259,10 @@ class ApiProtocol(H11Protocol):
         return True
 
     def on_response_complete(self) -> None:
+        """After an answer: close a half-closed connection, or drain a body left unread.
+
+        The drain is bounded by ``drain_bytes`` and ``drain_timeout`` seconds.
+        """
         super().on_response_complete()
         if self.transport.is_closing():
             return

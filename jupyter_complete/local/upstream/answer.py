@@ -1,5 +1,7 @@
-"""An engine's answer: what each of its events says (`Piece`), the prefill it may echo
-removed (`PrefillEcho`), and how it ended (`final_for`, `matched_final`).
+"""An engine's answer.
+
+What each of its events says (`Piece`), the prefill it may echo removed (`PrefillEcho`),
+and how it ended (`final_for`, `matched_final`).
 """
 
 from __future__ import annotations
@@ -95,8 +97,11 @@ def final_for(
 def matched_final(
     stop: str, request: GenerationRequest, input_tokens: int, output_tokens: int
 ) -> Final:
-    """The `Final` record when a stop sequence was matched here: ``stop_sequence`` with it,
-    or ``end_turn`` for the built-in ``"\\n\\nHuman:"`` the request did not list."""
+    """The `Final` record when a stop sequence was matched here.
+
+    ``stop_sequence`` with it, or ``end_turn`` for the built-in ``"\\n\\nHuman:"`` the
+    request did not list.
+    """
     reason, sequence = wire.messages_stop("stop_sequence", stop, request.stop_sequences)
     # messages_stop maps "stop_sequence" only to "end_turn" or "stop_sequence".
     return Final(cast("StopReason", reason), sequence, input_tokens, output_tokens)

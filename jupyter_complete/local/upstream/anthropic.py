@@ -66,8 +66,10 @@ def _stops(request: GenerationRequest) -> list[str]:
 
 
 def anthropic_count_body(request: GenerationRequest, model: str) -> dict[str, Any]:
-    """The ``/v1/messages/count_tokens`` body for ``request``: `anthropic_body`'s model,
-    system and messages."""
+    """The ``/v1/messages/count_tokens`` body for ``request``.
+
+    `anthropic_body`'s model, system and messages.
+    """
     body = anthropic_body(request, model)
     for name in _GENERATION_FIELDS:
         body.pop(name, None)

@@ -95,8 +95,10 @@ class UpstreamBackend:
         return self.config.model or requested
 
     async def admit(self, request: GenerationRequest) -> UpstreamJob:
-        """A job for ``request``; 529 ``overloaded_error`` when ``max_outstanding`` requests
-        are already in flight. Nothing is sent until `UpstreamJob.wait`."""
+        """A job for ``request``; nothing is sent until `UpstreamJob.wait`.
+
+        529 ``overloaded_error`` when ``max_outstanding`` requests are already in flight.
+        """
         if self._outstanding >= self.config.max_outstanding:
             self.stats["overloaded"] += 1
             raise RequestRejected(529, "overloaded_error", "Overloaded", {"x-should-retry": "true"})
@@ -113,9 +115,12 @@ class UpstreamBackend:
             self._outstanding -= 1
 
     def refresh_models(self) -> list[ModelCard]:
-        """Ask the engine for its models (``GET /v1/models``, blocking, 10 s at most) and keep
-        them for `models`. Called once when the backend is created; an engine that does not
-        answer (not started yet, or without the list) leaves the list empty."""
+        """Ask the engine for its models and keep them for `models`.
+
+        ``GET /v1/models``, blocking, 10 s at most. Called once when the backend is created;
+        an engine that does not answer (not started yet, or without the list) leaves the list
+        empty.
+        """
         import httpx
 
         try:
@@ -245,9 +250,11 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
 
 class _BoundedEvents:
-    """The response as `httpx_sse.EventSource` reads it (``headers``, ``aiter_text``), failing
-    once more than ``limit`` characters arrive without an event boundary (a blank line):
-    an engine cannot make us buffer without end."""
+    """The response as `httpx_sse.EventSource` reads it (``headers``, ``aiter_text``).
+
+    Fails once more than ``limit`` characters arrive without an event boundary (a blank
+    line): an engine cannot make us buffer without end.
+    """
 
     def __init__(self, response: httpx.Response, limit: int) -> None:
         self._response = response
@@ -379,8 +386,10 @@ class UpstreamJob(AsyncClosing):
             self.final = final_for(finish, engine_stop, request, self.input_tokens, outputs)
 
     async def _count_input(self) -> int:
-        """Input tokens, asked of the engine, for engines whose stream reports no usage
-        (llama-cpp-python's server); 0 if it cannot say."""
+        """Input tokens, asked of the engine; 0 if it cannot say.
+
+        For engines whose stream reports no usage (llama-cpp-python's server).
+        """
         try:
             return await self.backend.count_tokens(self.request)
         except RequestRejected:

@@ -1,5 +1,7 @@
-"""An engine's errors as the API's: `rejection_for` (an error status), `error_fields` (an
-error event inside a stream) and `unreachable` (no answer at all).
+"""An engine's errors as the API's.
+
+`rejection_for` (an error status), `error_fields` (an error event inside a stream) and
+`unreachable` (no answer at all).
 """
 
 from __future__ import annotations

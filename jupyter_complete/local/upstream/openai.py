@@ -26,8 +26,11 @@ LLAMA_CPP_SAMPLERS = ("temperature", "top_k", "top_p")
 
 
 def chat_messages(conversation: Conversation) -> list[dict[str, str]]:
-    """OpenAI chat ``messages`` for a conversation: system, turns, then the prefill (if any)
-    as a final ``assistant`` message for the engine to continue."""
+    """OpenAI chat ``messages`` for a conversation.
+
+    System, turns, then the prefill (if any) as a final ``assistant`` message for the engine
+    to continue.
+    """
     messages: list[dict[str, str]] = []
     if conversation.system:
         messages.append({"role": "system", "content": conversation.system})

@@ -197,7 +197,7 @@ class Panel(PanelRuns):
         n: int = 5,
         concurrency: int | None = None,
     ) -> None:
-        """n samples per setting: ``n`` answers at each value of one parameter, measured.
+        """Run "n samples per setting": ``n`` answers at each value of one parameter, measured.
 
         Give one of ``temperature``, ``top_p``, ``top_k`` as a list; every other setting is
         the panel's. The figures fill in below the panel while the samples arrive, then the

@@ -82,8 +82,11 @@ def panel_html(record_id: str, state: dict[str, Any]) -> str:
 
 
 def _spread_html(data: dict[str, Any]) -> str:
-    """The last "n samples per setting" result: its table and chart (PNG), as `spread` shows
-    it; a note if the saved data cannot be read."""
+    """The last "n samples per setting" result.
+
+    Its table and chart (PNG), as `spread` shows it; a note if the saved data cannot be
+    read.
+    """
     from ...sweep import SpreadResult, result_html
 
     try:

@@ -161,8 +161,10 @@ class PanelRuns(SavedPanel):
 
     # -- run / stop --------------------------------------------------------------------
     def _prepare(self) -> tuple[str, str, str, StopSignal] | None:
-        """What every kind of run starts with: the prompt, its wire form (and the note on
-        dropped turns), and the running state. None, with the reason shown, when it cannot."""
+        """What every kind of run starts with; None, with the reason shown, when it cannot.
+
+        The prompt, its wire form (and the note on dropped turns), and the running state.
+        """
         text = self._prompt_or_error()
         if text is None:
             return None

@@ -87,8 +87,10 @@ def run_result(sample: Any) -> RunResult:
 
 
 class SpreadView:
-    """The panel's view of the last sweep: the figures filling in while samples arrive, then
-    the same with its chart. Hidden until the first sweep."""
+    """The panel's view of the last sweep. Hidden until the first sweep.
+
+    The figures filling in while samples arrive, then the same with its chart.
+    """
 
     def __init__(self) -> None:
         self.html = widgets.HTML()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -50,53 +51,123 @@ def configured_threads() -> int | None:
     return threads
 
 
-def _load_average() -> float | None:
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes spent on un-niced work since boot (``/proc/stat``), or None.
+
+    Sums ``/proc/stat``'s user, system, irq, softirq and steal columns (proc(5)); the nice
+    column (user time of processes with a nice value above 0) is left out: such work yields
+    its CPU to ours. Steal counts: a hypervisor took that CPU.
+    """
     try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every OS
+        with open("/proc/stat", "rb") as stat:
+            fields = stat.readline().split()
+    except OSError:  # not Linux, or /proc not mounted
         return None
+    if len(fields) < 9 or fields[0] != b"cpu":
+        return None
+    user, _nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    """CPU seconds this process has used, all its threads (0 when it runs niced: its time
+    is then in ``/proc/stat``'s nice column, which `_busy_seconds` leaves out)."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            return 0.0
+    except (AttributeError, OSError):
+        pass
+    times = os.times()
+    return times.user + times.system
+
+
+class OtherWork:
+    """How many CPUs other processes' un-niced work kept busy lately: a callable.
+
+    Each call returns the average over the time since the previous reading (readings less
+    than `MIN_INTERVAL` seconds apart return the last figure): un-niced CPU time from
+    ``/proc/stat`` (`_busy_seconds`) minus this process's own, per second. A job started with
+    ``nice`` does not count, so it never keeps the model from using every CPU (the load
+    average does count it). None where ``/proc/stat`` does not exist.
+
+    Args:
+        busy: CPU seconds of un-niced work since boot, machine-wide (default `_busy_seconds`).
+        own: CPU seconds this process has used (default `_own_seconds`).
+        clock: seconds, monotonic (default ``time.monotonic``).
+    """
+
+    MIN_INTERVAL = 0.25
+
+    def __init__(
+        self,
+        busy: Callable[[], float | None] = _busy_seconds,
+        own: Callable[[], float] = _own_seconds,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._busy, self._own, self._clock = busy, own, clock
+        self._figure: float | None = None
+        self._last: tuple[float, float, float] | None = self._read()
+
+    def _read(self) -> tuple[float, float, float] | None:
+        busy = self._busy()
+        return None if busy is None else (self._clock(), busy, self._own())
+
+    def __call__(self) -> float | None:
+        if self._last is not None and self._clock() - self._last[0] < self.MIN_INTERVAL:
+            return self._figure
+        now = self._read()
+        if now is None:
+            return None
+        if self._last is not None:
+            elapsed = now[0] - self._last[0]
+            others = (now[1] - self._last[1]) - (now[2] - self._last[2])
+            self._figure = max(0.0, others / elapsed)
+        self._last = now
+        return self._figure
 
 
 class ThreadTuner:
     """Chooses how many CPU threads evaluate each token, from how long tokens take.
 
     Why measure instead of a fixed rule: llama.cpp's threads meet at a barrier after every
-    operation of a token (hundreds of them) and, under OpenMP's default wait policy, spin
-    while they wait. On an idle machine all cores are fastest (2 threads on 2 cores: about
-    1.35x the tokens/s of 1). On cores busy with other work, a thread that is not scheduled
-    stalls every barrier while its partner spins: measured on the same 2 cores under a load
-    average of 12, 2 threads gave 1.1 tokens/s and 1 thread 17-28. Neither count is right
-    everywhere, and the load changes, so the tuner keeps measuring:
+    operation of a token (hundreds of them) and spin while they wait. On an idle machine
+    all cores are fastest (2 threads on 2 cores: about 1.35x the tokens/s of 1). On cores
+    busy with other work, a thread that is not scheduled stalls every barrier while its
+    partner spins: measured on the same 2 cores under a load average of 12, 2 threads gave
+    1.1 tokens/s and 1 thread 17-28. Neither count is right everywhere, and the load
+    changes, so the tuner keeps measuring:
 
-    * it uses the count whose recent tokens (median of the last `WINDOW`) were fastest;
-    * every so often it probes another count for `PROBE_TOKENS` tokens (one, if that one was
-      4x slower); a probe that loses waits 4x longer before the next (up to
-      `MAX_PROBE_EVERY` tokens), one that wins resets the wait;
-    * a count above the best is only started or probed while the 1-minute load average
-      leaves a CPU for each extra thread (``load - best + count <= cpus + 0.5``): on a busy
-      machine one such token can take seconds.
+    * it uses the count whose recent tokens (mean of the last `WINDOW`: the time a reader
+      waits, stalls included) were fastest;
+    * every so often it probes another count for `PROBE_TOKENS` fresh tokens, ending at
+      once when one of them takes 4x the best count's mean; a probe that loses waits 4x
+      longer before the next (up to `MAX_PROBE_EVERY` tokens), one that wins resets the wait;
+    * a count above the best is only started or probed while other processes' un-niced
+      work (`OtherWork`) leaves a CPU for each of its threads (``others + count <= cpus +
+      0.5``): on cores taken by such work one token can take seconds. Niced work does not
+      count: it yields its CPU to ours.
 
     Args:
         candidates: thread counts to choose from (e.g. ``[2, 1]``); the largest is the CPUs.
-        load: the 1-minute load average now, or None when unknown (then not used); default
-            ``os.getloadavg``.
+        others: CPUs busy with other processes' un-niced work now, or None when unknown
+            (then only measurements decide); default an `OtherWork` reading ``/proc/stat``.
     """
 
     WINDOW = 5
-    PROBE_TOKENS = 2
+    PROBE_TOKENS = 3
     FIRST_PROBE = 3
     PROBE_EVERY = 64
     MAX_PROBE_EVERY = 4096
 
     def __init__(
-        self, candidates: Sequence[int], *, load: Callable[[], float | None] = _load_average
+        self, candidates: Sequence[int], *, others: Callable[[], float | None] | None = None
     ) -> None:
         ordered = sorted({max(1, int(n)) for n in candidates}, reverse=True)
         if not ordered:
             raise ValueError("ThreadTuner needs at least one candidate thread count")
         #: The thread counts it chooses from, largest first.
         self.candidates: list[int] = ordered
-        self._load = load
+        self._others = others if others is not None else OtherWork()
         self._samples: dict[int, deque[float]] = {n: deque(maxlen=self.WINDOW) for n in ordered}
         self._tokens = 0
         self._every = dict.fromkeys(ordered, self.PROBE_EVERY)
@@ -106,26 +177,22 @@ class ThreadTuner:
         self._start: int | None = None
 
     def estimate(self, threads: int) -> float | None:
-        """Median seconds per token of the last `WINDOW` tokens at ``threads``, if any."""
+        """Mean seconds per token of the last `WINDOW` tokens at ``threads``, if any."""
         samples = self._samples[threads]
-        return statistics.median(samples) if samples else None
+        return statistics.fmean(samples) if samples else None
 
-    def _room(self, threads: int, running: int) -> bool:
-        """Whether the load average leaves a CPU for each thread beyond ``running``."""
-        if threads <= running:
-            return True
-        load = self._load()
-        return load is None or load - running + threads <= self.candidates[0] + 0.5
+    def _room(self, threads: int) -> bool:
+        """Whether other un-niced work leaves a CPU for each of ``threads``."""
+        others = self._others()
+        return others is None or others + threads <= self.candidates[0] + 0.5
 
     def best(self) -> int:
-        """The count with the fastest recent tokens; before any, the most the load allows."""
+        """The count with the fastest recent tokens; before any, the most there is room for."""
         measured = [(est, n) for n in self.candidates if (est := self.estimate(n)) is not None]
         if measured:
             return min(measured)[1]
         if self._start is None:
-            self._start = next(
-                (n for n in self.candidates if self._room(n, 0)), self.candidates[-1]
-            )
+            self._start = next((n for n in self.candidates if self._room(n)), self.candidates[-1])
         return self._start
 
     def choose(self) -> int:
@@ -135,27 +202,29 @@ class ThreadTuner:
         best = self.best()
         for n in self.candidates:
             if n != best and self._tokens >= self._next_probe[n]:
-                if not self._room(n, best):
-                    # Check again later, as if it had lost: the load may fall.
+                if n > best and not self._room(n):
+                    # Check again later, as if it had lost: the other work may end.
                     self._next_probe[n] = self._tokens + self._every[n]
                     continue
                 self._probe, self._probe_left = n, self.PROBE_TOKENS
+                self._samples[n].clear()  # the probe's own tokens decide, not old ones
                 return n
         return best
 
     def record(self, threads: int, seconds: float) -> None:
         """Note that one token took ``seconds`` at ``threads``."""
-        best_before = self.estimate(self.best())
         self._tokens += 1
         self._samples[threads].append(seconds)
         if threads != self._probe:
             return
+        rivals = [self.estimate(n) for n in self.candidates if n != threads]
+        rival = min((est for est in rivals if est is not None), default=None)
         self._probe_left -= 1
-        if self._probe_left > 0 and not (best_before and seconds > 4 * best_before):
+        if self._probe_left > 0 and not (rival and seconds > 4 * rival):
             return
         self._probe = None
         mine = self.estimate(threads)
-        won = best_before is None or (mine is not None and mine < best_before)
+        won = rival is None or (mine is not None and mine < rival)
         self._every[threads] = (
             self.PROBE_EVERY if won else min(self._every[threads] * 4, self.MAX_PROBE_EVERY)
         )

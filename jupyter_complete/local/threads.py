@@ -157,7 +157,7 @@ class ThreadTuner:
     PROBE_TOKENS = 3
     FIRST_PROBE = 3
     PROBE_EVERY = 64
-    MAX_PROBE_EVERY = 4096
+    MAX_PROBE_EVERY = 1024
 
     def __init__(
         self, candidates: Sequence[int], *, others: Callable[[], float | None] | None = None

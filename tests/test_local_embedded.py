@@ -152,3 +152,22 @@ def test_loading_the_extension_warms_the_model_up_and_it_is_loaded_once_per_proc
     assert out["configured"] is False and out["warming"] is True
     assert out["loads"] == 1
     assert all(out["texts"]) and out["url"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.local
+def test_the_warm_up_never_swaps_the_output_streams_while_the_model_loads():
+    # llama-cpp-python points sys.stdout at /dev/null while it loads (when not verbose): on
+    # a background thread that swallowed what the notebook printed meanwhile.
+    _needs_the_model()
+    result = _run("""
+        import sys
+        from jupyter_complete.local import embedded
+        out, err = sys.stdout, sys.stderr
+        assert embedded.warm_up()
+        swapped = 0
+        while embedded._warming.is_alive():
+            swapped += sys.stdout is not out or sys.stderr is not err
+        print(swapped, type(embedded._warmed[0]).__name__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "LocalModel"]

@@ -46,11 +46,13 @@ def _missing_extra() -> str | None:
 
 
 def _load() -> LocalModel:
-    """Load the model and get it ready for its first prompt: the HTTP stack imported, the
-    chat template compiled and its leading tokens (the same for every caller: `render_public`)
-    in the KV cache."""
+    """Load the model and get it ready for its first prompt: the chat template compiled and
+    its leading tokens (the same for every caller: `render_public`) in the KV cache.
+
+    The HTTP stack is not imported here: `ensure_started` imports it on the caller's thread
+    while this one is inside llama.cpp (which releases the GIL), so the two overlap.
+    """
     from ..prompt import parse
-    from . import server  # noqa: F401 - imported here, off the caller's path
     from .model import LocalModel
 
     model = LocalModel()
@@ -124,7 +126,7 @@ def ensure_started() -> tuple[str, str]:
                     f"({missing} is missing): pip install 'jupyter_complete[local]', or set "
                     "ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL) to use another server."
                 )
-            from .server import serve
+            from .server import serve  # before waiting for the warm-up: see _load
 
             model = _loaded_model()
             key = secrets.token_urlsafe(32)

@@ -55,8 +55,10 @@ def _busy_seconds() -> float | None:
     """CPU seconds all processes spent on un-niced work since boot (``/proc/stat``), or None.
 
     Sums ``/proc/stat``'s user, system, irq, softirq and steal columns (proc(5)); the nice
-    column (user time of processes with a nice value above 0) is left out: such work yields
-    its CPU to ours. Steal counts: a hypervisor took that CPU.
+    column (user time of processes with a nice value above 0; their kernel time is in the
+    system column) is left out: such work yields its CPU to ours, and whether it still
+    slows llama.cpp's threads is left to measured token times. Steal counts: a hypervisor
+    took that CPU.
     """
     try:
         with open("/proc/stat", "rb") as stat:
@@ -87,8 +89,9 @@ class OtherWork:
     Each call returns the average over the time since the previous reading (readings less
     than `MIN_INTERVAL` seconds apart return the last figure): un-niced CPU time from
     ``/proc/stat`` (`_busy_seconds`) minus this process's own, per second. A job started with
-    ``nice`` does not count, so it never keeps the model from using every CPU (the load
-    average does count it). None where ``/proc/stat`` does not exist.
+    ``nice`` does not count, so it never keeps the model from trying every CPU (the load
+    average counts it: a nice-19 job once kept the model at 1 thread where 2 were 1.38x
+    faster). None where ``/proc/stat`` does not exist.
 
     Args:
         busy: CPU seconds of un-niced work since boot, machine-wide (default `_busy_seconds`).

@@ -44,6 +44,12 @@ from _bench import banner, interleaved, median, parse_mode, table  # noqa: E402
 
 PROMPT = "\n\nHuman: Write a long story about a dragon who learns to bake bread.\n\nAssistant:"
 LIMIT = 8.0
+# Busy in user space only (a niced job's kernel time counts as un-niced in /proc/stat), and
+# gone within ~0.1 s of this script, even if it is killed before it can kill them.
+BURNER = (
+    "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+    "    for _ in range(2_000_000):\n        pass"
+)
 
 
 @contextmanager
@@ -51,7 +57,7 @@ def burners(count: int, nice: int) -> Iterator[None]:
     """``count`` busy-looping processes at ``nice`` above this one's priority."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", "while True: pass"],
+            [sys.executable, "-c", BURNER],
             preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509
         )
         for _ in range(count)

@@ -19,6 +19,10 @@ and kills:
 * ``nice +0`` x 1 and x T: jobs at our own priority. Threads that lose their CPU stall
   llama.cpp's barriers; 1 thread is faster.
 
+In ``--full``, a second table: 1 thread, T threads and T threads with
+``OMP_WAIT_POLICY=PASSIVE`` (llama-cpp-python's build uses OpenMP: ``llama_print_system_info``
+says ``OPENMP = 1``), idle and beside one ``nice +0`` burner, each run in a fresh process.
+
 Printed per scenario: tokens/s (median), the tuner's rate against each fixed count and the
 old default (half the CPUs), the share of its tokens at each count, and what it saw
 (`OtherWork`: CPUs busy with others' un-niced work; the 1-minute load average). Prints
@@ -89,6 +93,55 @@ def generate(model: Any, prompt: list[int], tokens: int, used: Counter[int]) -> 
         return made / (time.perf_counter() - started)
 
 
+# One run in a fresh process, so OpenMP reads its environment before llama.cpp starts it.
+ONE_RUN = """
+import sys
+from collections import Counter
+sys.path.insert(0, sys.argv[1])
+from bench_thread_tuner import PROMPT, generate
+from jupyter_complete.local import LocalModel
+from jupyter_complete.prompt import parse
+model = LocalModel(n_ctx=1024, n_threads=int(sys.argv[2]))
+prompt = model.apply_chat_template(parse(PROMPT))
+generate(model, prompt, 8, Counter())  # the prompt into the cache
+print(generate(model, prompt, int(sys.argv[3]), Counter()))
+"""
+
+
+def wait_policies(cpus: int, tokens: int, rounds: int) -> None:
+    """Whether OpenMP's passive wait policy removes the stall of every CPU under load."""
+
+    def run(threads: int, env: dict[str, str]) -> Callable[[], float]:
+        here = str(Path(__file__).resolve().parent)
+        argv = [sys.executable, "-c", ONE_RUN, here, str(threads), str(tokens)]
+        merged = {**os.environ, **env}
+        return lambda: float(
+            subprocess.run(
+                argv, env=merged, capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+
+    contenders = {
+        "1 thread": run(1, {}),
+        f"{cpus} threads (spin: OpenMP's default)": run(cpus, {}),
+        f"{cpus} threads, OMP_WAIT_POLICY=PASSIVE": run(cpus, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    }
+    rows = []
+    for name, count in (("idle", 0), ("nice +0 x 1", 1)):
+        with burners(count, 0):
+            rates = {key: median(runs) for key, runs in interleaved(contenders, rounds).items()}
+        spin = list(rates.values())[1]
+        rows.append(
+            [
+                name,
+                *(f"{rate:.1f}" for rate in rates.values()),
+                f"{list(rates.values())[2] / spin:.2f}",
+            ]
+        )
+    print(f"OpenMP wait policy, {tokens} tokens a run, tokens/s (median), fresh process each run:")
+    print(table(["scenario", *contenders, "passive / spin"], rows))
+
+
 def main() -> int:
     args = parse_mode("the thread tuner's choice vs fixed counts, beside niced and other work")
     try:
@@ -150,6 +203,8 @@ def main() -> int:
     print(f"old default = {half} thread{'s' * (half > 1)} (half the CPUs); goal: tuned > 1.3x it")
     for model in (tuned, *fixed.values()):
         model.close()
+    if not args.short and cpus > 1:
+        wait_policies(cpus, tokens, args.rounds)
     return 0
 
 

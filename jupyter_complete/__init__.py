@@ -71,9 +71,15 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext jupyter_complete``: register the ``%%complete`` magics."""
+    """``%load_ext jupyter_complete``: register the ``%%complete`` magics.
+
+    With no endpoint configured, the built-in model starts loading on a background thread
+    (`jupyter_complete.local.embedded.warm_up`), so the first answer does not wait for it.
+    """
+    from .local.embedded import warm_up
     from .magics import load
 
+    warm_up()  # first: the weights load while the magics are imported
     load(ipython)
 
 

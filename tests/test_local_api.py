@@ -262,6 +262,10 @@ def test_requests_within_the_limits_pass():
 
 
 def test_importing_the_package_and_loading_the_extension_import_no_server_stack():
+    # With an endpoint configured (without one, %load_ext warms the built-in model up on a
+    # background thread: tests/test_local_embedded.py).
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    env["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
     code = (
         "import sys\n"
         "from IPython.core.interactiveshell import InteractiveShell\n"
@@ -277,7 +281,7 @@ def test_importing_the_package_and_loading_the_extension_import_no_server_stack(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(repo)},
+        env={**env, "PYTHONPATH": str(repo)},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

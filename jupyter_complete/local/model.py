@@ -23,6 +23,7 @@ import numpy.typing as npt
 from .._constants import LOCAL_MODEL_NAME
 from ..errors import LocalModelUnavailableError
 from ..prompt import Conversation
+from .loader import load_llama
 from .threads import ThreadTuner, available_cpus, configured_threads
 from .weights import INSTALL_HINT, resolve_model_path
 
@@ -90,7 +91,8 @@ class LocalModel:
         #: Held while the model evaluates tokens (see the class docstring).
         self.lock = threading.RLock()
         #: The underlying ``llama_cpp.Llama``.
-        self.llm: Any = llama_cpp.Llama(
+        self.llm: Any = load_llama(
+            llama_cpp,
             model_path=str(path),
             n_ctx=n_ctx,
             n_threads=threads,

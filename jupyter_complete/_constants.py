@@ -21,6 +21,8 @@ ENV_MODEL_PATH = "JUPYTER_COMPLETE_MODEL_PATH"
 ENV_SERVER_API_KEY = "JUPYTER_COMPLETE_SERVER_API_KEY"
 ENV_LOG = "JUPYTER_COMPLETE_LOG"
 ENV_RAISE_ERRORS = "JUPYTER_COMPLETE_RAISE_ERRORS"
+#: Set to 0 to keep ``%load_ext`` from loading the built-in model ahead of the first answer.
+ENV_WARM_UP = "JUPYTER_COMPLETE_WARM_UP"
 
 #: Model used against the real API when the user names none. Text Completions is a legacy
 #: endpoint, so this is the last model family documented for it.

@@ -135,6 +135,9 @@ def test_loading_the_extension_warms_the_model_up_and_it_is_loaded_once_per_proc
         os.environ["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
         configured = embedded.warm_up()  # another endpoint is named: nothing to warm up
         del os.environ["ANTHROPIC_BASE_URL"]
+        os.environ["JUPYTER_COMPLETE_WARM_UP"] = "0"
+        opted_out = embedded.warm_up()  # the user turned the warm-up off
+        del os.environ["JUPYTER_COMPLETE_WARM_UP"]
         start_ipython().run_line_magic("load_ext", "jupyter_complete")
         warming = embedded._warming is not None
         from jupyter_complete import Client
@@ -144,12 +147,14 @@ def test_loading_the_extension_warms_the_model_up_and_it_is_loaded_once_per_proc
         url, _ = embedded.ensure_started()  # a new server, the same model
         again = Client().completions.create(prompt="\\n\\nHuman: Hi\\n\\nAssistant:",
                                             max_tokens_to_sample=3, temperature=0)
-        print(json.dumps({"configured": configured, "warming": warming, "loads": len(loads),
-                          "texts": [first.completion, again.completion], "url": url}))
+        print(json.dumps({"configured": configured, "opted_out": opted_out, "warming": warming,
+                          "loads": len(loads), "texts": [first.completion, again.completion],
+                          "url": url}))
     """)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["configured"] is False and out["warming"] is True
+    assert out["configured"] is False and out["opted_out"] is False
+    assert out["warming"] is True
     assert out["loads"] == 1
     assert all(out["texts"]) and out["url"].startswith("http://127.0.0.1:")
 

@@ -16,7 +16,7 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
-from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL_PATH
+from .._constants import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL_PATH, ENV_WARM_UP
 from ..errors import LocalModelUnavailableError
 
 if TYPE_CHECKING:
@@ -46,8 +46,10 @@ def _missing_extra() -> str | None:
 
 
 def _load() -> LocalModel:
-    """Load the model and get it ready for its first prompt: the chat template compiled and
-    its leading tokens (the same for every caller: `render_public`) in the KV cache.
+    """Load the model and get it ready for its first prompt.
+
+    Ready means: the chat template compiled and its leading tokens (the same for every
+    caller: `render_public`) in the KV cache.
 
     The HTTP stack is not imported here: `ensure_started` imports it on the caller's thread
     while this one is inside llama.cpp (which releases the GIL), so the two overlap.
@@ -73,13 +75,17 @@ def warm_up() -> bool:
     """Start loading the built-in model on a background thread, if it will be the endpoint.
 
     Does nothing (returns False) when ``ANTHROPIC_API_KEY`` or ``ANTHROPIC_BASE_URL`` is
-    set (a `Client` then talks to that server), when the ``[local]`` extra is missing, or
-    when the model is loaded or loading already. llama.cpp releases the GIL while it
-    reads the weights, so the caller's thread goes on meanwhile. `ensure_started` waits for
-    it and raises what the load raised. Returns True when it started the load.
+    set (a `Client` then talks to that server), when ``JUPYTER_COMPLETE_WARM_UP=0`` (for
+    kernels that name their server in each cell with ``--base-url``), when the ``[local]``
+    extra is missing, or when the model is loaded or loading already. llama.cpp releases the
+    GIL while it reads the weights, so the caller's thread goes on meanwhile.
+    `ensure_started` waits for it and raises what the load raised. Returns True when it
+    started the load.
     """
     global _warming
     if os.environ.get(ENV_API_KEY) or os.environ.get(ENV_BASE_URL):
+        return False
+    if os.environ.get(ENV_WARM_UP, "").strip() == "0":
         return False
     with _lock:
         if _model is not None or _warming is not None or _missing_extra() is not None:

@@ -127,6 +127,7 @@ class LocalModel:
         """Token ids of ``text``.
 
         Args:
+            text: the text to tokenize (UTF-8 encoded for llama.cpp).
             special: parse control-token text (``<|im_start|>`` ...) as those tokens.
             add_bos: prepend BOS when the model's own metadata asks for one (SmolLM2's
                 does not), as llama.cpp's ``llama_tokenize`` does.
@@ -233,8 +234,10 @@ class LocalModel:
         return self._max_token_bytes
 
     def render_text(self, conversation: Conversation) -> str:
-        """The prompt the model sees, as text (a debugging aid; `apply_chat_template` gives the
-        tokens)."""
+        """The prompt the model sees, as text: a debugging aid.
+
+        `apply_chat_template` gives the tokens.
+        """
         return "".join(self.token_text(t) for t in self.apply_chat_template(conversation))
 
     @staticmethod

@@ -72,8 +72,11 @@ def _busy_seconds() -> float | None:
 
 
 def _own_seconds() -> float:
-    """CPU seconds this process has used, all its threads (0 when it runs niced: its time
-    is then in ``/proc/stat``'s nice column, which `_busy_seconds` leaves out)."""
+    """CPU seconds this process has used, all its threads together.
+
+    0 when it runs niced: its time is then in ``/proc/stat``'s nice column, which
+    `_busy_seconds` leaves out.
+    """
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) > 0:
             return 0.0
@@ -116,6 +119,7 @@ class OtherWork:
         return None if busy is None else (self._clock(), busy, self._own())
 
     def __call__(self) -> float | None:
+        """Other processes' un-niced CPU use since the last reading, in CPUs (None: unknown)."""
         if self._last is not None and self._clock() - self._last[0] < self.MIN_INTERVAL:
             return self._figure
         now = self._read()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Mapping
@@ -54,6 +55,7 @@ class Peer(Protocol):
         """
 
 
+@dataclasses.dataclass
 class Exchange:
     """Run one admitted request (see the module docstring).
 
@@ -66,22 +68,13 @@ class Exchange:
         ping_interval: seconds between pings while a streamed request waits its turn.
     """
 
-    def __init__(
-        self,
-        encoder: Encoder,
-        job: Job,
-        peer: Peer,
-        *,
-        request_id: str,
-        stream: bool,
-        ping_interval: float,
-    ) -> None:
-        self.encoder = encoder
-        self.job = job
-        self.peer = peer
-        self.request_id = request_id
-        self.stream = stream
-        self.ping_interval = ping_interval
+    encoder: Encoder
+    job: Job
+    peer: Peer
+    _: dataclasses.KW_ONLY
+    request_id: str
+    stream: bool
+    ping_interval: float
 
     async def run(self) -> Outcome:
         """Answer the request; what became of it."""

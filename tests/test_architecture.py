@@ -152,7 +152,8 @@ def test_the_server_never_imports_the_client_side() -> None:
 
 
 #: docs/architecture.md's layers, bottom up; a module may import its own layer and those below.
-PURE = {"wire", "prompt", "settings", "sampling", "completion", "errors", "_constants", "_version"}
+PURE = {"wire", "prompt", "settings", "sampling", "goodness_of_fit", "completion", "errors"}
+PURE |= {"_constants", "_version"}
 CLIENT = {"client", "_completions", "_models", "_retries", "_responses", "_secrets"}
 CLIENT |= {"_http_errors", "streaming", "_decoder", "messages", "sse"}
 

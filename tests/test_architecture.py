@@ -220,3 +220,13 @@ def test_the_secrets_module_loads_only_the_standard_library_so_render_can_show_u
     # render imports safe_url from _secrets; %load_ext loads render but must not load requests.
     stacks = _packages_imported("jupyter_complete._secrets") - {"__future__"}
     assert all(s in sys.stdlib_module_names for s in stacks), stacks
+
+
+def test_every_module_is_named_in_the_layer_diagram() -> None:
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    diagram = doc.split("```")[1]  # the first code block: the layers
+    words = {w.strip("/()") for w in diagram.replace(",", " ").split()}
+    for name in MODULES:
+        if name == "jupyter_complete" or name.startswith("jupyter_complete.widgets.panel."):
+            continue  # the package itself; the panel's private modules are drawn as panel/
+        assert name.rpartition(".")[2] in words, f"{name} is not in the architecture diagram"

@@ -20,7 +20,7 @@ import requests
 from . import _constants as C
 from . import wire
 from ._responses import READ_SIZE, error_envelope, excerpt, server_name
-from ._secrets import without_frames
+from ._secrets import safe_url, without_frames
 from .errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -29,7 +29,6 @@ from .errors import (
     class_for_status,
     class_for_type,
 )
-from .render import safe_url
 
 
 def refuses_completions(err: APIStatusError) -> bool:

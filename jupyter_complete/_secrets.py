@@ -2,17 +2,22 @@
 
 `Secret` holds a key so that no repr, log line or traceback local shows it; `KeyAuth` puts
 it (and Basic auth from a base URL's user info, `split_userinfo`) on a request only at the
-last moment; `without_frames` drops the traceback frames of a transport error, whose locals
-hold the request headers, and `redact` takes query strings and user info out of the
-messages of requests and urllib3.
+last moment; `safe_url` is a URL as it may be shown; `without_frames` drops the traceback
+frames of a transport error, whose locals hold the request headers, and `redact` takes query
+strings and user info out of the messages of requests and urllib3.
+
+Only the standard library is imported here, so the notebook layer (`render`) can show a
+`safe_url` without loading requests.
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
+from typing import TYPE_CHECKING
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 
 class Secret:
@@ -33,10 +38,12 @@ class Secret:
     __str__ = __repr__
 
 
-class KeyAuth(requests.auth.AuthBase):
+class KeyAuth:
     """Adds ``x-api-key`` (and Basic auth from the base URL's user info) at the last moment.
 
-    Request-building code thus never holds the secrets.
+    Request-building code thus never holds the secrets. requests takes any callable from a
+    `PreparedRequest` to a `PreparedRequest` as ``auth``
+    (<https://requests.readthedocs.io/en/latest/user/authentication/#new-forms-of-authentication>).
     """
 
     def __init__(self, secret: Secret | None, basic: tuple[Secret, Secret] | None) -> None:
@@ -47,8 +54,10 @@ class KeyAuth(requests.auth.AuthBase):
         if self._secret is not None:
             r.headers["x-api-key"] = self._secret.reveal()
         if self._basic is not None:
+            from requests.auth import HTTPBasicAuth  # loaded: this runs inside a request
+
             user, password = (part.reveal() for part in self._basic)
-            r = requests.auth.HTTPBasicAuth(user, password)(r)
+            r = HTTPBasicAuth(user, password)(r)
         return r
 
     def __repr__(self) -> str:
@@ -66,6 +75,16 @@ def split_userinfo(url: str) -> tuple[str, tuple[Secret, Secret] | None]:
         (parts.scheme, hostport, parts.path, parts.query, parts.fragment)
     )
     return bare, (Secret(urllib.parse.unquote(user)), Secret(urllib.parse.unquote(password)))
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info, query or fragment (those may hold credentials)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def without_frames(err: BaseException) -> BaseException:
@@ -108,4 +127,4 @@ def redact(text: str) -> str:
     return _USERINFO_RE.sub("//...@", _QUERY_RE.sub("?...", text))
 
 
-__all__ = ["KeyAuth", "Secret", "redact", "split_userinfo", "without_frames"]
+__all__ = ["KeyAuth", "Secret", "redact", "safe_url", "split_userinfo", "without_frames"]

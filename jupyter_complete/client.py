@@ -33,7 +33,7 @@ from ._http_errors import (
     status_error,
 )
 from ._responses import check_encoding, excerpt, read_whole, server_name
-from ._secrets import KeyAuth, Secret, split_userinfo
+from ._secrets import KeyAuth, Secret, safe_url, split_userinfo
 from ._version import __version__
 from .completion import Completion
 from .errors import (
@@ -42,7 +42,6 @@ from .errors import (
     InvalidParameterError,
     NotFoundError,
 )
-from .render import safe_url
 from .streaming import CompletionStream
 
 if TYPE_CHECKING:

@@ -22,10 +22,10 @@ import hashlib
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import IO, Any
 
+from ._secrets import safe_url
 from ._version import __version__
 from .completion import Completion
 
@@ -252,16 +252,6 @@ def provenance(
     return record
 
 
-def safe_url(url: str) -> str:
-    """``url`` without user info, query or fragment (those may hold credentials)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal needs its brackets back
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def footer_bundle(completion: Completion) -> dict[str, str]:
     """The footer as a MIME bundle: plain text for terminals, small grey HTML for notebooks."""
     text = footer_text(completion)
@@ -305,7 +295,7 @@ def receive(
     ``streaming`` is false. Returns (the completion, whether the request was sent). A
     kernel interrupt (`KeyboardInterrupt`) ends it with the text received so far, marked
     ``interrupted`` (an interrupt before any answer drops the half-read connection and
-    returns an empty one). An `jupyter_complete.APIError` propagates after the text so far
+    returns an empty one). A `jupyter_complete.errors.APIError` propagates after the text so far
     was written, so it stays above the error line (the error's ``partial`` holds it).
     """
     renderer = StreamRenderer()

@@ -9,7 +9,8 @@ means no cut, ``top_p`` unset means 1 (no cut), and there are no other samplers 
 no repetition penalty).
 
 Everything here is a pure function of its arguments; the only randomness is the
-`numpy.random.Generator` passed to `sample`.
+`numpy.random.Generator` passed to `sample`. `chi_square_p_value`, for checking draws
+against `Stages`' probabilities, lives in `goodness_of_fit` and is importable from here too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+
+from .goodness_of_fit import chi_square_p_value
 
 #: A probability vector over the vocabulary.
 Vector = npt.NDArray[np.float64]
@@ -238,4 +241,4 @@ def entropy_bits(probs: npt.ArrayLike) -> float:
     return float(-(p * np.log2(p)).sum()) + 0.0
 
 
-__all__ = ["Stages", "entropy_bits", "sample", "stages"]
+__all__ = ["Stages", "chi_square_p_value", "entropy_bits", "sample", "stages"]

@@ -131,13 +131,57 @@ def test_the_wire_module_depends_on_nothing_but_the_standard_library() -> None:
     assert all(t.split(".")[0] in sys.stdlib_module_names or t == "__future__" for t in imported)
 
 
+def _every_import(name: str) -> set[str]:
+    """The package's modules ``name`` imports anywhere: module level, functions, TYPE_CHECKING."""
+    found = set()
+    for target, _, _ in _imports(name):
+        while target not in MODULES and "." in target:
+            target = target.rpartition(".")[0]  # a name imported from a module: that module
+        if target in MODULES and target != name:
+            found.add(target)
+    return found
+
+
 def test_the_server_never_imports_the_client_side() -> None:
+    # Not even inside a function: the one lazy edge is the other way (Client -> local/embedded).
     client_side = {"client", "streaming", "magics", "widgets", "messages", "render", "sse"}
-    graph = _graph(typing_too=True)
     for name in MODULES:
         if name.startswith("jupyter_complete.local"):
-            for target in graph[name]:
+            for target in _every_import(name):
                 assert target.split(".")[1] not in client_side, f"{name} imports {target}"
+
+
+#: docs/architecture.md's layers, bottom up; a module may import its own layer and those below.
+PURE = {"wire", "prompt", "settings", "sampling", "goodness_of_fit", "completion", "errors"}
+PURE |= {"_constants", "_version"}
+CLIENT = {"client", "_completions", "_models", "_retries", "_responses", "_secrets"}
+CLIENT |= {"_http_errors", "streaming", "_decoder", "messages", "sse"}
+
+
+def _layer(name: str) -> str:
+    top = name.split(".")[1] if "." in name else ""
+    if top in PURE:
+        return "pure"
+    return "client" if top in CLIENT else "other"
+
+
+def test_the_pure_modules_import_only_each_other() -> None:
+    for name in MODULES:
+        if _layer(name) == "pure":
+            for target in _every_import(name):
+                assert _layer(target) == "pure", f"{name} imports {target}"
+
+
+def test_the_client_imports_nothing_of_the_notebook_layer_and_the_server_only_lazily() -> None:
+    module_level = _graph(typing_too=True)
+    for name in MODULES:
+        if _layer(name) == "client":
+            for target in _every_import(name):
+                top_level = target in module_level[name]
+                if target.startswith("jupyter_complete.local."):
+                    assert not top_level, f"{name} imports {target} at module level"
+                else:
+                    assert _layer(target) != "other", f"{name} imports {target}"
 
 
 def test_the_api_layer_of_the_server_sees_no_http_objects() -> None:
@@ -150,8 +194,10 @@ def test_the_api_layer_of_the_server_sees_no_http_objects() -> None:
 def test_magics_and_widgets_build_no_http_requests_themselves() -> None:
     for name in MODULES:
         part = name.split(".")[1] if "." in name else ""
-        if part in {"magics", "widgets"}:
-            assert not _packages_imported(name) & {"requests", "urllib3", "httpx"}, name
+        if part in {"magics", "_magic_line", "_magic_options", "_help_end", "widgets"}:
+            # Inside functions too: a request built here would skip the client's rules.
+            stacks = {target.split(".")[0] for target, _, _ in _imports(name)}
+            assert not stacks & {"requests", "urllib3", "httpx"}, name
 
 
 def test_heavy_stacks_are_imported_only_inside_functions_outside_local() -> None:
@@ -168,3 +214,19 @@ def test_heavy_stacks_are_imported_only_inside_functions_outside_local() -> None
             assert any(name.startswith(p) and stack == s for p, s in allowed), (
                 f"{name} imports {stack} at module level"
             )
+
+
+def test_the_secrets_module_loads_only_the_standard_library_so_render_can_show_urls() -> None:
+    # render imports safe_url from _secrets; %load_ext loads render but must not load requests.
+    stacks = _packages_imported("jupyter_complete._secrets") - {"__future__"}
+    assert all(s in sys.stdlib_module_names for s in stacks), stacks
+
+
+def test_every_module_is_named_in_the_layer_diagram() -> None:
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    diagram = doc.split("```")[1]  # the first code block: the layers
+    words = {w.strip("/()") for w in diagram.replace(",", " ").split()}
+    for name in MODULES:
+        if name == "jupyter_complete" or name.startswith("jupyter_complete.widgets.panel."):
+            continue  # the package itself; the panel's private modules are drawn as panel/
+        assert name.rpartition(".")[2] in words, f"{name} is not in the architecture diagram"

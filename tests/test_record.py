@@ -278,3 +278,21 @@ def test_a_reopened_notebook_restores_the_panel_from_its_saved_record(
         assert json.loads(run.stream_text()) == [" Kept answer.", 3, [" T0.", " T1."]]
         missing = kernel.execute("Panel.restore('00000000')")
         assert missing.status == "error" and "no saved panel record" in missing.error_text
+
+
+def test_a_panel_state_saved_before_the_widgets_moved_loads_and_saves_back_unchanged() -> None:
+    # Written by Panel.to_state() at commit 5cb84db (0.1.0, before issue 17's refactor moved
+    # the panel under widgets/): a run, then a compare of two samples, against the replay server.
+    saved_file = Path(__file__).parent / "data" / "panel_state_0.1.0.json"
+    state = json.loads(saved_file.read_text(encoding="utf-8"))
+    back = Panel.from_record(state)
+    try:
+        assert back.text == " One answer."
+        assert [c.view.text for c in back.compare_grid.columns] == [" A.", " B."]
+        assert back.settings.temperature == 0.3 and back.settings.top_k == 7
+        assert back.settings.stop_sequences == ["\n\n"]
+        assert [r["run"] for r in back.history] == [1, 2, 3]
+        assert back.to_state() == state
+    finally:
+        back.close()
+        assert back.wait(5)

@@ -196,7 +196,9 @@ def settings_for(defaults: CompletionSettings, args: argparse.Namespace) -> Comp
         check_params(given)
     except InvalidParameterError as err:
         option = OPTION_FOR.get(err.param, err.param)
-        shown = " ".join(map(repr, args.stop)) if err.param == "stop_sequences" else err.value
+        # Strings are quoted so an empty or blank value is visible (--model '' ...).
+        value = repr(err.value) if isinstance(err.value, str) else err.value
+        shown = " ".join(map(repr, args.stop)) if err.param == "stop_sequences" else value
         raise ValueError(f"{option} {shown} is invalid: it must be {err.allowed}.") from None
     values = {name: getattr(defaults, name) for name in (*CompletionSettings.PARAMS, "system")}
     settings = CompletionSettings(**values)

@@ -222,6 +222,7 @@ def test_an_interrupt_before_any_text_still_stores_an_interrupted_completion(
     [
         ("-t 3", "Hi", "--temperature/-t 3.0 is invalid: it must be a number from 0 to 1."),
         ("-k -1", "Hi", "--top-k/-k -1 is invalid"),
+        ("--model ''", "Hi", "--model/-m '' is invalid"),
         ("--format html", "Hi", "invalid choice: 'html'"),
         ("", "  \n", "the cell is empty"),
         ("-o class", "Hi", "'class' is not a valid Python variable name"),

@@ -218,7 +218,9 @@ class APIResponseValidationError(APIError):
     """The server sent something that is not the protocol (bad JSON in a body or event)."""
 
     def __init__(self, message: str, **kwargs: Any) -> None:
-        kwargs.setdefault("hint", "The server does not speak /v1/complete correctly.")
+        kwargs.setdefault(
+            "hint", "The server does not speak the API (/v1/complete or /v1/messages) correctly."
+        )
         super().__init__(message, **kwargs)
 
 

@@ -48,6 +48,25 @@ def test_an_idle_machine_gets_every_cpu_within_a_few_tokens_and_keeps_it() -> No
     assert set(used) == {8, 4, 1}
 
 
+def test_one_slow_token_such_as_the_first_after_an_idle_spell_does_not_send_it_down() -> None:
+    tuner = ThreadTuner([2, 1], others=lambda: None)
+    feed(tuner, {2: 0.012, 1: 0.016}, 40)
+    assert tuner.best() == 2
+    for _ in range(20):  # every 8th token waits for sleeping threads: 3x slower, not a stall
+        for seconds in (0.036, *[0.012] * 7):
+            n = tuner.choose()
+            tuner.record(n, seconds if n == 2 else 0.016)
+        assert tuner.best() == 2
+
+
+def test_a_stall_at_the_current_count_sends_it_down_at_once() -> None:
+    tuner = ThreadTuner([2, 1], others=lambda: None)
+    feed(tuner, {2: 0.012, 1: 0.016}, 40)
+    assert tuner.best() == 2
+    tuner.record(tuner.choose(), 0.5)  # another process took a core: the barrier waits
+    assert tuner.best() == 1
+
+
 def test_the_tuner_moves_to_fewer_threads_when_they_measure_faster() -> None:
     tuner = ThreadTuner([2, 1], others=lambda: None)  # no /proc/stat: measure only
     used = feed(tuner, {2: 0.5, 1: 0.04}, 60)

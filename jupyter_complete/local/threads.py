@@ -148,9 +148,10 @@ class ThreadTuner:
     * a probe runs `PROBE_TOKENS` fresh tokens at another count and ends at once when one
       of them takes 4x the current count's mean (so a stalling count costs one token); a
       probe that wins makes its count the current one;
-    * the current count's recent tokens (mean of the last `WINDOW`: the time a reader
-      waits, stalls included) are compared with fewer threads' last measured tokens, and
-      it moves down as soon as they were faster; it moves up only through a probe;
+    * the current count's recent tokens (median of the last `WINDOW`, so one slow token,
+      such as the first after an idle spell, does not decide) are compared with fewer
+      threads' last measured tokens, and it moves down when they were faster, or at once
+      when its latest token took 4x theirs (a stall); it moves up only through a probe;
     * a probe that loses waits 4x longer before the next of its count (16x when it
       stalled), from `PROBE_EVERY` up to `MAX_PROBE_EVERY` tokens; one that wins resets it;
     * more threads than the current count are only probed while other processes'
@@ -189,9 +190,9 @@ class ThreadTuner:
         self._probe_left = 0
 
     def estimate(self, threads: int) -> float | None:
-        """Mean seconds per token of the last `WINDOW` tokens at ``threads``, if any."""
+        """Median seconds per token of the last `WINDOW` tokens at ``threads``, if any."""
         samples = self._samples[threads]
-        return statistics.fmean(samples) if samples else None
+        return statistics.median(samples) if samples else None
 
     def _room(self, threads: int) -> bool:
         """Whether other un-niced work leaves a CPU for each of ``threads``."""
@@ -212,7 +213,12 @@ class ThreadTuner:
             if n <= self._current and (est := self.estimate(n)) is not None
         ]
         if measured:
-            self._switch(min(measured)[1])
+            latest = self._samples[self._current]
+            fewer = [(est, n) for est, n in measured if n < self._current]
+            if fewer and latest and latest[-1] > 4 * min(fewer)[0]:
+                self._switch(min(fewer)[1])  # a stall: leave at once
+            else:
+                self._switch(min(measured)[1])
         return self._current
 
     def choose(self) -> int:

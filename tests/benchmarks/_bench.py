@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -81,3 +84,26 @@ def banner(title: str, args: argparse.Namespace) -> None:
         f"{platform.machine()}) =="
     )
     sys.stdout.flush()
+
+
+def start_server(script: str, key: str, tree: Path) -> tuple[subprocess.Popen[str], int]:
+    """Run a server ``script`` with ``tree``'s package; the process and the port it printed.
+
+    The script gets ``key`` as its argument, prints its URL on the first line, and serves
+    until its stdin closes.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,
+    )
+    try:
+        assert proc.stdout is not None
+        return proc, int(proc.stdout.readline().strip().rsplit(":", 1)[1])
+    except BaseException:
+        proc.kill()
+        proc.wait(5)
+        raise

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench import table  # noqa: E402
+from _bench import start_server, table  # noqa: E402
 
 KEY = "bench-key"
 SERVER = textwrap.dedent("""
@@ -228,18 +227,8 @@ CASES: dict[str, Callable[[int, int], None]] = {
 
 
 def run_case(tree: Path, name: str, scale: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, KEY],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tree,
-    )
+    proc, port = start_server(SERVER, KEY, tree)
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
         answer_time(port)  # warm: first generation, lazy imports
         time.sleep(0.5)
         rss0, threads0 = status(proc.pid)

@@ -11,10 +11,8 @@ second; figures and ratios are printed, never asserted.
 from __future__ import annotations
 
 import json
-import os
 import selectors
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -24,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench import banner, median, parse_mode, table  # noqa: E402
+from _bench import banner, median, parse_mode, start_server, table  # noqa: E402
 
 REPO = HERE.parent.parent
 KEY = "bench-key"
@@ -104,18 +102,8 @@ def load(port: int, streams: int, idle: int) -> tuple[list[socket.socket], threa
 def main() -> None:
     args = parse_mode(__doc__.splitlines()[0])
     banner("a newcomer under 200 streams + 1000 idle connections", args)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, KEY],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
+    proc, port = start_server(SERVER, KEY, REPO)
     try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
         newcomer(port)  # warm-up
         quiet = [newcomer(port) for _ in range(args.rounds)]
         socks, reader = load(port, 200, 1000)

@@ -51,6 +51,50 @@ def test_a_missing_model_file_is_a_clear_error(tmp_path):
         LocalModel(tmp_path / "absent.gguf")
 
 
+def test_attention_runs_on_the_flash_attention_kernel_as_in_llama_server(local_model):
+    assert local_model.flash_attn is True
+
+
+def test_a_model_whose_context_refuses_flash_attention_loads_without_it(local_model, monkeypatch):
+    from jupyter_complete.local import LocalModel, model
+
+    real = model.load_llama
+    asked: list[bool] = []
+
+    def refusing(llama_cpp, **options):
+        asked.append(options["flash_attn"])
+        if options["flash_attn"]:
+            raise ValueError("Failed to create llama_context")
+        return real(llama_cpp, **options)
+
+    monkeypatch.setattr(model, "load_llama", refusing)
+    plain = LocalModel(local_model.path, n_ctx=256)
+    try:
+        assert asked == [True, False]
+        assert plain.flash_attn is False
+        assert plain.tokenize("Hi") == local_model.tokenize("Hi")
+    finally:
+        plain.close()
+
+
+def test_weights_that_do_not_load_are_not_loaded_twice(tmp_path, monkeypatch):
+    from jupyter_complete.local import LocalModel, model
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    calls: list[bool] = []
+    real = model.load_llama
+
+    def counting(llama_cpp, **options):
+        calls.append(options["flash_attn"])
+        return real(llama_cpp, **options)
+
+    monkeypatch.setattr(model, "load_llama", counting)
+    with pytest.raises(ValueError, match="load model"):
+        LocalModel(broken)
+    assert calls == [True]
+
+
 def test_turns_go_through_the_models_chat_template(local_model):
     text = local_model.render_text(parse("Be brief.\n\nHuman: Hi there\n\nAssistant:"))
     assert text == (
@@ -96,7 +140,13 @@ def test_the_next_token_logits_are_the_models(local_model):
     # the output layer for every position, another path: allowed to differ by llama.cpp's
     # path-to-path noise (up to 0.8 logits, see GREEDY_MARGIN), and the next token shown as
     # likeliest is that copy's likeliest within it. Another context shifts logits by ~20.
-    other = Llama(model_path=str(local_model.path), n_ctx=256, logits_all=True, verbose=False)
+    other = Llama(
+        model_path=str(local_model.path),
+        n_ctx=256,
+        logits_all=True,
+        flash_attn=local_model.flash_attn,
+        verbose=False,
+    )
     try:
         other.eval(tokens)
         theirs = np.asarray(other.scores[len(tokens) - 1])

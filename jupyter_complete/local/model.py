@@ -50,6 +50,10 @@ class LocalModel:
             run on (`available_cpus`), half of them and 1, whichever is fastest right now.
         verbose: let llama.cpp print its loading log to stderr.
 
+    Attention runs on llama.cpp's flash-attention kernel, as in ``llama-server`` (whose
+    ``-fa auto`` picks it on a CPU); a model whose context llama.cpp cannot create that way
+    is loaded without it (`flash_attn` tells which).
+
     The model is not thread-safe: `lock` is held by every evaluation, so callers on several
     threads take turns (the server also queues requests in front of it).
     """
@@ -91,15 +95,26 @@ class LocalModel:
         #: Held while the model evaluates tokens (see the class docstring).
         self.lock = threading.RLock()
         #: The underlying ``llama_cpp.Llama``.
-        self.llm: Any = load_llama(
-            llama_cpp,
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            logits_all=False,
-            verbose=verbose,
-        )
+        options: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": n_ctx,
+            "n_threads": threads,
+            "n_threads_batch": threads,
+            "logits_all": False,
+            "verbose": verbose,
+        }
+        try:
+            # Flash attention, as llama.cpp's llama-server runs (its `-fa auto` turns it on
+            # for a CPU): 1.03x tokens/s at 1 thread and 1.09x at 2 measured here.
+            self.llm: Any = load_llama(llama_cpp, flash_attn=True, **options)
+            #: Whether llama.cpp evaluates attention with its flash-attention kernel.
+            self.flash_attn = True
+        except ValueError as err:
+            if "context" not in str(err):  # the weights themselves did not load
+                raise
+            # A model whose attention the kernel cannot run: llama.cpp refused the context.
+            self.llm = load_llama(llama_cpp, flash_attn=False, **options)
+            self.flash_attn = False
         self._ctx = self.llm.ctx
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._pieces: dict[int, bytes] = {}

@@ -28,6 +28,7 @@ from fixtures_replay import ReplayServer
 from jupyter_complete import Client
 from jupyter_complete.widgets._textview import HARD
 from jupyter_complete.widgets.panel import Panel, StreamView
+from jupyter_complete.widgets.panel._runner import UPDATE_INTERVAL
 
 
 def sample_text(n: int) -> str:
@@ -113,8 +114,8 @@ def test_a_panel_run_coalesces_updates_and_sends_bytes_linear_in_the_text(
             if s.method == "update"
             and "jc-stream-text" in str(s.data.get("state", {}).get("value", ""))
         ]
-        # At most one text update per interval (0.05 s), plus the first one and the last.
-        assert len(tail_updates) <= duration / 0.05 + 3, (len(tail_updates), duration)
+        # At most one text update per interval, plus the first one and the last.
+        assert len(tail_updates) <= duration / UPDATE_INTERVAL + 3, (len(tail_updates), duration)
         assert len(tail_updates) < len(texts) / 3
         measured[n] = (sum(s.nbytes for s in sent), len(sent), duration)
     ratio = measured[8000][0] / measured[2000][0]
@@ -145,7 +146,7 @@ _c = Client(base_url={url!r}, api_key="k", max_retries=0)
 """
 _NAIVE_RUN = """
 with _c.completions.create(prompt="\\n\\nHuman: Tell me.\\n\\nAssistant:", stream=True) as _s:
-    _r = StreamRenderer(write=_o.append_stdout, interval=0.05)
+    _r = StreamRenderer(write=_o.append_stdout, interval=0.035)
     for _e in _s:
         _r.feed(_e.completion)
     _r.close()

@@ -23,6 +23,9 @@ ENV_LOG = "JUPYTER_COMPLETE_LOG"
 ENV_RAISE_ERRORS = "JUPYTER_COMPLETE_RAISE_ERRORS"
 #: Set to 0 to keep ``%load_ext`` from loading the built-in model ahead of the first answer.
 ENV_WARM_UP = "JUPYTER_COMPLETE_WARM_UP"
+#: The folder for what is worth keeping between processes (the built-in model's prefix state:
+#: `jupyter_complete.local.prefix_cache`); default ``~/.cache/jupyter_complete``.
+ENV_CACHE = "JUPYTER_COMPLETE_CACHE"
 
 #: Model used against the real API when the user names none. Text Completions is a legacy
 #: endpoint, so this is the last model family documented for it.

@@ -1,5 +1,12 @@
 """Shared pytest set-up. Fixtures live in one plugin module per area, so they stay small."""
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = [
     "fixtures_replay",
     "fixtures_local",
@@ -10,3 +17,16 @@ pytest_plugins = [
     "fixtures_attacks",
     "fixtures_upstream",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point ``JUPYTER_COMPLETE_CACHE`` at a folder of the session's own (kernels and servers
+    started by the tests inherit it), so the user's cache is neither read nor written."""
+    saved = os.environ.get("JUPYTER_COMPLETE_CACHE")
+    os.environ["JUPYTER_COMPLETE_CACHE"] = str(tmp_path_factory.mktemp("jupyter_complete_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("JUPYTER_COMPLETE_CACHE", None)
+    else:
+        os.environ["JUPYTER_COMPLETE_CACHE"] = saved

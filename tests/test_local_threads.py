@@ -137,6 +137,32 @@ def test_other_work_counts_unniced_cpu_time_minus_our_own_per_second() -> None:
     assert others() == 0.0
 
 
+def test_the_first_figure_of_other_work_comes_after_a_shorter_interval() -> None:
+    clock, busy = [0.0], [100.0]
+    others = OtherWork(busy=lambda: busy[0], own=lambda: 0.0, clock=lambda: clock[0])
+    clock[0], busy[0] = OtherWork.FIRST_INTERVAL / 2, 100.05
+    assert others() is None  # too soon for any figure
+    clock[0], busy[0] = OtherWork.FIRST_INTERVAL, 100.1
+    assert others() == pytest.approx(1.0)
+
+
+def test_a_first_prompt_gets_every_cpu_other_unniced_work_leaves_free() -> None:
+    assert ThreadTuner([2, 1], others=lambda: 0.1).batch() == 2
+    assert ThreadTuner([2, 1], others=lambda: 0.9).batch() == 1  # a CPU is someone else's
+    assert ThreadTuner([4, 2, 1], others=lambda: 1.8).batch() == 2
+    # Not known (yet, or without /proc/stat): the fewest, which never stall.
+    assert ThreadTuner([2, 1], others=lambda: None).batch() == 1
+
+
+def test_once_tokens_are_measured_prompts_use_the_measured_best() -> None:
+    tuner = ThreadTuner([2, 1], others=lambda: 0.0)
+    feed(tuner, {2: 0.03, 1: 0.014}, 200)  # 2 threads measure slower (a niced job, say)
+    assert tuner.best() == 1 and tuner.batch() == 1
+    fast = ThreadTuner([2, 1], others=lambda: 1.5)
+    feed(fast, {2: 0.01, 1: 0.014}, 200)  # no room was seen: never probed, 1 it is
+    assert fast.batch() == 1
+
+
 def test_other_work_is_unknown_without_proc_stat() -> None:
     assert OtherWork(busy=lambda: None, own=lambda: 0.0)() is None
 

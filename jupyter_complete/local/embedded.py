@@ -49,18 +49,19 @@ def _load() -> LocalModel:
     """Load the model and get it ready for its first prompt.
 
     Ready means: the chat template compiled and its leading tokens (the same for every
-    caller: `render_public`) in the KV cache.
+    caller: `render_public`) in the KV cache, loaded from the state an earlier process saved
+    when there is one (`jupyter_complete.local.prefix_cache`).
 
     The HTTP stack is not imported here: `ensure_started` imports it on the caller's thread
     while this one is inside llama.cpp (which releases the GIL), so the two overlap.
     """
     from ..prompt import parse
     from .model import LocalModel
+    from .prefix_cache import prime_prefix
 
     model = LocalModel()
     tokens, public = model.render_public(parse("\n\nHuman: .\n\nAssistant:"))
-    if public:
-        model.prime(tokens[:public])
+    prime_prefix(model, tokens[:public])
     return model
 
 
@@ -132,8 +133,9 @@ def ensure_started() -> tuple[str, str]:
                     f"({missing} is missing): pip install 'jupyter_complete[local]', or set "
                     "ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL) to use another server."
                 )
-            from .server import serve  # before waiting for the warm-up: see _load
+            from .server import import_stack, serve
 
+            import_stack()  # while the warm-up thread is inside llama.cpp: see _load
             model = _loaded_model()
             key = secrets.token_urlsafe(32)
             # Only this process has the key, so the KV cache may be reused across its

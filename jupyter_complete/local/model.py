@@ -346,8 +346,9 @@ class LocalModel:
             else:
                 llm.n_tokens = common
             if self.tuner is not None:
-                # The prompt (n_threads_batch) with the count generation measured fastest.
-                self._use_threads(self.tuner.best())
+                # The prompt (n_threads_batch): the count generation measured fastest, or
+                # before any measurement, every CPU other work leaves free.
+                self._use_threads(self.tuner.batch())
             llm.eval(list(tokens[common:]))
             return self._logits()
 

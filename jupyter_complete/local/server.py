@@ -272,6 +272,19 @@ class LocalServer:
         return f"<LocalServer {self.url} model={name!r} api_key={key}>"
 
 
+def import_stack() -> None:
+    """Import what starting a server imports (uvicorn, Starlette, the app), ahead of time.
+
+    For a caller with time to spare: `jupyter_complete.local.embedded` does it while the
+    model loads on another thread, and the server then starts in a few milliseconds
+    instead of ~60.
+    """
+    import uvicorn  # noqa: F401
+
+    from . import builtin  # noqa: F401
+    from .http import ApiApp, ApiProtocol  # noqa: F401
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -369,6 +382,7 @@ __all__ = [
     "DEFAULT_PING_INTERVAL",
     "LocalServer",
     "Stats",
+    "import_stack",
     "new_id",
     "serve",
 ]

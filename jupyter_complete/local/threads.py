@@ -103,6 +103,8 @@ class OtherWork:
     """
 
     MIN_INTERVAL = 0.25
+    #: The first figure comes sooner: the first prompt of a model loaded a moment ago.
+    FIRST_INTERVAL = 0.1
 
     def __init__(
         self,
@@ -120,7 +122,8 @@ class OtherWork:
 
     def __call__(self) -> float | None:
         """Other processes' un-niced CPU use since the last reading, in CPUs (None: unknown)."""
-        if self._last is not None and self._clock() - self._last[0] < self.MIN_INTERVAL:
+        wait = self.MIN_INTERVAL if self._figure is not None else self.FIRST_INTERVAL
+        if self._last is not None and self._clock() - self._last[0] < wait:
             return self._figure
         now = self._read()
         if now is None:
@@ -198,6 +201,23 @@ class ThreadTuner:
         """Whether other un-niced work leaves a CPU for each of ``threads``."""
         others = self._others()
         return others is None or others + threads <= self.candidates[0] + 0.5
+
+    def batch(self) -> int:
+        """The count to evaluate a prompt (many tokens in one go) with.
+
+        `best` once any token has been measured. Before that (a model's first prompts), the
+        most threads that other processes' un-niced work is known to leave a CPU for each
+        (`OtherWork`; 1 when that is not known yet): on this 2-core machine 2 threads
+        evaluated a 12-token prompt in 0.049 s where 1 took 0.087.
+        """
+        if self._tokens == 0:
+            others = self._others()
+            if others is not None:
+                return max(
+                    (n for n in self.candidates if others + n <= self.candidates[0] + 0.5),
+                    default=self.candidates[-1],
+                )
+        return self.best()
 
     def _switch(self, threads: int) -> None:
         left = self._current

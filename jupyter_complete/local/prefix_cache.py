@@ -1,0 +1,174 @@
+"""The chat template's leading tokens, evaluated once per machine and kept on disk.
+
+Every prompt the built-in model answers begins with the same tokens: the chat template's
+markup and default system message before the caller's first text
+(`jupyter_complete.local.model.LocalModel.render_public`; 24 tokens for SmolLM2). A fresh
+kernel evaluates them while it warms up (`jupyter_complete.local.embedded`), and a cell run
+at once waits for that: 0.17 s of the 0.74 s to its first answer, measured here.
+`prime_prefix` evaluates them once, saves their KV-cache entries (llama.cpp's
+``llama_state_seq_get_data`` for sequence 0: the keys and values of those positions, 0.55 MB
+for SmolLM2) and, in later processes, loads them with ``llama_state_seq_set_data`` instead
+(under a millisecond). The next token's logits are then bit for bit those of a model that
+evaluated the tokens itself. It is what llama.cpp's ``llama-server`` does with a slot's
+``--slot-save-path``, for the one prefix every caller shares.
+
+A saved state is used only by the same model file (path, size, modification time), the same
+llama-cpp-python and llama.cpp build and CPU features (``llama_print_system_info``), the same
+attention kernel and the same tokens: all of them are hashed into the file's name. The file
+carries a SHA-256 of its contents and is at most `MAX_BYTES`; a file that fails either
+check, or that llama.cpp refuses, is ignored and the tokens are evaluated (and saved) again.
+Location: `cache_folder`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._constants import ENV_CACHE
+
+if TYPE_CHECKING:
+    from .model import LocalModel
+
+log = logging.getLogger(__name__)
+
+#: The most bytes a saved state may have (SmolLM2's 24 tokens: 0.55 MB; a 7B model's ~12 MB).
+MAX_BYTES = 64 * 1024 * 1024
+#: What a saved state file starts with; then the SHA-256 of what follows, then the state.
+MAGIC = b"jupyter_complete prefix state 1\n"
+_DIGEST = 32
+
+#: What `prime_prefix` did: loaded a saved state, or evaluated the tokens (and saved them,
+#: or could not: the folder is not writable).
+LOADED, SAVED, EVALUATED = "loaded", "saved", "evaluated"
+
+
+def cache_folder() -> Path:
+    """Where saved prefix states live: ``$JUPYTER_COMPLETE_CACHE/prefix``.
+
+    ``JUPYTER_COMPLETE_CACHE`` defaults to ``$XDG_CACHE_HOME/jupyter_complete``, else
+    ``~/.cache/jupyter_complete`` (the XDG Base Directory default), the folder the build
+    scripts cache ``llama-server`` in.
+    """
+    root = os.environ.get(ENV_CACHE)
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "jupyter_complete")
+    return Path(root).expanduser() / "prefix"
+
+
+def state_name(model: LocalModel, tokens: Sequence[int]) -> str:
+    """The file name for ``tokens``' state under ``model``: a SHA-256 of all it depends on."""
+    import llama_cpp
+
+    stat = model.path.stat()
+    identity = {
+        "model": [str(model.path.resolve()), stat.st_size, stat.st_mtime_ns],
+        "llama_cpp": llama_cpp.__version__,
+        "system": llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
+        "flash_attn": model.flash_attn,
+        "tokens": [int(t) for t in tokens],
+    }
+    encoded = json.dumps(identity, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(encoded).hexdigest() + ".state"
+
+
+def _read(path: Path) -> bytes | None:
+    """The state saved at ``path``, if it is there, not too big and intact."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(len(MAGIC) + _DIGEST)
+            body = file.read(MAX_BYTES + 1)
+    except OSError:
+        return None
+    if len(head) != len(MAGIC) + _DIGEST or not head.startswith(MAGIC):
+        return None
+    if len(body) > MAX_BYTES or hashlib.sha256(body).digest() != head[len(MAGIC) :]:
+        log.warning("ignoring a damaged saved prefix state: %s", path)
+        return None
+    return body
+
+
+def _write(path: Path, state: bytes) -> bool:
+    """Save ``state`` at ``path`` (atomically, readable by this user only); False on failure."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(MAGIC + hashlib.sha256(state).digest() + state)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        log.debug("could not save the prefix state at %s: %s", path, err)
+        return False
+    return True
+
+
+def _state_of_sequence(llm: Any) -> bytes:
+    import llama_cpp
+
+    size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    written = llama_cpp.llama_state_seq_get_data(llm.ctx, buffer, size, 0)
+    return ctypes.string_at(buffer, written)
+
+
+def _load_sequence(llm: Any, tokens: Sequence[int], state: bytes) -> bool:
+    import llama_cpp
+
+    source = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+    if llama_cpp.llama_state_seq_set_data(llm.ctx, source, len(state), 0) != len(state):
+        llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        return False
+    # What llama-cpp-python's own prefix matching (and `LocalModel.prime`) reads.
+    llm.input_ids[: len(tokens)] = tokens
+    llm.n_tokens = len(tokens)
+    return True
+
+
+def prime_prefix(model: LocalModel, tokens: Sequence[int], folder: Path | None = None) -> str:
+    """Put ``tokens`` in ``model``'s KV cache: from a saved state, else evaluated and saved.
+
+    Args:
+        model: a `LocalModel`; its KV cache is replaced (it should be fresh, as after
+            loading; one that holds anything already is just primed as `LocalModel.prime`
+            does).
+        tokens: the leading tokens every prompt shares (`LocalModel.render_public`).
+        folder: where states are saved (default `cache_folder`).
+
+    Returns:
+        `LOADED`, `SAVED` or `EVALUATED` (evaluated, but the state could not be saved).
+        Never raises for a cache problem: a missing, damaged or foreign file, or a folder
+        that cannot be written, only means the tokens are evaluated.
+    """
+    if not tokens:
+        return EVALUATED
+    with model.lock:
+        if model.context_used == 0:
+            try:
+                path = (folder or cache_folder()) / state_name(model, tokens)
+            except OSError:  # the model file went away: nothing to name the state by
+                path = None
+            state = _read(path) if path is not None else None
+            if state is not None and _load_sequence(model.llm, tokens, state):
+                return LOADED
+        else:
+            path = None
+        model.prime(tokens)
+        if path is None or not _write(path, _state_of_sequence(model.llm)):
+            return EVALUATED
+        return SAVED
+
+
+__all__ = ["EVALUATED", "LOADED", "MAX_BYTES", "SAVED", "cache_folder", "prime_prefix"]

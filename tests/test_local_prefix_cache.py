@@ -1,0 +1,148 @@
+"""The chat template's leading tokens: evaluated once, saved, and loaded by later models."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jupyter_complete.local.prefix_cache import (
+    EVALUATED,
+    LOADED,
+    MAX_BYTES,
+    SAVED,
+    cache_folder,
+    prime_prefix,
+    state_name,
+)
+from jupyter_complete.prompt import parse
+
+pytestmark = pytest.mark.local
+
+PROMPT = "\n\nHuman: Say hello in five words.\n\nAssistant:"
+
+
+@pytest.fixture()
+def fresh(local_model):
+    """Makes fresh models of the default weights at 1 thread (deterministic), closes them."""
+    from jupyter_complete.local import LocalModel
+
+    made = []
+
+    def make():
+        model = LocalModel(local_model.path, n_ctx=512, n_threads=1)
+        made.append(model)
+        return model
+
+    yield make
+    for model in made:
+        model.close()
+
+
+def prompt_of(model):
+    tokens, public = model.render_public(parse(PROMPT))
+    assert 0 < public < len(tokens)
+    return tokens, public
+
+
+def next_logits(model, tokens):
+    return model.prime(tokens).copy()
+
+
+def test_a_saved_prefix_is_loaded_by_a_later_model_and_gives_the_same_logits(fresh, tmp_path):
+    first = fresh()
+    tokens, public = prompt_of(first)
+    assert prime_prefix(first, tokens[:public], tmp_path) == SAVED
+    assert first.context_used == public
+    expected = next_logits(first, tokens)
+
+    later = fresh()
+    assert prime_prefix(later, tokens[:public], tmp_path) == LOADED
+    assert later.context_used == public
+    assert np.array_equal(next_logits(later, tokens), expected)  # bit for bit
+    # Only the caller's part was evaluated on top of the loaded prefix.
+    assert later.context_used == len(tokens)
+
+
+def test_the_state_file_is_private_and_named_by_all_it_depends_on(fresh, tmp_path):
+    model = fresh()
+    tokens, public = prompt_of(model)
+    folder = tmp_path / "cache" / "prefix"
+    assert prime_prefix(model, tokens[:public], folder) == SAVED
+    (saved,) = folder.iterdir()
+    assert saved.name == state_name(model, tokens[:public])
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert state_name(model, tokens[: public - 1]) != saved.name  # other tokens, other file
+
+
+def test_a_damaged_or_foreign_state_is_ignored_and_the_tokens_evaluated(fresh, tmp_path):
+    first = fresh()
+    tokens, public = prompt_of(first)
+    prime_prefix(first, tokens[:public], tmp_path)
+    expected = next_logits(first, tokens)
+    (saved,) = tmp_path.iterdir()
+    good = saved.read_bytes()
+
+    damaged = bytearray(good)
+    damaged[-100] ^= 0xFF  # one flipped bit in the KV data: the checksum says so
+    saved.write_bytes(bytes(damaged))
+    model = fresh()
+    assert prime_prefix(model, tokens[:public], tmp_path) == SAVED  # evaluated, saved again
+    assert np.array_equal(next_logits(model, tokens), expected)
+    assert saved.read_bytes() == good
+
+    saved.write_bytes(good[: len(good) // 2])  # cut short
+    assert prime_prefix(fresh(), tokens[:public], tmp_path) == SAVED
+
+    with open(saved, "wb") as file:  # too big to be read at all
+        file.truncate(MAX_BYTES + 1024)
+    assert prime_prefix(fresh(), tokens[:public], tmp_path) == SAVED
+    assert saved.read_bytes() == good
+
+
+def test_a_state_llama_cpp_refuses_leaves_an_empty_cache_and_the_tokens_evaluated(fresh, tmp_path):
+    import hashlib
+
+    from jupyter_complete.local.prefix_cache import MAGIC
+
+    model = fresh()
+    tokens, public = prompt_of(model)
+    garbage = b"\x07" * 4096  # a checksum that holds over data llama.cpp cannot read
+    path = tmp_path / state_name(model, tokens[:public])
+    path.write_bytes(MAGIC + hashlib.sha256(garbage).digest() + garbage)
+    assert prime_prefix(model, tokens[:public], tmp_path) == SAVED
+    assert model.context_used == public
+    reference = fresh()
+    reference.prime(tokens[:public])
+    assert np.array_equal(next_logits(model, tokens), next_logits(reference, tokens))
+
+
+def test_an_unwritable_folder_only_means_the_tokens_are_evaluated(fresh, tmp_path):
+    model = fresh()
+    tokens, public = prompt_of(model)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert prime_prefix(model, tokens[:public], blocked / "prefix") == EVALUATED
+    assert model.context_used == public
+
+
+def test_a_model_holding_other_tokens_is_primed_without_the_cache(fresh, tmp_path):
+    model = fresh()
+    tokens, public = prompt_of(model)
+    model.prime(model.tokenize("Something else entirely"))
+    assert prime_prefix(model, tokens[:public], tmp_path) == EVALUATED
+    assert model.context_used == public
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("JUPYTER_COMPLETE_CACHE", str(tmp_path / "jc"))
+    assert cache_folder() == tmp_path / "jc" / "prefix"
+    monkeypatch.delenv("JUPYTER_COMPLETE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_folder() == tmp_path / "xdg" / "jupyter_complete" / "prefix"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_folder() == Path.home() / ".cache" / "jupyter_complete" / "prefix"

@@ -146,3 +146,18 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert cache_folder() == tmp_path / "xdg" / "jupyter_complete" / "prefix"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_folder() == Path.home() / ".cache" / "jupyter_complete" / "prefix"
+
+
+def test_a_state_others_may_write_to_is_not_read(fresh, tmp_path):
+    first = fresh()
+    tokens, public = prompt_of(first)
+    folder = tmp_path / "prefix"
+    prime_prefix(first, tokens[:public], folder)
+    (saved,) = folder.iterdir()
+    saved.chmod(0o666)  # anyone could have put their own state there
+    assert prime_prefix(fresh(), tokens[:public], folder) == SAVED  # evaluated, not read
+    saved.chmod(0o600)
+    folder.chmod(0o777)  # or their own file in its place
+    assert prime_prefix(fresh(), tokens[:public], folder) == SAVED
+    folder.chmod(0o700)
+    assert prime_prefix(fresh(), tokens[:public], folder) == LOADED

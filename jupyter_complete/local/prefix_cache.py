@@ -17,6 +17,8 @@ llama-cpp-python and llama.cpp build and CPU features (``llama_print_system_info
 attention kernel and the same tokens: all of them are hashed into the file's name. The file
 carries a SHA-256 of its contents and is at most `MAX_BYTES`; a file that fails either
 check, or that llama.cpp refuses, is ignored and the tokens are evaluated (and saved) again.
+A state decides what the model says next, so, as ssh does with its keys, one is read only
+from a folder and a file that belong to this user and that nobody else may write to.
 Location: `cache_folder`.
 """
 
@@ -80,9 +82,18 @@ def state_name(model: LocalModel, tokens: Sequence[int]) -> str:
     return hashlib.sha256(encoded).hexdigest() + ".state"
 
 
+def _private(path: Path) -> bool:
+    """Whether ``path`` belongs to this user and no one else may write to it."""
+    info = path.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
 def _read(path: Path) -> bytes | None:
-    """The state saved at ``path``, if it is there, not too big and intact."""
+    """The state saved at ``path``, if it is there, private, not too big and intact."""
     try:
+        if not (_private(path.parent) and _private(path)):
+            log.warning("ignoring a saved prefix state others may write to: %s", path)
+            return None
         with open(path, "rb") as file:
             head = file.read(len(MAGIC) + _DIGEST)
             body = file.read(MAX_BYTES + 1)

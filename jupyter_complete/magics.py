@@ -238,6 +238,12 @@ class CompleteMagics(Magics, MagicSettings):  # type: ignore[misc]  # IPython is
             self.timeout,
         )
         if self._client is None or self._client_key != cache_key:
+            if url is None:
+                # The built-in model may be loading: its imports first, then ours, which
+                # overlap its weights' load (`let_warm_up_import`).
+                from .local.embedded import let_warm_up_import
+
+                let_warm_up_import()
             from .client import Client  # deferred: requests loads on first use, not at %load_ext
 
             if self._client is not None:

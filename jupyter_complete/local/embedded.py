@@ -32,6 +32,7 @@ _key: str | None = None
 _model: LocalModel | None = None
 _warming: threading.Thread | None = None
 _warmed: list[LocalModel | Exception] = []  # what the warm-up thread made of it
+_imported = threading.Event()  # set once the warm-up thread is past its Python imports
 
 
 def _missing_extra() -> str | None:
@@ -67,6 +68,15 @@ def _load() -> LocalModel:
 
 def _warm() -> None:
     try:
+        import llama_cpp  # noqa: F401 - numpy, jinja2 ... come with it
+
+        from ..prompt import parse  # noqa: F401
+        from . import model, prefix_cache  # noqa: F401
+    except ImportError:
+        pass  # _load raises it again, for ensure_started to report
+    finally:
+        _imported.set()
+    try:
         _warmed.append(_load())
     except Exception as err:  # noqa: BLE001 - handed to ensure_started, which raises it
         _warmed.append(err)
@@ -94,6 +104,20 @@ def warm_up() -> bool:
         _warming = threading.Thread(target=_warm, name="jupyter_complete-warm-up", daemon=True)
         _warming.start()
         return True
+
+
+def let_warm_up_import(timeout: float = 2.0) -> None:
+    """Wait (at most ``timeout`` s) while a warm-up started by `warm_up` imports modules.
+
+    For a caller about to import much itself (the magic, before its client and the server
+    stack, when the first cell runs right after ``%load_ext``): Python imports hold the
+    GIL, so running both at once only slows the warm-up's down, while llama.cpp's load,
+    which comes next, releases it. Measured from ``%load_ext`` to the first answer's text
+    in a fresh kernel: 0.55-0.60 s interleaved, ~0.05 s less this way. Returns at once when
+    no warm-up is running.
+    """
+    if _warming is not None:
+        _imported.wait(timeout)
 
 
 def _loaded_model() -> LocalModel:
@@ -159,4 +183,4 @@ def running_server() -> LocalServer | None:
         return _server if _server is not None and not _server.closed else None
 
 
-__all__ = ["ensure_started", "running_server", "warm_up"]
+__all__ = ["ensure_started", "let_warm_up_import", "running_server", "warm_up"]

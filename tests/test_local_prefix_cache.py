@@ -161,3 +161,66 @@ def test_a_state_others_may_write_to_is_not_read(fresh, tmp_path):
     assert prime_prefix(fresh(), tokens[:public], folder) == SAVED
     folder.chmod(0o700)
     assert prime_prefix(fresh(), tokens[:public], folder) == LOADED
+
+
+def test_without_a_home_folder_for_the_cache_the_tokens_are_only_evaluated(fresh, monkeypatch):
+    import pwd
+
+    model = fresh()
+    tokens, public = prompt_of(model)
+    # A container run as a uid that is not in /etc/passwd, with no $HOME: Path.home() fails.
+    for name in ("HOME", "JUPYTER_COMPLETE_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def unknown(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    assert prime_prefix(model, tokens[:public]) == EVALUATED
+    assert model.context_used == public
+
+
+def test_weights_rewritten_in_place_with_their_size_and_time_kept_get_no_old_state(
+    local_model, tmp_path
+):
+    import os
+    import shutil
+
+    from jupyter_complete.local import LocalModel
+
+    path = tmp_path / "model.gguf"
+    shutil.copyfile(local_model.path, path)
+    folder = tmp_path / "prefix"
+    first = LocalModel(path, n_ctx=512, n_threads=1)
+    try:
+        tokens, public = prompt_of(first)
+        assert prime_prefix(first, tokens[:public], folder) == SAVED
+        old = next_logits(first, tokens)
+    finally:
+        first.close()
+    # Other weights of the same size, with the old modification time (as `cp -p`,
+    # `rsync -t` or `touch -r` leave them): a nudge to the quantized values of the middle
+    # of the file, where the layers that fill the KV cache are.
+    before = path.stat()
+    size = before.st_size
+    with open(path, "r+b") as file:
+        file.seek(size // 2)
+        chunk = bytearray(file.read(4 << 20))
+        for at in range(0, len(chunk), 2):
+            chunk[at] ^= 0x01
+        file.seek(size // 2)
+        file.write(chunk)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (size, before.st_mtime_ns)
+
+    changed = LocalModel(path, n_ctx=512, n_threads=1)
+    reference = LocalModel(path, n_ctx=512, n_threads=1)
+    try:
+        assert prime_prefix(changed, tokens[:public], folder) != LOADED
+        reference.prime(tokens[:public])
+        expected = next_logits(reference, tokens)
+        assert not np.array_equal(expected, old)  # the nudge does change what comes next
+        assert np.array_equal(next_logits(changed, tokens), expected)
+    finally:
+        changed.close()
+        reference.close()

@@ -12,7 +12,9 @@ for SmolLM2) and, in later processes, loads them with ``llama_state_seq_set_data
 evaluated the tokens itself. It is what llama.cpp's ``llama-server`` does with a slot's
 ``--slot-save-path``, for the one prefix every caller shares.
 
-A saved state is used only by the same model file (path, size, modification time), the same
+A saved state is used only by the same model file (path, size, modification and change
+times, inode: ``cp -p`` or ``rsync -t`` can give other weights the old size and modification
+time, but not the change time), the same
 llama-cpp-python and llama.cpp build and CPU features (``llama_print_system_info``), the same
 attention kernel and the same tokens: all of them are hashed into the file's name. The file
 carries a SHA-256 of its contents and is at most `MAX_BYTES`; a file that fails either
@@ -72,7 +74,13 @@ def state_name(model: LocalModel, tokens: Sequence[int]) -> str:
 
     stat = model.path.stat()
     identity = {
-        "model": [str(model.path.resolve()), stat.st_size, stat.st_mtime_ns],
+        "model": [
+            str(model.path.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+            stat.st_ino,
+        ],
         "llama_cpp": llama_cpp.__version__,
         "system": llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
         "flash_attn": model.flash_attn,
@@ -169,7 +177,9 @@ def prime_prefix(model: LocalModel, tokens: Sequence[int], folder: Path | None =
         if model.context_used == 0:
             try:
                 path = (folder or cache_folder()) / state_name(model, tokens)
-            except OSError:  # the model file went away: nothing to name the state by
+            except (OSError, RuntimeError):
+                # The model file went away (nothing to name the state by), or there is no
+                # home folder to put the cache in (Path.home: no $HOME, uid not in passwd).
                 path = None
             state = _read(path) if path is not None else None
             if state is not None and _load_sequence(model.llm, tokens, state):

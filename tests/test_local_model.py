@@ -77,10 +77,14 @@ def test_a_model_whose_context_refuses_flash_attention_loads_without_it(local_mo
         plain.close()
 
 
-def test_weights_that_do_not_load_are_not_loaded_twice(tmp_path, monkeypatch):
+# llama.cpp's error names the file ("Failed to load model from file: .../context/..."): a
+# folder's name must not pass for its "Failed to create llama_context".
+@pytest.mark.parametrize("folder", ["weights", "context"])
+def test_weights_that_do_not_load_are_not_loaded_twice(tmp_path, monkeypatch, folder):
     from jupyter_complete.local import LocalModel, model
 
-    broken = tmp_path / "broken.gguf"
+    broken = tmp_path / folder / "broken.gguf"
+    broken.parent.mkdir()
     broken.write_bytes(b"GGUF" + b"\0" * 64)
     calls: list[bool] = []
     real = model.load_llama

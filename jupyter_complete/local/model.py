@@ -110,7 +110,10 @@ class LocalModel:
             #: Whether llama.cpp evaluates attention with its flash-attention kernel.
             self.flash_attn = True
         except ValueError as err:
-            if "context" not in str(err):  # the weights themselves did not load
+            # llama-cpp-python's words when llama_init_from_model returns NULL; any other
+            # (the weights did not load: its message names the file, which may well
+            # contain "context") is raised at once rather than after a second load.
+            if str(err) != "Failed to create llama_context":
                 raise
             # A model whose attention the kernel cannot run: llama.cpp refused the context.
             self.llm = load_llama(llama_cpp, flash_attn=False, **options)

@@ -74,8 +74,10 @@ def _warm() -> None:
 
         from ..prompt import parse  # noqa: F401
         from . import model, prefix_cache  # noqa: F401
-    except ImportError:
-        pass  # _load raises it again, for ensure_started to report
+    except Exception:  # noqa: BLE001 - _load raises it again, for ensure_started to report
+        # ImportError, or llama-cpp-python failing to load its library (OSError,
+        # RuntimeError): not to end this thread with a traceback in the notebook.
+        pass
     finally:
         _imported.set()
     # llama-cpp-python's load makes many short ctypes calls, each of which gives up the GIL

@@ -23,6 +23,8 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "JUPYTER_COMPLETE_"))
     }
+    # The session's own cache folder (conftest), not the user's ~/.cache.
+    clean["JUPYTER_COMPLETE_CACHE"] = os.environ["JUPYTER_COMPLETE_CACHE"]
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -176,3 +178,25 @@ def test_the_warm_up_never_swaps_the_output_streams_while_the_model_loads():
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "LocalModel"]
+
+
+@pytest.mark.local
+def test_a_llama_cpp_that_cannot_load_its_library_is_raised_by_the_first_answer_only(tmp_path):
+    _needs_the_model()
+    # llama-cpp-python looks for its shared library there, finds none and raises
+    # FileNotFoundError on import (a broken install raises RuntimeError): not an ImportError.
+    result = _run(
+        """
+        from jupyter_complete.local import embedded
+        assert embedded.warm_up()
+        embedded.let_warm_up_import()
+        try:
+            embedded.ensure_started()
+        except Exception as err:
+            print("raised:", type(err).__name__)
+        """,
+        LLAMA_CPP_LIB_PATH=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "raised: FileNotFoundError"
+    assert "Exception in thread" not in result.stderr  # no traceback from the warm-up

@@ -224,3 +224,39 @@ def test_weights_rewritten_in_place_with_their_size_and_time_kept_get_no_old_sta
     finally:
         changed.close()
         reference.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink to a fifo", "symlink to a state"])
+def test_a_state_that_is_not_a_plain_file_is_not_read_and_never_blocks(fresh, tmp_path, kind):
+    import os
+    import threading
+
+    first = fresh()
+    tokens, public = prompt_of(first)
+    elsewhere = tmp_path / "elsewhere"
+    prime_prefix(first, tokens[:public], elsewhere)  # a good state, in another folder
+    folder = tmp_path / "prefix"
+    folder.mkdir(mode=0o700)
+    path = folder / state_name(first, tokens[:public])
+    if kind == "symlink to a state":
+        path.symlink_to(elsewhere / path.name)  # this user's, private: still not ours to read
+    else:
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo, 0o600)  # opening it to read waits for a writer that never comes
+        if kind == "fifo":
+            fifo.rename(path)
+        else:
+            path.symlink_to(fifo)
+    model = fresh()
+    done: list[str] = []
+    worker = threading.Thread(
+        target=lambda: done.append(prime_prefix(model, tokens[:public], folder)), daemon=True
+    )
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():  # unblock it: a writer that closes at once
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(30)
+        pytest.fail("reading the state blocked")
+    assert done == [SAVED]  # evaluated, and a plain file saved in its place
+    assert path.is_file() and not path.is_symlink()

@@ -20,7 +20,8 @@ attention kernel and the same tokens: all of them are hashed into the file's nam
 carries a SHA-256 of its contents and is at most `MAX_BYTES`; a file that fails either
 check, or that llama.cpp refuses, is ignored and the tokens are evaluated (and saved) again.
 A state decides what the model says next, so, as ssh does with its keys, one is read only
-from a folder and a file that belong to this user and that nobody else may write to.
+from a folder and a (regular, not symlinked) file that belong to this user and that nobody
+else may write to.
 Location: `cache_folder`.
 """
 
@@ -31,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,22 +92,37 @@ def state_name(model: LocalModel, tokens: Sequence[int]) -> str:
     return hashlib.sha256(encoded).hexdigest() + ".state"
 
 
-def _private(path: Path) -> bool:
-    """Whether ``path`` belongs to this user and no one else may write to it."""
-    info = path.stat()
+def _private(fd: int) -> bool:
+    """Whether the open file ``fd`` belongs to this user and no one else may write to it."""
+    info = os.fstat(fd)
     return info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def _read(path: Path) -> bytes | None:
-    """The state saved at ``path``, if it is there, private, not too big and intact."""
+    """The state saved at ``path``, if it is there, private, not too big and intact.
+
+    The folder is opened first and the file opened in it, and both checked once open, so
+    that neither can be swapped (a symlink along the path repointed) between the check and
+    the read. The file must be a regular file, not a symlink (one is never saved): opening
+    never waits (``O_NONBLOCK``: a FIFO in its place would wait for a writer forever).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
     try:
-        if not (_private(path.parent) and _private(path)):
-            log.warning("ignoring a saved prefix state others may write to: %s", path)
-            return None
-        with open(path, "rb") as file:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            folder_private = _private(folder)
+            fd = os.open(path.name, flags, dir_fd=folder)
+        finally:
+            os.close(folder)
+        with os.fdopen(fd, "rb") as file:
+            if not (folder_private and _private(fd)):
+                log.warning("ignoring a saved prefix state others may write to: %s", path)
+                return None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             head = file.read(len(MAGIC) + _DIGEST)
             body = file.read(MAX_BYTES + 1)
-    except OSError:
+    except OSError:  # missing, or a symlink (ELOOP)
         return None
     if len(head) != len(MAGIC) + _DIGEST or not head.startswith(MAGIC):
         return None

@@ -146,6 +146,13 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert cache_folder() == tmp_path / "xdg" / "jupyter_complete" / "prefix"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_folder() == Path.home() / ".cache" / "jupyter_complete" / "prefix"
+    # The XDG Base Directory Specification: a relative path there is invalid, ignore it.
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert cache_folder() == Path.home() / ".cache" / "jupyter_complete" / "prefix"
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
+    assert cache_folder() == Path.home() / "xdg" / "jupyter_complete" / "prefix"
+    monkeypatch.setenv("JUPYTER_COMPLETE_CACHE", "~")
+    assert cache_folder() == Path.home() / "prefix"
 
 
 def test_a_state_others_may_write_to_is_not_read(fresh, tmp_path):

@@ -60,13 +60,18 @@ def cache_folder() -> Path:
     """Where saved prefix states live: ``$JUPYTER_COMPLETE_CACHE/prefix``.
 
     ``JUPYTER_COMPLETE_CACHE`` defaults to ``$XDG_CACHE_HOME/jupyter_complete``, else
-    ``~/.cache/jupyter_complete`` (the XDG Base Directory default), the folder the build
-    scripts cache ``llama-server`` in.
+    ``~/.cache/jupyter_complete`` (the XDG Base Directory default; as that specification
+    says, a relative ``XDG_CACHE_HOME`` is ignored). A relative ``JUPYTER_COMPLETE_CACHE``
+    is relative to the current folder. ``~`` is expanded in both.
+
+    Raises:
+        RuntimeError: the default is needed and there is no home folder (``Path.home``).
     """
     root = os.environ.get(ENV_CACHE)
     if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = str(Path(base) / "jupyter_complete")
+        xdg = Path(os.environ.get("XDG_CACHE_HOME") or "").expanduser()
+        base = xdg if xdg.is_absolute() else Path.home() / ".cache"
+        root = str(base / "jupyter_complete")
     return Path(root).expanduser() / "prefix"
 
 

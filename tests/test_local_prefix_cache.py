@@ -267,3 +267,20 @@ def test_a_state_that_is_not_a_plain_file_is_not_read_and_never_blocks(fresh, tm
         pytest.fail("reading the state blocked")
     assert done == [SAVED]  # evaluated, and a plain file saved in its place
     assert path.is_file() and not path.is_symlink()
+
+
+def test_a_state_of_fewer_tokens_under_this_name_is_not_loaded(fresh, tmp_path):
+    first = fresh()
+    tokens, public = prompt_of(first)
+    assert prime_prefix(first, tokens[: public - 4], tmp_path) == SAVED
+    reference = fresh()  # the same evaluation path: the prefix, then the rest
+    reference.prime(tokens[:public])
+    expected = next_logits(reference, tokens)
+    # A valid state of other tokens, copied to this prefix's name: llama.cpp reads it.
+    (tmp_path / state_name(first, tokens[: public - 4])).rename(
+        tmp_path / state_name(first, tokens[:public])
+    )
+    model = fresh()
+    assert prime_prefix(model, tokens[:public], tmp_path) == SAVED  # evaluated, saved again
+    assert model.context_used == public
+    assert np.array_equal(next_logits(model, tokens), expected)

@@ -168,9 +168,15 @@ def _load_sequence(llm: Any, tokens: Sequence[int], state: bytes) -> bool:
     import llama_cpp
 
     source = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-    if llama_cpp.llama_state_seq_set_data(llm.ctx, source, len(state), 0) != len(state):
+    memory = llama_cpp.llama_get_memory(llm.ctx)
+    # A state llama.cpp reads may still hold other positions than 0 .. len(tokens) - 1 (a
+    # file copied to another's name): evaluating on top of it would then fail, every time.
+    if llama_cpp.llama_state_seq_set_data(llm.ctx, source, len(state), 0) != len(state) or (
+        llama_cpp.llama_memory_seq_pos_min(memory, 0),
+        llama_cpp.llama_memory_seq_pos_max(memory, 0),
+    ) != (0, len(tokens) - 1):
         llm.reset()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        llama_cpp.llama_memory_clear(memory, True)
         return False
     # What llama-cpp-python's own prefix matching (and `LocalModel.prime`) reads.
     llm.input_ids[: len(tokens)] = tokens

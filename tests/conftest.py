@@ -23,10 +23,15 @@ pytest_plugins = [
 def _private_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Point ``JUPYTER_COMPLETE_CACHE`` at a folder of the session's own (kernels and servers
     started by the tests inherit it), so the user's cache is neither read nor written."""
-    saved = os.environ.get("JUPYTER_COMPLETE_CACHE")
+    from fixtures_upstream import ENV_LLAMA_SERVER, llama_server_path
+
+    saved = {name: os.environ.get(name) for name in ("JUPYTER_COMPLETE_CACHE", ENV_LLAMA_SERVER)}
+    # The llama-server build stays where scripts/build_llama_server.sh cached it.
+    os.environ[ENV_LLAMA_SERVER] = str(llama_server_path())
     os.environ["JUPYTER_COMPLETE_CACHE"] = str(tmp_path_factory.mktemp("jupyter_complete_cache"))
     yield
-    if saved is None:
-        os.environ.pop("JUPYTER_COMPLETE_CACHE", None)
-    else:
-        os.environ["JUPYTER_COMPLETE_CACHE"] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -52,21 +52,30 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def llama_server_binary() -> Path:
-    """The cached llama-server binary; skip (fail in CI) when it was not built."""
+def llama_server_path() -> Path:
+    """Where the llama-server binary is: ``$JUPYTER_COMPLETE_LLAMA_SERVER``, else where
+    scripts/build_llama_server.sh caches it (``$JUPYTER_COMPLETE_CACHE`` or
+    ``~/.cache/jupyter_complete``, then ``llama-server/<llama-cpp-python version>``)."""
     named = os.environ.get(ENV_LLAMA_SERVER)
     if named:
-        path = Path(named)
-    else:
-        try:
-            version = importlib.metadata.version("llama-cpp-python")
-        except importlib.metadata.PackageNotFoundError:
-            _missing("needs llama-cpp-python installed (its version names the llama-server build)")
-            raise AssertionError("unreachable") from None
-        cache = Path(
-            os.environ.get("JUPYTER_COMPLETE_CACHE", Path.home() / ".cache" / "jupyter_complete")
-        )
-        path = cache / "llama-server" / version / "llama-server"
+        return Path(named)
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(llama-cpp-python not installed)"
+    cache = Path(
+        os.environ.get("JUPYTER_COMPLETE_CACHE", Path.home() / ".cache" / "jupyter_complete")
+    )
+    return cache / "llama-server" / version / "llama-server"
+
+
+def llama_server_binary() -> Path:
+    """The cached llama-server binary; skip (fail in CI) when it was not built."""
+    try:
+        importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        _missing("needs llama-cpp-python installed (its version names the llama-server build)")
+    path = llama_server_path()
     if not (path.is_file() and os.access(path, os.X_OK)):
         _missing(f"llama-server not found at {path}: run bash scripts/build_llama_server.sh")
     return path

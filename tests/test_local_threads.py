@@ -137,15 +137,6 @@ def test_other_work_counts_unniced_cpu_time_minus_our_own_per_second() -> None:
     assert others() == 0.0
 
 
-def test_the_first_figure_of_other_work_comes_after_a_shorter_interval() -> None:
-    clock, busy = [0.0], [100.0]
-    others = OtherWork(busy=lambda: busy[0], own=lambda: 0.0, clock=lambda: clock[0])
-    clock[0], busy[0] = OtherWork.FIRST_INTERVAL / 2, 100.05
-    assert others() is None  # too soon for any figure
-    clock[0], busy[0] = OtherWork.FIRST_INTERVAL, 100.1
-    assert others() == pytest.approx(1.0)
-
-
 def test_a_first_prompt_gets_every_cpu_other_unniced_work_leaves_free() -> None:
     assert ThreadTuner([2, 1], others=lambda: 0.1).batch() == 2
     assert ThreadTuner([2, 1], others=lambda: 0.9).batch() == 1  # a CPU is someone else's

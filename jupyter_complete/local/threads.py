@@ -103,8 +103,6 @@ class OtherWork:
     """
 
     MIN_INTERVAL = 0.25
-    #: The first figure comes sooner: the first prompt of a model loaded a moment ago.
-    FIRST_INTERVAL = 0.1
 
     def __init__(
         self,
@@ -122,8 +120,7 @@ class OtherWork:
 
     def __call__(self) -> float | None:
         """Other processes' un-niced CPU use since the last reading, in CPUs (None: unknown)."""
-        wait = self.MIN_INTERVAL if self._figure is not None else self.FIRST_INTERVAL
-        if self._last is not None and self._clock() - self._last[0] < wait:
+        if self._last is not None and self._clock() - self._last[0] < self.MIN_INTERVAL:
             return self._figure
         now = self._read()
         if now is None:

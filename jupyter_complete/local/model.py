@@ -47,7 +47,8 @@ class LocalModel:
         n_threads: CPU threads for evaluation, prompt (``n_threads_batch``) and generation
             alike. Default ``JUPYTER_COMPLETE_THREADS``; when that is unset too, a
             `ThreadTuner` measures token times and picks among every CPU this process may
-            run on (`available_cpus`), half of them and 1, whichever is fastest right now.
+            run on (`available_cpus`), half of them and 1, whichever is fastest right now
+            (a prompt evaluated before any token was measured gets `ThreadTuner.batch`).
         verbose: let llama.cpp print its loading log to stderr.
 
     Attention runs on llama.cpp's flash-attention kernel, as in ``llama-server`` (whose

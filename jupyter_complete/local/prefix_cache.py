@@ -79,14 +79,14 @@ def state_name(model: LocalModel, tokens: Sequence[int]) -> str:
     """The file name for ``tokens``' state under ``model``: a SHA-256 of all it depends on."""
     import llama_cpp
 
-    stat = model.path.stat()
+    info = model.path.stat()
     identity = {
         "model": [
             str(model.path.resolve()),
-            stat.st_size,
-            stat.st_mtime_ns,
-            stat.st_ctime_ns,
-            stat.st_ino,
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,
+            info.st_ino,
         ],
         "llama_cpp": llama_cpp.__version__,
         "system": llama_cpp.llama_print_system_info().decode("utf-8", "replace"),
@@ -184,6 +184,15 @@ def _load_sequence(llm: Any, tokens: Sequence[int], state: bytes) -> bool:
     return True
 
 
+def _state_path(model: LocalModel, tokens: Sequence[int], folder: Path | None) -> Path | None:
+    try:
+        return (folder or cache_folder()) / state_name(model, tokens)
+    except (OSError, RuntimeError):
+        # The model file went away (nothing to name the state by), or there is no home
+        # folder to put the cache in (Path.home: no $HOME, uid not in passwd).
+        return None
+
+
 def prime_prefix(model: LocalModel, tokens: Sequence[int], folder: Path | None = None) -> str:
     """Put ``tokens`` in ``model``'s KV cache: from a saved state, else evaluated and saved.
 
@@ -202,18 +211,10 @@ def prime_prefix(model: LocalModel, tokens: Sequence[int], folder: Path | None =
     if not tokens:
         return EVALUATED
     with model.lock:
-        if model.context_used == 0:
-            try:
-                path = (folder or cache_folder()) / state_name(model, tokens)
-            except (OSError, RuntimeError):
-                # The model file went away (nothing to name the state by), or there is no
-                # home folder to put the cache in (Path.home: no $HOME, uid not in passwd).
-                path = None
-            state = _read(path) if path is not None else None
-            if state is not None and _load_sequence(model.llm, tokens, state):
-                return LOADED
-        else:
-            path = None
+        path = _state_path(model, tokens, folder) if model.context_used == 0 else None
+        state = _read(path) if path is not None else None
+        if state is not None and _load_sequence(model.llm, tokens, state):
+            return LOADED
         model.prime(tokens)
         if path is None or not _write(path, _state_of_sequence(model.llm)):
             return EVALUATED

@@ -194,10 +194,14 @@ class ThreadTuner:
         samples = self._samples[threads]
         return statistics.median(samples) if samples else None
 
+    def _fits(self, threads: int, others: float) -> bool:
+        """Whether ``others`` CPUs of other un-niced work leave a CPU for each of ``threads``."""
+        return others + threads <= self.candidates[0] + 0.5
+
     def _room(self, threads: int) -> bool:
-        """Whether other un-niced work leaves a CPU for each of ``threads``."""
+        """Whether other un-niced work leaves a CPU for each of ``threads`` (or is unknown)."""
         others = self._others()
-        return others is None or others + threads <= self.candidates[0] + 0.5
+        return others is None or self._fits(threads, others)
 
     def batch(self) -> int:
         """The count to evaluate a prompt (many tokens in one go) with.
@@ -210,10 +214,8 @@ class ThreadTuner:
         if self._tokens == 0:
             others = self._others()
             if others is not None:
-                return max(
-                    (n for n in self.candidates if others + n <= self.candidates[0] + 0.5),
-                    default=self.candidates[-1],
-                )
+                fitting = [n for n in self.candidates if self._fits(n, others)]
+                return max(fitting, default=self.candidates[-1])
         return self.best()
 
     def _switch(self, threads: int) -> None:

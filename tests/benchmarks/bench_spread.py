@@ -170,6 +170,11 @@ def main() -> int:
             concurrency=concurrency,
             progress=False,
         )
+        for sample in result.samples:
+            if sample.outcome == "error":
+                print(f"({name}: sample {sample.setting}/{sample.index} failed: {sample.error})")
+        if name == "warm-up":  # only warms the servers: a failure is printed, not fatal
+            return result.elapsed
         assert result.drawn == len(VALUES) * SAMPLES, result.summary_line()
         drawn.setdefault(name, []).append(
             sum(len(s.text) for s in result.samples) / len(result.samples)
